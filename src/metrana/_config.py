@@ -1,0 +1,324 @@
+"""Configuration, resolved in one place: ``init()`` arguments over ``METRANA_*`` variables over
+defaults. Every value is validated here; a bad one raises :class:`MetranaConfigError` naming the
+setting, the value and what is accepted.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+
+from ._enums import (
+    BackpressureStrategy,
+    CloseStrategy,
+    ErrorStrategy,
+    LogLevel,
+    ResumeStrategy,
+    _NamedEnum,
+    parse_enum,
+)
+from ._errors import MetranaConfigError, MetranaMissingApiKeyError
+
+__all__ = ["Config", "RunIdentity", "orchestration_id", "resolve_config"]
+
+DEFAULT_EVENT_QUEUE_MAX_SIZE = 100_000
+DEFAULT_DISPATCH_QUEUE_MAX_SIZE = 64
+DEFAULT_ERROR_QUEUE_MAX_SIZE = 1_000
+DEFAULT_CLOSE_TIMEOUT = 30.0
+DEFAULT_INIT_TIMEOUT = 30.0
+DEFAULT_BLOCK_TIMEOUT = 60.0
+MAX_NAME_LENGTH = 256
+OFFLINE = "offline"
+
+ORCHESTRATION_VARIABLES = ("METRANA_ORCHESTRATION_ID", "TORCHELASTIC_RUN_ID", "SLURM_JOB_ID")
+
+E = TypeVar("E", bound=_NamedEnum)
+
+
+class RunIdentity(msgspec.Struct, frozen=True):
+    """Names that identify one run in a store."""
+
+    workspace_name: str
+    project_name: str
+    run_name: str
+    experiment_name: str | None = None
+
+
+class Config(msgspec.Struct, frozen=True):
+    """Every resolved setting of one ``init()``; also handed to the dispatcher as JSON."""
+
+    run: RunIdentity
+    api_key: str | None
+    ingestion_url: str | None
+    home: str
+    orchestration_id: str
+    resume_strategy: ResumeStrategy
+    backpressure_strategy: BackpressureStrategy
+    error_strategy: ErrorStrategy
+    close_strategy: CloseStrategy
+    log_level: LogLevel
+    num_dispatch_workers: int
+    event_queue_max_size: int
+    dispatch_queue_max_size: int
+    error_queue_max_size: int
+    close_timeout: float
+    init_timeout: float
+    block_timeout: float
+
+    @property
+    def store_path(self) -> str:
+        """The embedded SQLite store under ``METRANA_HOME``."""
+        return str(Path(self.home) / "store.sqlite")
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.ingestion_url is None
+
+    @property
+    def target(self) -> str:
+        """A string naming where data goes; part of the session key."""
+        if self.ingestion_url is None:
+            return f"embedded:{self.store_path}"
+        return self.ingestion_url
+
+
+def orchestration_id(environ: Mapping[str, str] | None = None) -> str:
+    """The job's orchestration id: the first set of ``METRANA_ORCHESTRATION_ID``,
+    ``TORCHELASTIC_RUN_ID``, ``SLURM_JOB_ID``; else a new token, exported to
+    ``METRANA_ORCHESTRATION_ID`` so that child processes inherit it."""
+    env = os.environ if environ is None else environ
+    for name in ORCHESTRATION_VARIABLES:
+        value = env.get(name)
+        if value:
+            return value
+    token = uuid.uuid4().hex
+    if environ is None:
+        os.environ["METRANA_ORCHESTRATION_ID"] = token
+    return token
+
+
+def _pick(argument: Any, env_name: str | None, environ: Mapping[str, str]) -> tuple[Any, str]:
+    """The argument if given, else the variable; with the name to quote in errors."""
+    if argument is not None:
+        return argument, "argument"
+    if env_name is not None and environ.get(env_name, "") != "":
+        return environ[env_name], f"environment variable {env_name}"
+    return None, "default"
+
+
+def _enum_setting(
+    cls: type[E], setting: str, argument: Any, env_name: str, default: E, environ: Mapping[str, str]
+) -> E:
+    raw, source = _pick(argument, env_name, environ)
+    if raw is None:
+        return default
+    member = parse_enum(cls, raw)
+    if member is None:
+        raise MetranaConfigError(
+            f"invalid {setting} {raw!r} (from {source}); accepted values: {cls.accepted()}"
+        )
+    return member
+
+
+def _int_setting(
+    setting: str,
+    argument: Any,
+    env_name: str | None,
+    default: int,
+    minimum: int,
+    environ: Mapping[str, str],
+) -> int:
+    raw, source = _pick(argument, env_name, environ)
+    if raw is None:
+        return default
+    try:
+        if isinstance(raw, bool) or isinstance(raw, float):
+            raise ValueError
+        value = int(raw)
+    except (TypeError, ValueError):
+        raise MetranaConfigError(
+            f"invalid {setting} {raw!r} (from {source}); accepted values: an integer >= {minimum}"
+        ) from None
+    if value < minimum:
+        raise MetranaConfigError(
+            f"invalid {setting} {raw!r} (from {source}); accepted values: an integer >= {minimum}"
+        )
+    return value
+
+
+def _float_setting(
+    setting: str, argument: Any, env_name: str, default: float, environ: Mapping[str, str]
+) -> float:
+    raw, source = _pick(argument, env_name, environ)
+    if raw is None:
+        return default
+    try:
+        if isinstance(raw, bool):
+            raise ValueError
+        value = float(raw)
+    except (TypeError, ValueError):
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise MetranaConfigError(
+            f"invalid {setting} {raw!r} (from {source}); accepted values: a number of seconds > 0"
+        )
+    return value
+
+
+def _name_setting(setting: str, value: Any, required: bool) -> str | None:
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise MetranaConfigError(
+            f"invalid {setting} {value!r}; accepted values: a non-empty string "
+            f"of at most {MAX_NAME_LENGTH} characters"
+        )
+    if len(value) > MAX_NAME_LENGTH or "\x00" in value:
+        raise MetranaConfigError(
+            f"invalid {setting} {value[:40]!r}...; accepted values: a non-empty string "
+            f"of at most {MAX_NAME_LENGTH} characters without NUL"
+        )
+    return value
+
+
+def _ingestion_url(argument: Any, environ: Mapping[str, str]) -> str | None:
+    raw, source = _pick(argument, "METRANA_INGESTION_URL", environ)
+    if raw is None:
+        return None
+    if not isinstance(raw, str):
+        raise MetranaConfigError(
+            f"invalid ingestion_url {raw!r} (from {source}); accepted values: "
+            "an http(s):// URL, 'offline', or unset for the embedded store"
+        )
+    url = raw.strip()
+    if url.lower() in ("", "embedded", "local"):
+        return None
+    if url.lower() == OFFLINE:
+        return OFFLINE
+    if not (url.startswith("http://") or url.startswith("https://")):
+        raise MetranaConfigError(
+            f"invalid ingestion_url {raw!r} (from {source}); accepted values: "
+            "an http(s):// URL, 'offline', or unset for the embedded store"
+        )
+    return url.rstrip("/")
+
+
+def resolve_config(
+    *,
+    api_key: str | None = None,
+    workspace_name: Any = None,
+    project_name: Any = None,
+    run_name: Any = None,
+    experiment_name: Any = None,
+    resume_strategy: Any = None,
+    backpressure_strategy: Any = None,
+    error_strategy: Any = None,
+    close_strategy: Any = None,
+    log_level: Any = None,
+    num_dispatch_workers: Any = None,
+    ingestion_url: Any = None,
+    event_queue_max_size: Any = None,
+    close_timeout: Any = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Resolve and validate every setting of ``init()``."""
+    env: Mapping[str, str] = os.environ if environ is None else environ
+    run = RunIdentity(
+        workspace_name=str(_name_setting("workspace_name", workspace_name, True)),
+        project_name=str(_name_setting("project_name", project_name, True)),
+        run_name=str(_name_setting("run_name", run_name, True)),
+        experiment_name=_name_setting("experiment_name", experiment_name, False),
+    )
+    url = _ingestion_url(ingestion_url, env)
+    key, _ = _pick(api_key, "METRANA_API_KEY", env)
+    if key is not None and (not isinstance(key, str) or not key.strip()):
+        raise MetranaConfigError(f"invalid api_key {key!r}; accepted values: a non-empty string")
+    if url is not None and url != OFFLINE and key is None:
+        raise MetranaMissingApiKeyError(
+            f"ingestion_url {url!r} needs an API key: pass api_key= to init() "
+            "or set METRANA_API_KEY (create one with `metrana keys create`)"
+        )
+    home_raw = env.get("METRANA_HOME") or str(Path.home() / ".metrana")
+    return Config(
+        run=run,
+        api_key=key,
+        ingestion_url=url,
+        home=str(Path(home_raw).expanduser().resolve()),
+        orchestration_id=orchestration_id(environ),
+        resume_strategy=_enum_setting(
+            ResumeStrategy,
+            "resume_strategy",
+            resume_strategy,
+            "METRANA_RESUME_STRATEGY",
+            ResumeStrategy.ALLOW,
+            env,
+        ),
+        backpressure_strategy=_enum_setting(
+            BackpressureStrategy,
+            "backpressure_strategy",
+            backpressure_strategy,
+            "METRANA_BACKPRESSURE_STRATEGY",
+            BackpressureStrategy.DROP_NEW,
+            env,
+        ),
+        error_strategy=_enum_setting(
+            ErrorStrategy,
+            "error_strategy",
+            error_strategy,
+            "METRANA_ERROR_MODES",
+            ErrorStrategy.WARN,
+            env,
+        ),
+        close_strategy=_enum_setting(
+            CloseStrategy,
+            "close_strategy",
+            close_strategy,
+            "METRANA_CLOSE_STRATEGY",
+            CloseStrategy.COMPLETE_PENDING,
+            env,
+        ),
+        log_level=_enum_setting(
+            LogLevel, "log_level", log_level, "METRANA_LOG_LEVEL", LogLevel.SUCCESS, env
+        ),
+        num_dispatch_workers=_int_setting(
+            "num_dispatch_workers", num_dispatch_workers, None, 4, 1, env
+        ),
+        event_queue_max_size=_int_setting(
+            "METRANA_EVENT_QUEUE_MAX_SIZE",
+            event_queue_max_size,
+            "METRANA_EVENT_QUEUE_MAX_SIZE",
+            DEFAULT_EVENT_QUEUE_MAX_SIZE,
+            0,
+            env,
+        ),
+        dispatch_queue_max_size=_int_setting(
+            "METRANA_DISPATCH_QUEUE_MAX_SIZE",
+            None,
+            "METRANA_DISPATCH_QUEUE_MAX_SIZE",
+            DEFAULT_DISPATCH_QUEUE_MAX_SIZE,
+            1,
+            env,
+        ),
+        error_queue_max_size=_int_setting(
+            "METRANA_ERROR_QUEUE_MAX_SIZE",
+            None,
+            "METRANA_ERROR_QUEUE_MAX_SIZE",
+            DEFAULT_ERROR_QUEUE_MAX_SIZE,
+            1,
+            env,
+        ),
+        close_timeout=_float_setting(
+            "close_timeout", close_timeout, "METRANA_CLOSE_TIMEOUT", DEFAULT_CLOSE_TIMEOUT, env
+        ),
+        init_timeout=_float_setting(
+            "init_timeout", None, "METRANA_INIT_TIMEOUT", DEFAULT_INIT_TIMEOUT, env
+        ),
+        block_timeout=_float_setting(
+            "block_timeout", None, "METRANA_BLOCK_TIMEOUT", DEFAULT_BLOCK_TIMEOUT, env
+        ),
+    )

@@ -1,0 +1,94 @@
+"""The exception hierarchy of Metrana.
+
+Every exception the library raises derives from :class:`MetranaError`::
+
+    MetranaError
+    ├── MetranaConfigError (ValueError)          a setting has a bad value
+    │   └── MetranaMissingApiKeyError            a remote target needs an API key
+    ├── MetranaInvalidMetricError (ValueError)   log() got a bad name, step, label or scale
+    ├── MetranaInvalidMetricTypeError (TypeError) log() got a value or argument of a wrong type
+    ├── MetranaNotInitializedError (RuntimeError) log()/close() before init() or after close()
+    ├── MetranaAlreadyInitializedError (RuntimeError) init() twice without close()
+    ├── MetranaEventQueueFullError               the writer's ring is full (backpressure Raise)
+    ├── MetranaTimeoutError (TimeoutError)       close()/flush() gave up; carries ``pending``
+    ├── MetranaDispatcherError                   the dispatcher could not start or hand-shake
+    │   └── MetranaRunExistsError                resume_strategy=Never and the run exists
+    ├── MetranaDeliveryError                     the dispatcher could not deliver data
+    └── MetranaCorruptRingError                  a ring file does not hold what it should
+
+The REST client's errors (``MetricsApiError`` and subclasses) live in ``metrana.api``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MetranaAlreadyInitializedError",
+    "MetranaConfigError",
+    "MetranaCorruptRingError",
+    "MetranaDeliveryError",
+    "MetranaDispatcherError",
+    "MetranaError",
+    "MetranaEventQueueFullError",
+    "MetranaInvalidMetricError",
+    "MetranaInvalidMetricTypeError",
+    "MetranaMissingApiKeyError",
+    "MetranaNotInitializedError",
+    "MetranaRunExistsError",
+    "MetranaTimeoutError",
+]
+
+
+class MetranaError(Exception):
+    """Root of every exception raised by Metrana."""
+
+
+class MetranaConfigError(MetranaError, ValueError):
+    """A configuration value is invalid; the message names the setting and what it accepts."""
+
+
+class MetranaMissingApiKeyError(MetranaConfigError):
+    """A remote ingestion target was configured without an API key."""
+
+
+class MetranaInvalidMetricError(MetranaError, ValueError):
+    """``log()`` was given a value it cannot accept (bad name, step, label or scale)."""
+
+
+class MetranaInvalidMetricTypeError(MetranaError, TypeError):
+    """``log()`` was given an argument of the wrong type."""
+
+
+class MetranaNotInitializedError(MetranaError, RuntimeError):
+    """``log()`` or ``close()`` was called before ``init()`` or after ``close()``."""
+
+
+class MetranaAlreadyInitializedError(MetranaError, RuntimeError):
+    """``init()`` was called twice in one process without ``close()`` in between."""
+
+
+class MetranaEventQueueFullError(MetranaError):
+    """The writer's ring buffer is full and the backpressure strategy is ``Raise``."""
+
+
+class MetranaTimeoutError(MetranaError, TimeoutError):
+    """``close()`` or ``flush()`` gave up waiting; ``pending`` points were not delivered."""
+
+    def __init__(self, message: str, pending: int) -> None:
+        super().__init__(message)
+        self.pending = pending
+
+
+class MetranaDispatcherError(MetranaError):
+    """The dispatcher process could not be started or could not open the run."""
+
+
+class MetranaRunExistsError(MetranaDispatcherError):
+    """The run already exists, belongs to another job, and ``resume_strategy`` is ``Never``."""
+
+
+class MetranaDeliveryError(MetranaError):
+    """The dispatcher could not deliver data; the message carries the target's answer."""
+
+
+class MetranaCorruptRingError(MetranaError):
+    """A ring file's header or a record in it is not what the ring format promises."""

@@ -1,0 +1,408 @@
+"""Single-producer single-consumer rings of variable-length records in mmap'd files.
+
+One writer process owns one *writer* in a session directory: a meta file and one or more
+segment files. The writer process is the only producer; the dispatcher the only consumer.
+Every position is written by one side only, with a single aligned 8-byte store into a
+``memoryview(mmap).cast("Q")`` slot (never ``struct.pack_into``, which CPython may perform as two
+writes that another process can observe half done).
+
+Meta file ``w-<id>.meta`` (``META_BYTES`` bytes, little-endian u64 slots)::
+
+    0 magic  1 version  2 pid  3 create time (ms)  4 max events (0 = unbounded)
+    5 segment capacity (bytes)
+    writer-owned:  8 records written   9 points dropped (ring full)  10 state (0 open, 1 closed)
+                  11 close strategy code  12 current write segment   13 points logged
+    reader-owned: 16 records committed 17 points discarded by close 18 duplicate points
+                  19 close acknowledged  20 points stored (new)  21 points committed
+
+Segment file ``w-<id>.<n>.seg``: a ``SEGMENT_HEADER`` byte header of u64 slots, then ``capacity``
+bytes of data::
+
+    0 magic  1 segment number  2 capacity
+    writer-owned:  8 write position   9 sealed (1 when the writer moved to the next segment)
+    reader-owned: 16 committed read position
+
+Positions are absolute and only increase; ``position % capacity`` is the offset in the data.
+A record is an 8-byte header (u32 payload length, u32 check word derived from the record's
+position) followed by the payload, padded to 8 bytes. A record never straddles the end of the
+data: the writer writes a PAD header and continues at offset 0. The writer publishes the write
+position after the record's bytes, so the reader never sees a partial record; the check word
+also proves that the bytes belong to this lap, not an older one. With ``max events = 0`` a full
+segment is sealed and the writer continues in a new one; the reader deletes sealed segments
+once it has committed past them.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ._errors import MetranaCorruptRingError
+
+MAGIC_META = 0x4D45545241_4D5441  # "METRA" "MTA"
+MAGIC_SEGMENT = 0x4D45545241_534547  # "METRA" "SEG"
+VERSION = 1
+META_BYTES = 4096
+SEGMENT_HEADER = 4096
+RECORD_HEADER = 8
+PAD = 0xFFFFFFFF
+BYTES_PER_EVENT = 48
+MIN_SEGMENT = 64 * 1024
+UNBOUNDED_SEGMENT = 4 * 1024 * 1024
+
+# meta slots
+M_MAGIC, M_VERSION, M_PID, M_CREATE_MS, M_MAX_EVENTS, M_SEGMENT_BYTES = 0, 1, 2, 3, 4, 5
+M_WRITTEN, M_DROPPED, M_STATE, M_CLOSE_STRATEGY, M_WRITE_SEGMENT, M_LOGGED = 8, 9, 10, 11, 12, 13
+M_COMMITTED, M_DISCARDED, M_DUPLICATES, M_CLOSE_ACK, M_STORED = 16, 17, 18, 19, 20
+M_COMMITTED_POINTS = 21
+# segment slots
+S_MAGIC, S_NUMBER, S_CAPACITY, S_WRITE_POS, S_SEALED, S_READ_POS = 0, 1, 2, 8, 9, 16
+
+STATE_OPEN, STATE_CLOSED = 0, 1
+
+_HEADER = struct.Struct("<II")
+
+
+def check_word(position: int) -> int:
+    """The check word of a record at ``position``: differs from lap to lap."""
+    return ((position >> 3) ^ 0x9E3779B9) & 0xFFFFFFFF
+
+
+def segment_capacity(max_events: int) -> int:
+    """Bytes of data per segment for a ring of ``max_events`` events (0 = unbounded)."""
+    if max_events == 0:
+        return UNBOUNDED_SEGMENT
+    wanted = max(max_events * BYTES_PER_EVENT, MIN_SEGMENT)
+    return (wanted + 4095) // 4096 * 4096
+
+
+def meta_name(writer_id: str) -> str:
+    return f"w-{writer_id}.meta"
+
+
+def segment_name(writer_id: str, number: int) -> str:
+    return f"w-{writer_id}.{number:06d}.seg"
+
+
+def writer_id_of(meta_path: Path) -> str:
+    return meta_path.name[2 : -len(".meta")]
+
+
+def _map(path: Path, size: int, create: bool) -> tuple[mmap.mmap, memoryview]:
+    flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0)
+    fd = os.open(path, flags, 0o600)
+    try:
+        if create:
+            os.ftruncate(fd, size)
+        else:
+            actual = os.fstat(fd).st_size
+            if actual < size:
+                raise MetranaCorruptRingError(
+                    f"ring file {path} is {actual} bytes, expected at least {size}"
+                )
+        mm = mmap.mmap(fd, size)
+    finally:
+        os.close(fd)
+    return mm, memoryview(mm).cast("Q")
+
+
+class _Segment:
+    __slots__ = ("capacity", "mm", "number", "path", "slots", "u32", "view")
+
+    def __init__(self, path: Path, number: int, capacity: int, create: bool) -> None:
+        self.path = path
+        self.number = number
+        self.mm, self.slots = _map(path, SEGMENT_HEADER + capacity, create)
+        if create:
+            self.slots[S_NUMBER] = number
+            self.slots[S_CAPACITY] = capacity
+            self.slots[S_MAGIC] = MAGIC_SEGMENT
+            self.capacity = capacity
+        else:
+            if self.slots[S_MAGIC] != MAGIC_SEGMENT or self.slots[S_NUMBER] != number:
+                raise MetranaCorruptRingError(f"{path} is not segment {number} of a Metrana ring")
+            self.capacity = self.slots[S_CAPACITY]
+        self.view = memoryview(self.mm)[SEGMENT_HEADER:]
+        self.u32 = self.view.cast("I")
+
+    def close(self) -> None:
+        self.u32.release()
+        self.view.release()
+        self.slots.release()
+        self.mm.close()
+
+
+class RingWriter:
+    """The producer side: appends encoded records; owned by exactly one process."""
+
+    def __init__(
+        self,
+        directory: Path,
+        writer_id: str,
+        pid: int,
+        create_ms: int,
+        max_events: int,
+    ) -> None:
+        self.directory = directory
+        self.writer_id = writer_id
+        self.max_events = max_events
+        self.capacity = segment_capacity(max_events)
+        self.meta_path = directory / meta_name(writer_id)
+        self._segment = _Segment(
+            directory / segment_name(writer_id, 0), 0, self.capacity, create=True
+        )
+        self._mm, meta = _map(self.meta_path, META_BYTES, create=True)
+        meta[M_VERSION] = VERSION
+        meta[M_PID] = pid
+        meta[M_CREATE_MS] = create_ms
+        meta[M_MAX_EVENTS] = max_events
+        meta[M_SEGMENT_BYTES] = self.capacity
+        meta[M_MAGIC] = MAGIC_META
+        self.meta = meta
+        self._position = 0
+        self._written = 0
+        self._cached_read = 0
+        self._cached_committed = 0
+
+    @property
+    def written(self) -> int:
+        """Records appended so far."""
+        return self._written
+
+    def committed(self) -> int:
+        """Records the consumer has committed (delivered or discarded)."""
+        return int(self.meta[M_COMMITTED])
+
+    def append(self, payload: bytearray) -> bool:
+        """Append a record whose payload starts at offset 8 of ``payload``.
+
+        The first 8 bytes of ``payload`` are scratch space for the record header. Returns False,
+        writing nothing, when the ring is full.
+        """
+        n = len(payload)
+        size = (n + 7) & -8
+        if (
+            self.max_events
+            and self._written - self._cached_committed >= self.max_events
+            and not self._refresh_committed()
+        ):
+            return False
+        segment = self._segment
+        capacity = segment.capacity
+        position = self._position
+        offset = position % capacity
+        pad = capacity - offset if offset + size > capacity else 0
+        if size > capacity:
+            raise ValueError(f"record of {size} bytes does not fit a ring of {capacity} bytes")
+        if position + pad + size - self._cached_read > capacity:
+            self._cached_read = segment.slots[S_READ_POS]
+            if position + pad + size - self._cached_read > capacity:
+                if self.max_events:
+                    return False
+                self._chain()
+                return self.append(payload)
+        if pad:
+            _HEADER.pack_into(segment.view, offset, PAD, check_word(position))
+            position += pad
+            offset = 0
+        _HEADER.pack_into(payload, 0, n - RECORD_HEADER, check_word(position))
+        segment.view[offset : offset + n] = payload
+        position += size
+        self._position = position
+        self._written += 1
+        segment.slots[S_WRITE_POS] = position
+        self.meta[M_WRITTEN] = self._written
+        return True
+
+    def _refresh_committed(self) -> bool:
+        self._cached_committed = self.meta[M_COMMITTED]
+        return self._written - self._cached_committed < self.max_events
+
+    def _chain(self) -> None:
+        """Seal the current segment and continue in a new one (unbounded rings only)."""
+        old = self._segment
+        number = old.number + 1
+        self._segment = _Segment(
+            self.directory / segment_name(self.writer_id, number), number, self.capacity, True
+        )
+        self.meta[M_WRITE_SEGMENT] = number
+        old.slots[S_SEALED] = 1
+        old.close()
+        self._position = 0
+        self._cached_read = 0
+
+    def set_slot(self, slot: int, value: int) -> None:
+        self.meta[slot] = value
+
+    def get_slot(self, slot: int) -> int:
+        return int(self.meta[slot])
+
+    def close(self) -> None:
+        """Unmap the files (they stay for the consumer)."""
+        self._segment.close()
+        self.meta.release()
+        self._mm.close()
+
+
+class Cursor:
+    """A read position in one writer: segment number, position in it, records consumed."""
+
+    __slots__ = ("position", "records", "segment")
+
+    def __init__(self, segment: int, position: int, records: int) -> None:
+        self.segment = segment
+        self.position = position
+        self.records = records
+
+    def copy(self) -> Cursor:
+        return Cursor(self.segment, self.position, self.records)
+
+
+class RingReader:
+    """The consumer side of one writer: reads ahead, commits behind."""
+
+    def __init__(self, meta_path: Path, decode: Callable[[memoryview], Any]) -> None:
+        self.meta_path = meta_path
+        self.directory = meta_path.parent
+        self.writer_id = writer_id_of(meta_path)
+        self._mm, meta = _map(meta_path, META_BYTES, create=False)
+        if meta[M_MAGIC] != MAGIC_META or meta[M_VERSION] != VERSION:
+            meta.release()
+            self._mm.close()
+            raise MetranaCorruptRingError(f"{meta_path} is not a Metrana ring (bad magic)")
+        self.meta = meta
+        self.pid = int(meta[M_PID])
+        self.create_ms = int(meta[M_CREATE_MS])
+        self._decode = decode
+        self._segments: dict[int, _Segment] = {}
+        first = self._first_segment()
+        start = self._open_segment(first)
+        self.committed = Cursor(first, int(start.slots[S_READ_POS]), int(meta[M_COMMITTED]))
+        self.cursor = self.committed.copy()
+
+    def _first_segment(self) -> int:
+        prefix = f"w-{self.writer_id}."
+        numbers = [
+            int(p.name[len(prefix) : -len(".seg")])
+            for p in self.directory.glob(f"{prefix}*.seg")
+        ]
+        if not numbers:
+            raise MetranaCorruptRingError(f"ring {self.meta_path} has no segment file")
+        return min(numbers)
+
+    def _open_segment(self, number: int) -> _Segment:
+        segment = self._segments.get(number)
+        if segment is None:
+            path = self.directory / segment_name(self.writer_id, number)
+            capacity = int(self.meta[M_SEGMENT_BYTES])
+            segment = _Segment(path, number, capacity, create=False)
+            self._segments[number] = segment
+        return segment
+
+    def slot(self, index: int) -> int:
+        return int(self.meta[index])
+
+    def set_slot(self, index: int, value: int) -> None:
+        self.meta[index] = value
+
+    def add_to_slot(self, index: int, value: int) -> None:
+        self.meta[index] = self.meta[index] + value
+
+    def pending(self) -> int:
+        """Records written but not yet read by this reader."""
+        return int(self.meta[M_WRITTEN]) - self.cursor.records
+
+    def read(self, limit: int) -> list[Any]:
+        """Decode up to ``limit`` records after the read cursor and advance it."""
+        out: list[Any] = []
+        cursor = self.cursor
+        decode = self._decode
+        while len(out) < limit:
+            segment = self._open_segment(cursor.segment)
+            slots = segment.slots
+            sealed = slots[S_SEALED]
+            end = slots[S_WRITE_POS]
+            position = cursor.position
+            capacity = segment.capacity
+            u32 = segment.u32
+            view = segment.view
+            while position < end and len(out) < limit:
+                offset = position % capacity
+                length = u32[offset >> 2]
+                if u32[(offset >> 2) + 1] != check_word(position):
+                    raise MetranaCorruptRingError(
+                        f"ring {segment.path}: record at position {position} has a bad check "
+                        "word; the file was modified by something other than its writer"
+                    )
+                if length == PAD:
+                    position += capacity - offset
+                    continue
+                start = offset + RECORD_HEADER
+                out.append(decode(view[start : start + length]))
+                position += (length + RECORD_HEADER + 7) & -8
+                cursor.records += 1
+            cursor.position = position
+            if position >= end and sealed:
+                cursor.segment += 1
+                cursor.position = 0
+                continue
+            break
+        return out
+
+    def rewind(self) -> None:
+        """Forget what was read but not committed (it will be read again)."""
+        self.cursor = self.committed.copy()
+
+    def skip_unread(self) -> int:
+        """Move the read cursor to the end of what is written; return records skipped."""
+        before = self.cursor.records
+        while True:
+            segment = self._open_segment(self.cursor.segment)
+            sealed = segment.slots[S_SEALED]
+            self.cursor.position = int(segment.slots[S_WRITE_POS])
+            if not sealed:
+                break
+            self.cursor.segment += 1
+            self.cursor.position = 0
+        self.cursor.records = int(self.meta[M_WRITTEN])
+        return self.cursor.records - before
+
+    def commit(self, cursor: Cursor | None = None) -> None:
+        """Publish ``cursor`` (default: the read cursor) as committed; free what it passed."""
+        target = (cursor or self.cursor).copy()
+        for number in sorted(self._segments):
+            if number < target.segment:
+                segment = self._segments.pop(number)
+                segment.close()
+                try:
+                    segment.path.unlink()
+                except FileNotFoundError:
+                    pass
+        segment = self._open_segment(target.segment)
+        segment.slots[S_READ_POS] = target.position
+        self.meta[M_COMMITTED] = target.records
+        self.committed = target
+
+    def drained(self) -> bool:
+        """True when every record written has been committed."""
+        return self.committed.records >= int(self.meta[M_WRITTEN])
+
+    def close(self) -> None:
+        for segment in self._segments.values():
+            segment.close()
+        self._segments.clear()
+        self.meta.release()
+        self._mm.close()
+
+    def delete(self) -> None:
+        """Close and remove every file of this writer."""
+        self.close()
+        for path in self.directory.glob(f"w-{self.writer_id}.*"):
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass

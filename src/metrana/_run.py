@@ -1,0 +1,209 @@
+"""The process-global logging state behind ``metrana.init()``, ``log()`` and ``close()``."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+from typing import Any
+
+from ._config import Config, resolve_config
+from ._enums import CloseStrategy, parse_enum
+from ._errors import (
+    MetranaAlreadyInitializedError,
+    MetranaConfigError,
+    MetranaError,
+    MetranaNotInitializedError,
+)
+from ._logging import configure, logger
+from ._session import Handshake, Session
+from ._writer import Writer
+
+__all__ = ["close", "init", "log"]
+
+_writer: Writer | None = None
+# Set in a forked child whose parent had a writer: the child's first log() opens its own ring.
+_inherited: tuple[Config, Session, Handshake, dict[tuple[str, str, str], int]] | None = None
+_state_lock = threading.Lock()
+_atexit_registered = False
+
+
+def init(
+    api_key: str | None = None,
+    *,
+    workspace_name: str,
+    project_name: str,
+    run_name: str,
+    experiment_name: str | None = None,
+    resume_strategy: Any = None,
+    backpressure_strategy: Any = None,
+    error_strategy: Any = None,
+    close_strategy: Any = None,
+    log_level: Any = None,
+    num_dispatch_workers: int = 4,
+    ingestion_url: str | None = None,
+) -> None:
+    """Join (or start) the run's session in this process.
+
+    The first process of a job on a host starts the session's dispatcher; every other process
+    with the same run identity and orchestration id joins it. Blocks until the dispatcher has
+    created or resumed the run (``METRANA_INIT_TIMEOUT``, default 30 s).
+
+    Raises:
+        MetranaAlreadyInitializedError: ``init()`` was already called in this process.
+        MetranaConfigError: a setting is invalid (the message names it and what is accepted).
+        MetranaDispatcherError: the dispatcher could not start or open the run.
+        MetranaRunExistsError: ``resume_strategy="Never"`` and the run exists for another job.
+    """
+    global _writer, _inherited
+    with _state_lock:
+        if _writer is not None and not _writer.closed:
+            raise MetranaAlreadyInitializedError(
+                "metrana.init() was already called in this process; call metrana.close() first"
+            )
+        config = resolve_config(
+            api_key=api_key,
+            workspace_name=workspace_name,
+            project_name=project_name,
+            run_name=run_name,
+            experiment_name=experiment_name,
+            resume_strategy=resume_strategy,
+            backpressure_strategy=backpressure_strategy,
+            error_strategy=error_strategy,
+            close_strategy=close_strategy,
+            log_level=log_level,
+            num_dispatch_workers=num_dispatch_workers,
+            ingestion_url=ingestion_url,
+        )
+        configure(config.log_level)
+        session = Session.for_config(config)
+        # The ring exists before the dispatcher is looked for, so a dispatcher about to exit
+        # for lack of writers sees it and stays.
+        writer = Writer(config, session)
+        try:
+            process = session.ensure_dispatcher(config, config.init_timeout)
+            writer.adopt(process)
+            writer.apply_handshake(session.wait_handshake(config.init_timeout, process))
+        except BaseException:
+            writer.abandon()
+            raise
+        writer.start_watchdog()
+        _writer = writer
+        _inherited = None
+        _register_atexit()
+        logger.debug("metrana: joined session %s", session.dir)
+
+
+def log(
+    metric_name: str,
+    value: float | int,
+    scale: Any = None,
+    step: int | None = None,
+    labels: dict[str, str] | None = None,
+    timestamp: int | None = None,
+) -> None:
+    """Record one point of the series ``(metric_name, scale, labels)``.
+
+    Never does I/O: the point is appended to this process's ring (acknowledgement level A0)
+    and the dispatcher delivers it. ``step`` auto-increments per series when omitted;
+    ``timestamp`` is Unix nanoseconds (default: now).
+
+    Raises:
+        MetranaNotInitializedError: before ``init()`` or after ``close()``.
+        MetranaInvalidMetricError / MetranaInvalidMetricTypeError: bad input; nothing is logged.
+        MetranaEventQueueFullError: the ring is full and backpressure is ``Raise`` (or
+            ``Block`` gave up).
+    """
+    writer = _writer
+    if writer is None:
+        writer = _writer_after_fork()
+    writer.log(metric_name, value, scale, step, labels, timestamp)
+
+
+def _writer_after_fork() -> Writer:
+    global _writer, _inherited
+    with _state_lock:
+        if _writer is not None:
+            return _writer
+        if _inherited is None:
+            raise MetranaNotInitializedError(
+                "metrana.log() called before metrana.init() (or after metrana.close())"
+            )
+        config, session, handshake, steps = _inherited
+        writer = Writer(config, session, handshake, steps)
+        if not session.dispatcher_alive():
+            writer.check_dispatcher()
+        writer.start_watchdog()
+        _writer = writer
+        _inherited = None
+        _register_atexit()
+        return writer
+
+
+def close(close_strategy: Any = None, timeout: float | None = None) -> None:
+    """Close this process's writer.
+
+    ``close_strategy`` (default: the one given to ``init()``) decides what happens to points
+    not yet delivered; ``timeout`` (default ``METRANA_CLOSE_TIMEOUT``, 30 s) bounds the wait.
+
+    Raises:
+        MetranaNotInitializedError: nothing to close.
+        MetranaTimeoutError: ``CompleteAll`` (or ``CompletePending``) did not finish in time;
+            its ``pending`` attribute counts the points not delivered.
+    """
+    global _writer, _inherited
+    with _state_lock:
+        writer = _writer
+        if writer is None or writer.closed:
+            _inherited = None
+            raise MetranaNotInitializedError("metrana.close() called without metrana.init()")
+        strategy = writer.config.close_strategy
+        if close_strategy is not None:
+            parsed = parse_enum(CloseStrategy, close_strategy)
+            if parsed is None:
+                raise MetranaConfigError(
+                    f"invalid close_strategy {close_strategy!r}; accepted values: "
+                    f"{CloseStrategy.accepted()}"
+                )
+            strategy = parsed
+        wait = writer.config.close_timeout if timeout is None else float(timeout)
+        try:
+            writer.close(strategy, wait)
+        finally:
+            writer.release()
+            _writer = None
+
+
+def _atexit_close() -> None:
+    writer = _writer
+    if writer is None or writer.closed or writer.pid != os.getpid():
+        return
+    try:
+        close()
+    except MetranaError as error:
+        logger.error("metrana: at exit: %s", error)
+
+
+def _register_atexit() -> None:
+    global _atexit_registered
+    if not _atexit_registered:
+        atexit.register(_atexit_close)
+        _atexit_registered = True
+
+
+def _after_fork_in_child() -> None:
+    """A forked child must not touch its parent's ring, lock or threads."""
+    global _writer, _inherited, _state_lock
+    _state_lock = threading.Lock()
+    writer = _writer
+    _writer = None
+    if writer is not None and not writer.closed:
+        _inherited = (writer.config, writer.session, writer.handshake, writer.next_steps())
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def current_writer() -> Writer | None:
+    """This process's open writer, if any (for stats and tests)."""
+    return _writer

@@ -1,0 +1,252 @@
+"""Sessions: one run on one host, shared by every writer process of a job and one dispatcher.
+
+A session directory (under ``/dev/shm`` where it exists, else the temp dir; mode 0700) holds::
+
+    config.json       the resolved configuration of the writer that started the dispatcher
+    dispatcher.lock   held (flock) by the live dispatcher for its whole life: the election
+    spawn.lock        serialises writers deciding whether to start a dispatcher
+    dispatcher.json   pid and create time of the dispatcher holding the lock
+    handshake.json    the dispatcher's answer: ready (experiment id, resume table) or failed
+    dispatcher.log    the dispatcher's log lines
+    w-<id>.meta/.seg  one ring per writer process (see ``_ring``)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import filelock
+import msgspec
+import psutil
+
+from ._config import Config
+from ._errors import MetranaDispatcherError, MetranaRunExistsError
+
+__all__ = [
+    "DispatcherInfo",
+    "Handshake",
+    "Session",
+    "process_alive",
+    "process_create_ms",
+    "session_root",
+]
+
+
+class Handshake(msgspec.Struct):
+    """The dispatcher's answer to the run handshake, read by every writer at ``init()``."""
+
+    status: str  # "ready" or "failed"
+    dispatcher_pid: int
+    experiment_id: int | None = None
+    error: str | None = None
+    error_kind: str | None = None  # "run_exists", "refused", "unreachable", "internal"
+    resume: list[tuple[str, str, str, int]] = []  # (metric, scale, labels json, last step)
+
+
+class DispatcherInfo(msgspec.Struct):
+    pid: int
+    create_ms: int
+    started_ns: int
+
+
+def session_root() -> Path:
+    """Where session directories live: ``METRANA_SESSION_ROOT``, else ``/dev/shm``, else tmp."""
+    override = os.environ.get("METRANA_SESSION_ROOT")
+    if override:
+        return Path(override)
+    base = Path("/dev/shm")
+    if not (base.is_dir() and os.access(base, os.W_OK)):
+        base = Path(tempfile.gettempdir())
+    return base / f"metrana-{os.getuid()}"
+
+
+def process_create_ms(pid: int | None = None) -> int:
+    """A process's create time in milliseconds: with its pid, the identity of a process."""
+    return int(psutil.Process(pid).create_time() * 1000)
+
+
+def process_alive(pid: int, create_ms: int) -> bool:
+    """True when the process ``pid`` exists, is not a zombie, and was created at ``create_ms``."""
+    try:
+        process = psutil.Process(pid)
+        if abs(int(process.create_time() * 1000) - create_ms) > 1:
+            return False
+        return process.status() != psutil.STATUS_ZOMBIE
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+    os.replace(tmp, path)
+
+
+def _read_struct(path: Path, kind: type[Any]) -> Any:
+    try:
+        return msgspec.json.decode(path.read_bytes(), type=kind)
+    except (FileNotFoundError, msgspec.DecodeError):
+        return None
+
+
+class Session:
+    """A session directory and the operations on it that writers and the dispatcher share."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.config_path = directory / "config.json"
+        self.lock_path = directory / "dispatcher.lock"
+        self.spawn_lock_path = directory / "spawn.lock"
+        self.info_path = directory / "dispatcher.json"
+        self.handshake_path = directory / "handshake.json"
+        self.log_path = directory / "dispatcher.log"
+
+    @staticmethod
+    def key(config: Config) -> str:
+        """Derived from the target, the run identity and the job's orchestration id."""
+        run = config.run
+        parts = [
+            config.target,
+            run.workspace_name,
+            run.project_name,
+            run.experiment_name or "",
+            run.run_name,
+            config.orchestration_id,
+        ]
+        return hashlib.sha256(msgspec.json.encode(parts)).hexdigest()[:24]
+
+    @classmethod
+    def for_config(cls, config: Config) -> Session:
+        root = session_root()
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        directory = root / cls.key(config)
+        directory.mkdir(mode=0o700, exist_ok=True)
+        return cls(directory)
+
+    def write_config(self, config: Config) -> None:
+        _atomic_write(self.config_path, msgspec.json.encode(config))
+
+    def read_config(self) -> Config:
+        return msgspec.json.decode(self.config_path.read_bytes(), type=Config)
+
+    def write_handshake(self, handshake: Handshake) -> None:
+        _atomic_write(self.handshake_path, msgspec.json.encode(handshake))
+
+    def read_handshake(self) -> Handshake | None:
+        result: Handshake | None = _read_struct(self.handshake_path, Handshake)
+        return result
+
+    def write_info(self, info: DispatcherInfo) -> None:
+        _atomic_write(self.info_path, msgspec.json.encode(info))
+
+    def read_info(self) -> DispatcherInfo | None:
+        result: DispatcherInfo | None = _read_struct(self.info_path, DispatcherInfo)
+        return result
+
+    def dispatcher_lock(self) -> filelock.BaseFileLock:
+        return filelock.FileLock(str(self.lock_path))
+
+    def dispatcher_alive(self) -> bool:
+        """True when some process holds the dispatcher lock."""
+        lock = self.dispatcher_lock()
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            return True
+        lock.release()
+        return False
+
+    def ensure_dispatcher(self, config: Config, timeout: float) -> subprocess.Popen[bytes] | None:
+        """Start a dispatcher unless one is alive; return the process if this call started it.
+
+        Writers decide under ``spawn.lock``, so a crowd of ranks starting at once yields one
+        dispatcher. The dispatcher is a detached ``python -m metrana.dispatcher`` (never a fork
+        of the caller) and is waited for until it holds its lock.
+        """
+        with filelock.FileLock(str(self.spawn_lock_path), timeout=timeout):
+            if self.dispatcher_alive():
+                return None
+            with contextlib.suppress(FileNotFoundError):
+                self.handshake_path.unlink()
+            with contextlib.suppress(FileNotFoundError):
+                self.info_path.unlink()
+            self.write_config(config)
+            process = self._spawn()
+            deadline = time.monotonic() + timeout
+            while True:
+                info = self.read_info()
+                if info is not None and info.pid == process.pid:
+                    return process
+                code = process.poll()
+                if code is not None:
+                    raise MetranaDispatcherError(
+                        f"the dispatcher exited with code {code} before taking its lock; "
+                        f"its log: {self.log_tail()}"
+                    )
+                if time.monotonic() > deadline:
+                    raise MetranaDispatcherError(
+                        f"the dispatcher did not start within {timeout:.0f} s; "
+                        f"its log: {self.log_tail()}"
+                    )
+                time.sleep(0.002)
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child
+        try:
+            return subprocess.Popen(
+                [sys.executable, "-m", "metrana.dispatcher", str(self.dir)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
+        finally:
+            log.close()
+
+    def wait_handshake(
+        self, timeout: float, process: subprocess.Popen[bytes] | None
+    ) -> Handshake:
+        """Wait for the live dispatcher's handshake; raise if it failed or never came."""
+        deadline = time.monotonic() + timeout
+        delay = 0.001
+        while True:
+            handshake = self.read_handshake()
+            if handshake is not None:
+                if handshake.status == "ready":
+                    return handshake
+                message = handshake.error or "the dispatcher could not open the run"
+                if handshake.error_kind == "run_exists":
+                    raise MetranaRunExistsError(message)
+                raise MetranaDispatcherError(message)
+            if process is not None and process.poll() is not None:
+                raise MetranaDispatcherError(
+                    f"the dispatcher exited with code {process.returncode} before its "
+                    f"handshake; its log: {self.log_tail()}"
+                )
+            if time.monotonic() > deadline:
+                raise MetranaDispatcherError(
+                    f"no handshake from the dispatcher within {timeout:.0f} s; "
+                    f"its log ({self.log_path}): {self.log_tail()}"
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:]) or "(empty)"
+
+    def ring_metas(self) -> list[Path]:
+        return sorted(self.dir.glob("w-*.meta"))

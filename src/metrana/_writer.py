@@ -1,0 +1,433 @@
+"""The writer: this process's side of a session. ``log()`` validates, interns the series,
+encodes one record and appends it to this process's ring; it never does I/O."""
+
+from __future__ import annotations
+
+import numbers
+import os
+import subprocess
+import threading
+import time
+from typing import Any
+
+import msgspec
+
+from . import _ring
+from ._config import MAX_NAME_LENGTH, Config
+from ._enums import BackpressureStrategy, CloseStrategy, StandardMetricScale, parse_enum
+from ._errors import (
+    MetranaDispatcherError,
+    MetranaEventQueueFullError,
+    MetranaInvalidMetricError,
+    MetranaInvalidMetricTypeError,
+    MetranaTimeoutError,
+)
+from ._logging import logger
+from ._records import CLOSE, DECLARE, POINT, encoder
+from ._session import Handshake, Session, process_create_ms
+
+_json_sorted = msgspec.json.Encoder(order="sorted")
+_time_ns = time.time_ns
+_generation = 0
+
+WATCHDOG_INTERVAL = 0.5
+_M_LOGGED = _ring.M_LOGGED
+
+
+def labels_json(labels: dict[str, str]) -> str:
+    """The canonical text of a label set, as the store keys series by it."""
+    return _json_sorted.encode(labels).decode()
+
+
+class _Series:
+    __slots__ = ("declared", "id", "labels", "name", "next_step", "scale")
+
+    def __init__(self, series_id: int, name: str, scale: str, labels: dict[str, str]) -> None:
+        self.id = series_id
+        self.name = name
+        self.scale = scale
+        self.labels = labels
+        self.next_step = 0
+        self.declared = False
+
+
+def _check_name(name: object) -> str:
+    if type(name) is not str:
+        raise MetranaInvalidMetricTypeError(
+            f"metric_name must be a str, got {type(name).__name__}: {name!r}"
+        )
+    if not name or not name.strip():
+        raise MetranaInvalidMetricError("metric_name must not be empty")
+    if len(name) > MAX_NAME_LENGTH:
+        raise MetranaInvalidMetricError(
+            f"metric_name is {len(name)} characters; at most {MAX_NAME_LENGTH} are accepted: "
+            f"{name[:40]!r}..."
+        )
+    return name
+
+
+def _check_scale(scale: object) -> str:
+    if scale is None:
+        return StandardMetricScale.ML_STEP.value
+    member = parse_enum(StandardMetricScale, scale)
+    if member is None:
+        raise MetranaInvalidMetricError(
+            f"unknown scale {scale!r}; accepted values: {StandardMetricScale.accepted()}"
+        )
+    return member.value
+
+
+def _check_labels(labels: object) -> dict[str, str]:
+    if labels is None:
+        return {}
+    if not isinstance(labels, dict):
+        raise MetranaInvalidMetricTypeError(
+            f"labels must be a dict of str to str, got {type(labels).__name__}"
+        )
+    for key, value in labels.items():
+        if type(key) is not str or type(value) is not str:
+            raise MetranaInvalidMetricTypeError(
+                f"labels must map str to str; got {key!r}: {value!r} "
+                f"({type(key).__name__}: {type(value).__name__})"
+            )
+        if not key:
+            raise MetranaInvalidMetricError("label names must not be empty")
+    return dict(labels)
+
+
+def check_value(value: object) -> int | float:
+    """Accept ints and floats (and other real numbers such as NumPy scalars); reject bools."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise MetranaInvalidMetricTypeError(
+            f"value must be an int or float, got {type(value).__name__}: {value!r}"
+        )
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    return float(value)
+
+
+def _check_step(step: object) -> int:
+    if type(step) is not int:
+        raise MetranaInvalidMetricTypeError(
+            f"step must be a non-negative int, got {type(step).__name__}: {step!r}"
+        )
+    if step < 0:
+        raise MetranaInvalidMetricError(f"step must be a non-negative int, got {step}")
+    if step >= 2**63:
+        raise MetranaInvalidMetricError(f"step must be below 2**63, got {step}")
+    return step
+
+
+def _check_timestamp(timestamp: object) -> int:
+    if type(timestamp) is not int:
+        raise MetranaInvalidMetricTypeError(
+            f"timestamp must be an int of Unix nanoseconds, got {type(timestamp).__name__}: "
+            f"{timestamp!r}"
+        )
+    if not 0 <= timestamp < 2**63:
+        raise MetranaInvalidMetricError(f"timestamp out of range: {timestamp}")
+    return timestamp
+
+
+class Writer:
+    """This process's writer: one ring in the session, one lock around appends."""
+
+    def __init__(
+        self,
+        config: Config,
+        session: Session,
+        handshake: Handshake | None = None,
+        next_steps: dict[tuple[str, str, str], int] | None = None,
+    ) -> None:
+        global _generation
+        _generation += 1
+        self.config = config
+        self.session = session
+        self.handshake = handshake or Handshake(status="pending", dispatcher_pid=0)
+        self.pid = os.getpid()
+        create_ms = process_create_ms()
+        self.ring = _ring.RingWriter(
+            session.dir,
+            f"{self.pid}-{create_ms}-{_generation}",
+            self.pid,
+            create_ms,
+            config.event_queue_max_size,
+        )
+        self._lock = threading.Lock()
+        self._buf = bytearray(64)
+        self._encode_into = encoder.encode_into
+        self._plain: dict[str, _Series] = {}
+        self._by_key: dict[Any, _Series] = {}
+        self._canonical: dict[tuple[str, str, str], _Series] = {}
+        self._resume: dict[tuple[str, str, str], int] = {}
+        if handshake is not None:
+            self.apply_handshake(handshake)
+        if next_steps:
+            self._resume.update(next_steps)
+        self._backpressure = config.backpressure_strategy
+        self.dropped = 0
+        self.logged = 0
+        self._warned_drop = False
+        self.closed = False
+        self._dispatchers: list[subprocess.Popen[bytes]] = []
+        self._stop = threading.Event()
+        self._watchdog: threading.Thread | None = None
+
+    def apply_handshake(self, handshake: Handshake) -> None:
+        """Take the run's resume table: auto-incremented steps continue after stored ones."""
+        self.handshake = handshake
+        for name, scale, labels, last in handshake.resume:
+            self._resume[(name, scale, labels)] = last + 1
+
+    def abandon(self) -> None:
+        """Remove this writer's ring without delivering anything (``init()`` failed)."""
+        self.closed = True
+        self._stop.set()
+        meta = self.ring.meta_path
+        self.ring.close()
+        for path in meta.parent.glob(f"w-{self.ring.writer_id}.*"):
+            path.unlink(missing_ok=True)
+
+    # -- the hot path -------------------------------------------------------------------------
+
+    def log(
+        self,
+        metric_name: str,
+        value: float | int,
+        scale: Any = None,
+        step: int | None = None,
+        labels: dict[str, str] | None = None,
+        timestamp: int | None = None,
+    ) -> None:
+        if scale is None and labels is None:
+            series = self._plain.get(metric_name)
+            if series is None:
+                series = self._series(metric_name, None, None)
+        else:
+            series = self._series(metric_name, scale, labels)
+        kind = type(value)
+        if kind is not float and kind is not int:
+            value = check_value(value)
+        if timestamp is None:
+            timestamp = _time_ns()
+        elif type(timestamp) is not int or timestamp < 0:
+            timestamp = _check_timestamp(timestamp)
+        if step is not None and (type(step) is not int or step < 0):
+            step = _check_step(step)
+        buf = self._buf
+        with self._lock:
+            if not series.declared and not self._declare(series):
+                return
+            if step is None:
+                step = series.next_step
+            self._encode_into((POINT, series.id, step, value, timestamp), buf, 8)
+            if self.ring.append(buf) or self._full(buf):
+                self.logged += 1
+                self.ring.meta[_M_LOGGED] = self.logged
+                if step >= series.next_step:
+                    series.next_step = step + 1
+
+    # -- series interning -------------------------------------------------------------------------
+
+    def _series(self, metric_name: str, scale: Any, labels: Any) -> _Series:
+        if labels is None:
+            key: Any = (metric_name, scale)
+        elif isinstance(labels, dict):
+            try:
+                key = (metric_name, scale, tuple(sorted(labels.items())))
+            except TypeError:
+                key = None
+        else:
+            key = None
+        series = self._by_key.get(key) if key is not None else None
+        if series is not None:
+            return series
+        name = _check_name(metric_name)
+        canonical = (name, _check_scale(scale), labels_json(_check_labels(labels)))
+        series = self._canonical.get(canonical)
+        if series is None:
+            series = _Series(len(self._canonical), name, canonical[1], _check_labels(labels))
+            series.next_step = self._resume.get(canonical, 0)
+            self._canonical[canonical] = series
+        if key is not None:
+            self._by_key[key] = series
+            if scale is None and labels is None:
+                self._plain[metric_name] = series
+        return series
+
+    def _declare(self, series: _Series) -> bool:
+        """Append the series declaration (under the lock) before its first point.
+
+        False when it was dropped (the point is then dropped with it, counted once)."""
+        buf = bytearray(8)
+        self._encode_into((DECLARE, series.id, series.name, series.scale, series.labels), buf, 8)
+        if self.ring.append(buf) or self._full(buf):
+            series.declared = True
+        return series.declared
+
+    def next_steps(self) -> dict[tuple[str, str, str], int]:
+        """Auto-increment state, for a forked child to continue from."""
+        steps = dict(self._resume)
+        steps.update({key: s.next_step for key, s in self._canonical.items()})
+        return steps
+
+    # -- backpressure -------------------------------------------------------------------------
+
+    def _full(self, buf: bytearray) -> bool:
+        """The ring is full: apply the backpressure strategy. True if the record was appended."""
+        strategy = self._backpressure
+        if strategy is BackpressureStrategy.RAISE:
+            raise MetranaEventQueueFullError(
+                f"the event queue of this process is full ({self.config.event_queue_max_size} "
+                "events, METRANA_EVENT_QUEUE_MAX_SIZE); the dispatcher is not keeping up or "
+                "not running. Raise the size, log less, or use backpressure_strategy='Block'"
+            )
+        if strategy is BackpressureStrategy.BLOCK:
+            return self._block(buf)
+        self.dropped += 1
+        self.ring.meta[_ring.M_DROPPED] = self.dropped
+        if not self._warned_drop:
+            self._warned_drop = True
+            logger.warning(
+                "event queue full (%d events): dropping new points (backpressure DropNew); "
+                "drops are counted in metrana.stats()",
+                self.config.event_queue_max_size,
+            )
+        return False
+
+    def _block(self, buf: bytearray) -> bool:
+        deadline = time.monotonic() + self.config.block_timeout
+        delay = 0.0002
+        next_check = time.monotonic() + WATCHDOG_INTERVAL
+        while True:
+            time.sleep(delay)
+            if self.ring.append(buf):
+                return True
+            now = time.monotonic()
+            if now > deadline:
+                raise MetranaEventQueueFullError(
+                    "the event queue of this process stayed full "
+                    f"({self.config.event_queue_max_size} events) for "
+                    f"{self.config.block_timeout:.0f} s "
+                    "(METRANA_BLOCK_TIMEOUT) with backpressure_strategy='Block'; "
+                    f"the dispatcher is not draining it (see {self.session.log_path})"
+                )
+            if now > next_check:
+                next_check = now + WATCHDOG_INTERVAL
+                self.check_dispatcher()
+            delay = min(delay * 2, 0.01)
+
+    # -- dispatcher supervision ---------------------------------------------------------------
+
+    def check_dispatcher(self) -> None:
+        """Start a replacement dispatcher if none is alive; reap exited ones."""
+        self._dispatchers = [p for p in self._dispatchers if p.poll() is None]
+        try:
+            process = self.session.ensure_dispatcher(self.config, self.config.init_timeout)
+        except (MetranaDispatcherError, OSError) as error:
+            logger.error("could not restart the dispatcher: %s", error)
+            return
+        if process is not None:
+            logger.warning("the dispatcher was not running; started a new one (pid %d)", process.pid)
+            self._dispatchers.append(process)
+
+    def adopt(self, process: subprocess.Popen[bytes] | None) -> None:
+        if process is not None:
+            self._dispatchers.append(process)
+
+    def start_watchdog(self) -> None:
+        thread = threading.Thread(target=self._watch, name="metrana-watchdog", daemon=True)
+        self._watchdog = thread
+        thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(WATCHDOG_INTERVAL):
+            if os.getpid() != self.pid:
+                return
+            try:
+                if not self.session.dispatcher_alive():
+                    self.check_dispatcher()
+                else:
+                    self._dispatchers = [p for p in self._dispatchers if p.poll() is None]
+            except Exception as error:  # the watchdog must never kill the process
+                logger.debug("watchdog: %s", error)
+
+    # -- close ----------------------------------------------------------------------------------
+
+    def pending(self) -> int:
+        """Points this writer logged that the dispatcher has not yet committed."""
+        return self.logged - self.ring.get_slot(_ring.M_COMMITTED_POINTS)
+
+    def close(self, strategy: CloseStrategy, timeout: float) -> None:
+        """Close this writer with ``strategy``; wait at most ``timeout`` seconds."""
+        if self.closed:
+            return
+        self.closed = True
+        with self._lock:
+            ring = self.ring
+            ring.set_slot(_ring.M_CLOSE_STRATEGY, _CLOSE_CODES[strategy])
+            buf = bytearray(8)
+            self._encode_into((CLOSE, strategy.value), buf, 8)
+            deadline = time.monotonic() + timeout
+            while not ring.append(buf) and time.monotonic() < deadline:
+                time.sleep(0.001)
+            ring.set_slot(_ring.M_STATE, _ring.STATE_CLOSED)
+        try:
+            self._finish(strategy, timeout)
+        finally:
+            self._stop.set()
+            for process in self._dispatchers:
+                process.poll()
+
+    def _finish(self, strategy: CloseStrategy, timeout: float) -> None:
+        pending = self.pending()
+        if strategy is CloseStrategy.IMMEDIATE:
+            if pending:
+                logger.warning(
+                    "close (Immediate): discarding %d points not yet delivered", pending
+                )
+            return
+        if pending:
+            logger.info("%d points pending, waiting up to %.0f s", pending, timeout)
+        deadline = time.monotonic() + timeout
+        next_check = time.monotonic() + WATCHDOG_INTERVAL
+        delay = 0.0005
+        ring = self.ring
+        while True:
+            if strategy is CloseStrategy.COMPLETE_ALL:
+                done = self.pending() <= 0
+            else:
+                done = ring.get_slot(_ring.M_CLOSE_ACK) == 1
+            if done:
+                break
+            now = time.monotonic()
+            if now > deadline:
+                pending = self.pending()
+                raise MetranaTimeoutError(
+                    f"close ({strategy.value}) timed out after {timeout:.1f} s: "
+                    f"{pending} points were not delivered",
+                    pending,
+                )
+            if now > next_check:
+                next_check = now + WATCHDOG_INTERVAL
+                if not self.session.dispatcher_alive():
+                    self.check_dispatcher()
+            time.sleep(delay)
+            delay = min(delay * 2, 0.01)
+        discarded = ring.get_slot(_ring.M_DISCARDED)
+        if discarded:
+            logger.warning(
+                "close (%s): %d points still queued were discarded", strategy.value, discarded
+            )
+
+    def release(self) -> None:
+        """Unmap the ring (its files stay for the dispatcher)."""
+        self.ring.close()
+
+
+_CLOSE_CODES = {
+    CloseStrategy.COMPLETE_PENDING: 0,
+    CloseStrategy.IMMEDIATE: 1,
+    CloseStrategy.COMPLETE_ALL: 2,
+}
+CLOSE_STRATEGY_OF_CODE = {code: strategy for strategy, code in _CLOSE_CODES.items()}

@@ -1,0 +1,260 @@
+"""The drain loop: read every ring round-robin, batch by series, deliver, then commit.
+
+A ring's committed position only advances after the target acknowledged the batch holding its
+records, so a dispatcher killed at any instant loses nothing: its successor re-reads from the
+committed positions and the store's (series, step) identity absorbs the replay.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+from .. import _ring
+from .._config import Config
+from .._errors import MetranaCorruptRingError
+from .._logging import logger
+from .._records import CLOSE, DECLARE, POINT, decoder
+from .._session import Session, process_alive
+from .._writer import CLOSE_STRATEGY_OF_CODE, labels_json
+from ..storage import SeriesColumns, SeriesKey, StorageError
+from .._enums import CloseStrategy
+from ._target import Target
+
+SCAN_INTERVAL = 0.1
+LIVENESS_INTERVAL = 0.5
+EXIT_GRACE = 2.0
+RECORDS_PER_WRITER = 20_000
+RETRY_DELAY_MAX = 5.0
+
+
+class _Writer:
+    """The dispatcher's view of one writer."""
+
+    def __init__(self, reader: _ring.RingReader) -> None:
+        self.reader = reader
+        self.series: dict[int, SeriesKey] = {}
+        self.saw_close = False
+        self.dead = False
+        self.batch_points = 0
+        self.warned_collision = False
+
+    @property
+    def name(self) -> str:
+        return f"writer {self.reader.pid} ({self.reader.writer_id})"
+
+
+class Dispatcher:
+    def __init__(self, session: Session, config: Config, target: Target) -> None:
+        self.session = session
+        self.config = config
+        self.target = target
+        self.writers: dict[str, _Writer] = {}
+        self._running = True
+        self.closed_normally = 0
+        self.died = 0
+        self.stored = 0
+        self.duplicates = 0
+        self._collision_warned: set[str] = set()
+
+    def stop(self) -> None:
+        self._running = False
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        next_scan = 0.0
+        next_liveness = 0.0
+        idle_delay = 0.0
+        empty_since: float | None = None
+        retry_delay = 0.05
+        while self._running:
+            now = time.monotonic()
+            if now >= next_scan:
+                self.scan()
+                next_scan = now + SCAN_INTERVAL
+            if now >= next_liveness:
+                self.check_liveness()
+                next_liveness = now + LIVENESS_INTERVAL
+            try:
+                moved = self.drain_once()
+                retry_delay = 0.05
+            except StorageError as error:
+                logger.error("delivery failed, will retry in %.1f s: %s", retry_delay, error)
+                for writer in self.writers.values():
+                    writer.reader.rewind()
+                time.sleep(retry_delay)
+                retry_delay = min(retry_delay * 2, RETRY_DELAY_MAX)
+                continue
+            self.finish_writers()
+            if moved:
+                idle_delay = 0.0
+                empty_since = None
+                continue
+            if not self.writers:
+                if empty_since is None:
+                    empty_since = now
+                    self._mark_run_ended()
+                elif now - empty_since > EXIT_GRACE:
+                    self.scan()
+                    if not self.writers:
+                        break
+                    empty_since = None
+            idle_delay = min(max(idle_delay * 2, 0.0005), 0.02)
+            time.sleep(idle_delay)
+        logger.info(
+            "dispatcher exiting: %d points stored, %d duplicates", self.stored, self.duplicates
+        )
+
+    def _mark_run_ended(self) -> None:
+        status = "finished" if self.closed_normally else "crashed"
+        try:
+            self.target.set_status(status)
+        except Exception as error:
+            logger.error("could not mark the run %s: %s", status, error)
+
+    # -- discovery and liveness ---------------------------------------------------------------
+
+    def scan(self) -> None:
+        for meta in self.session.ring_metas():
+            writer_id = _ring.writer_id_of(meta)
+            if writer_id in self.writers:
+                continue
+            try:
+                reader = _ring.RingReader(meta, decoder.decode)
+            except (MetranaCorruptRingError, OSError) as error:
+                # A writer may be between creating its files; the next scan retries.
+                logger.debug("ring %s not ready: %s", meta, error)
+                continue
+            self.writers[writer_id] = _Writer(reader)
+            logger.debug("new writer %s", writer_id)
+
+    def check_liveness(self) -> None:
+        for writer in self.writers.values():
+            reader = writer.reader
+            if not writer.dead and not process_alive(reader.pid, reader.create_ms):
+                if reader.slot(_ring.M_STATE) != _ring.STATE_CLOSED:
+                    logger.warning(
+                        "%s died without closing; delivering the %d records left in its ring",
+                        writer.name,
+                        reader.pending(),
+                    )
+                writer.dead = True
+
+    # -- draining -----------------------------------------------------------------------------
+
+    def drain_once(self) -> bool:
+        """Read what every ring holds, deliver it as one batch, commit. True if anything moved."""
+        batch: dict[SeriesKey, SeriesColumns] = {}
+        touched: list[_Writer] = []
+        for writer in list(self.writers.values()):
+            records = writer.reader.read(RECORDS_PER_WRITER)
+            if not records:
+                continue
+            touched.append(writer)
+            writer.batch_points = self._collect(writer, records, batch)
+        if not touched:
+            return False
+        if batch:
+            result = self.target.write(batch)
+            self.stored += result.accepted
+            self.duplicates += result.duplicates
+            for name, count in result.duplicates_by_series.items():
+                self._warn_collision(name, count)
+        for writer in touched:
+            reader = writer.reader
+            reader.commit()
+            reader.add_to_slot(_ring.M_COMMITTED_POINTS, writer.batch_points)
+        return True
+
+    def _collect(
+        self, writer: _Writer, records: list[Any], batch: dict[SeriesKey, SeriesColumns]
+    ) -> int:
+        series = writer.series
+        columns: dict[int, SeriesColumns] = {}
+        points = 0
+        for record in records:
+            kind = record[0]
+            if kind == POINT:
+                sid = record[1]
+                target = columns.get(sid)
+                if target is None:
+                    key = series.get(sid)
+                    if key is None:
+                        raise MetranaCorruptRingError(
+                            f"{writer.name}: point of undeclared series {sid}"
+                        )
+                    target = batch.get(key)
+                    if target is None:
+                        target = batch[key] = SeriesColumns([], [], [])
+                    columns[sid] = target
+                target.steps.append(record[2])
+                target.values.append(record[3])
+                target.timestamps.append(record[4])
+                points += 1
+            elif kind == DECLARE:
+                series[record[1]] = (record[2], record[3], labels_json(record[4]))
+            elif kind == CLOSE:
+                writer.saw_close = True
+        return points
+
+    def _warn_collision(self, metric: str, count: int) -> None:
+        if metric in self._collision_warned:
+            return
+        self._collision_warned.add(metric)
+        logger.warning(
+            "%d points of metric %r were already stored at the same step (first write wins). "
+            "If several processes log this metric, give each a 'rank' label or log it from "
+            "one rank only",
+            count,
+            metric,
+        )
+
+    # -- closing writers ----------------------------------------------------------------------
+
+    def finish_writers(self) -> None:
+        for writer_id, writer in list(self.writers.items()):
+            reader = writer.reader
+            closed = reader.slot(_ring.M_STATE) == _ring.STATE_CLOSED
+            if closed and not writer.saw_close:
+                strategy = CLOSE_STRATEGY_OF_CODE.get(reader.slot(_ring.M_CLOSE_STRATEGY))
+                if strategy in (CloseStrategy.IMMEDIATE, CloseStrategy.COMPLETE_PENDING):
+                    self._discard_unread(writer)
+            if writer.saw_close and reader.drained():
+                reader.set_slot(_ring.M_CLOSE_ACK, 1)
+                self.closed_normally += 1
+                self._forget(writer_id, writer)
+            elif writer.dead and reader.drained() and reader.pending() == 0:
+                self.died += 1
+                self._forget(writer_id, writer)
+
+    def _discard_unread(self, writer: _Writer) -> None:
+        """Close strategies Immediate/CompletePending: drop what is still queued in the ring."""
+        discarded = 0
+        while True:
+            records = writer.reader.read(RECORDS_PER_WRITER)
+            if not records:
+                break
+            for record in records:
+                if record[0] == POINT:
+                    discarded += 1
+                elif record[0] == CLOSE:
+                    writer.saw_close = True
+        reader = writer.reader
+        reader.commit()
+        reader.add_to_slot(_ring.M_COMMITTED_POINTS, discarded)
+        reader.add_to_slot(_ring.M_DISCARDED, discarded)
+        if discarded:
+            logger.warning(
+                "%s closed with %s: discarded %d points still queued",
+                writer.name,
+                CLOSE_STRATEGY_OF_CODE.get(reader.slot(_ring.M_CLOSE_STRATEGY)),
+                discarded,
+            )
+
+    def _forget(self, writer_id: str, writer: _Writer) -> None:
+        del self.writers[writer_id]
+        with contextlib.suppress(OSError):
+            writer.reader.delete()
+        logger.debug("writer %s finished", writer_id)

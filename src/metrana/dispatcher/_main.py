@@ -1,0 +1,91 @@
+"""Entry point of the dispatcher process: election, handshake, then the drain loop."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+import filelock
+
+from .._errors import MetranaRunExistsError
+from .._logging import configure, logger
+from .._session import DispatcherInfo, Handshake, Session, process_create_ms
+from ._loop import Dispatcher
+from ._target import make_target
+
+LOCK_TIMEOUT = 1.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m metrana.dispatcher SESSION_DIR", file=sys.stderr)
+        return 2
+    session = Session(Path(args[0]))
+    lock = session.dispatcher_lock()
+    try:
+        lock.acquire(timeout=LOCK_TIMEOUT)
+    except filelock.Timeout:
+        return 0  # another dispatcher won the election
+    try:
+        return _run(session)
+    finally:
+        lock.release()
+
+
+def _run(session: Session) -> int:
+    import os
+
+    pid = os.getpid()
+    session.write_info(DispatcherInfo(pid=pid, create_ms=process_create_ms(), started_ns=time.time_ns()))
+    config = session.read_config()
+    configure(config.log_level)
+    for handler in logger.handlers:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s dispatcher %(process)d %(levelname)s: %(message)s")
+        )
+    try:
+        target = make_target(config)
+        handle = target.open_run(config)
+    except MetranaRunExistsError as error:
+        session.write_handshake(
+            Handshake(status="failed", dispatcher_pid=pid, error=str(error), error_kind="run_exists")
+        )
+        logger.error("%s", error)
+        return 1
+    except Exception as error:
+        logger.exception("handshake failed")
+        session.write_handshake(
+            Handshake(
+                status="failed",
+                dispatcher_pid=pid,
+                error=f"the dispatcher could not open the run: {error}",
+                error_kind="internal",
+            )
+        )
+        return 1
+    session.write_handshake(
+        Handshake(
+            status="ready",
+            dispatcher_pid=pid,
+            experiment_id=handle.experiment_id,
+            resume=handle.resume,
+        )
+    )
+    logger.info("run %s ready (experiment %d)", config.run.run_name, handle.experiment_id)
+    dispatcher = Dispatcher(session, config, target)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        dispatcher.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C in the job's terminal is for the job
+    try:
+        dispatcher.run()
+    finally:
+        target.close()
+    return 0

@@ -1,0 +1,68 @@
+"""Types of the storage layer: what goes in and what comes out, whatever the engine."""
+
+from __future__ import annotations
+
+import msgspec
+
+# (metric name, scale, canonical labels JSON): the identity of a series within a run.
+SeriesKey = tuple[str, str, str]
+
+
+class SeriesColumns(msgspec.Struct):
+    """Points of one series in columns, as the dispatcher batches them."""
+
+    steps: list[int]
+    values: list[float | int]
+    timestamps: list[int]
+
+
+class WriteResult(msgspec.Struct):
+    """What a batch did: points stored now, and points whose (series, step) was already stored."""
+
+    accepted: int
+    duplicates: int
+    duplicates_by_series: dict[str, int] = {}
+
+
+class RunHandle(msgspec.Struct):
+    """The answer to opening a run: its experiment id and the last stored step per series."""
+
+    experiment_id: int
+    created: bool
+    resume: list[tuple[str, str, str, int]]
+
+
+class RunSummary(msgspec.Struct):
+    experiment_id: int
+    workspace: str
+    project: str
+    experiment_name: str | None
+    run_name: str
+    status: str
+    series: int
+    points: int
+
+
+class ExperimentRow(msgspec.Struct):
+    id: int
+    workspace: str
+    folder_path: list[str]
+    name: str
+    status: str
+
+
+class PointRow(msgspec.Struct, array_like=True):
+    metric: str
+    scale: str
+    labels: dict[str, str]
+    step: int
+    value: float | int
+    timestamp_ns: int
+
+
+class StorageError(Exception):
+    """The storage engine failed; the message says how."""
+
+
+class StorageRunExistsError(StorageError):
+    """The run exists, belongs to another job, and the resume policy is Never."""

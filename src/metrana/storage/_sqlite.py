@@ -1,0 +1,349 @@
+"""The SQLite storage engine: the embedded store, and the server's default.
+
+WAL mode, one ``BEGIN IMMEDIATE`` transaction per batch, ``executemany`` inserts; points are
+keyed by (series, step) and the first write wins (``INSERT OR IGNORE``). SQLite turns NaN into
+NULL, so a NULL value reads back as NaN; ints and floats keep their type (untyped column).
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import msgspec
+
+from ._base import (
+    PointRow,
+    RunHandle,
+    RunSummary,
+    SeriesColumns,
+    SeriesKey,
+    StorageError,
+    StorageRunExistsError,
+    WriteResult,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS workspaces (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created_ns INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS folders (
+    id INTEGER PRIMARY KEY,
+    workspace_id INTEGER NOT NULL REFERENCES workspaces(id),
+    parent_id INTEGER REFERENCES folders(id),
+    name TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    created_ns INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS folders_by_name
+    ON folders(workspace_id, IFNULL(parent_id, 0), name);
+CREATE TABLE IF NOT EXISTS experiments (
+    id INTEGER PRIMARY KEY,
+    workspace_id INTEGER NOT NULL REFERENCES workspaces(id),
+    folder_id INTEGER NOT NULL REFERENCES folders(id),
+    name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    metadata TEXT NOT NULL DEFAULT '{}',
+    orchestration_id TEXT,
+    created_ns INTEGER NOT NULL,
+    updated_ns INTEGER NOT NULL,
+    UNIQUE (folder_id, name)
+);
+CREATE TABLE IF NOT EXISTS series (
+    id INTEGER PRIMARY KEY,
+    experiment_id INTEGER NOT NULL REFERENCES experiments(id),
+    metric_name TEXT NOT NULL,
+    scale TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    UNIQUE (experiment_id, metric_name, scale, labels)
+);
+CREATE TABLE IF NOT EXISTS points (
+    series_id INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    value,
+    timestamp_ns INTEGER NOT NULL,
+    PRIMARY KEY (series_id, step)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS producer_batches (
+    producer_id TEXT NOT NULL,
+    sequence INTEGER NOT NULL,
+    accepted INTEGER NOT NULL,
+    duplicates INTEGER NOT NULL,
+    PRIMARY KEY (producer_id, sequence)
+) WITHOUT ROWID;
+"""
+
+_labels_decoder = msgspec.json.Decoder(dict[str, str])
+
+
+class SqliteStore:
+    """One connection to a SQLite store; safe to share between threads (serialised)."""
+
+    def __init__(self, path: str | Path, busy_timeout: float = 60.0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(
+            str(self.path),
+            timeout=busy_timeout,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        self._series_ids: dict[tuple[int, SeriesKey], int] = {}
+        self._setup(busy_timeout)
+
+    def _setup(self, busy_timeout: float) -> None:
+        conn = self._conn
+        deadline = time.monotonic() + busy_timeout
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or time.monotonic() > deadline:
+                    raise StorageError(f"cannot open store {self.path}: {error}") from error
+                time.sleep(0.05)
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        with self.transaction():
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE``): committed on success, else rolled back."""
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # -- runs -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _get_or_create(conn: sqlite3.Connection, select: str, insert: str, args: tuple[object, ...]) -> int:
+        row = conn.execute(select, args).fetchone()
+        if row is not None:
+            return int(row[0])
+        cursor = conn.execute(insert, (*args, time.time_ns()))
+        return int(cursor.lastrowid or 0)
+
+    def _folder(
+        self, conn: sqlite3.Connection, workspace_id: int, parent_id: int | None, name: str
+    ) -> int:
+        row = conn.execute(
+            "SELECT id FROM folders WHERE workspace_id=? AND IFNULL(parent_id, 0)=? AND name=?",
+            (workspace_id, parent_id or 0, name),
+        ).fetchone()
+        if row is not None:
+            return int(row[0])
+        cursor = conn.execute(
+            "INSERT INTO folders (workspace_id, parent_id, name, created_ns) VALUES (?,?,?,?)",
+            (workspace_id, parent_id, name, time.time_ns()),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def open_run(
+        self,
+        workspace: str,
+        project: str,
+        experiment_name: str | None,
+        run_name: str,
+        orchestration_id: str,
+        allow_resume: bool,
+    ) -> RunHandle:
+        """Create or resume a run; answer its id and the last stored step of every series.
+
+        Raises StorageRunExistsError when the run exists, belongs to another job (another
+        orchestration id) and ``allow_resume`` is False.
+        """
+        with self.transaction() as conn:
+            workspace_id = self._get_or_create(
+                conn,
+                "SELECT id FROM workspaces WHERE name=?",
+                "INSERT INTO workspaces (name, created_ns) VALUES (?, ?)",
+                (workspace,),
+            )
+            folder_id = self._folder(conn, workspace_id, None, project)
+            if experiment_name is not None:
+                folder_id = self._folder(conn, workspace_id, folder_id, experiment_name)
+            row = conn.execute(
+                "SELECT id, orchestration_id FROM experiments WHERE folder_id=? AND name=?",
+                (folder_id, run_name),
+            ).fetchone()
+            now = time.time_ns()
+            if row is None:
+                cursor = conn.execute(
+                    "INSERT INTO experiments (workspace_id, folder_id, name, status, "
+                    "orchestration_id, created_ns, updated_ns) VALUES (?,?,?,?,?,?,?)",
+                    (workspace_id, folder_id, run_name, "running", orchestration_id, now, now),
+                )
+                return RunHandle(experiment_id=int(cursor.lastrowid or 0), created=True, resume=[])
+            experiment_id, owner = int(row[0]), row[1]
+            if not allow_resume and owner != orchestration_id:
+                path = "/".join(p for p in (workspace, project, experiment_name, run_name) if p)
+                raise StorageRunExistsError(
+                    f"run {path!r} already exists (created by job {owner!r}) and "
+                    "resume_strategy is 'Never'; choose another run_name or use "
+                    "resume_strategy='Allow'"
+                )
+            conn.execute(
+                "UPDATE experiments SET status='running', orchestration_id=?, updated_ns=? "
+                "WHERE id=?",
+                (orchestration_id, now, experiment_id),
+            )
+            resume = [
+                (str(name), str(scale), str(labels), int(last))
+                for name, scale, labels, last in conn.execute(
+                    "SELECT s.metric_name, s.scale, s.labels, "
+                    "(SELECT MAX(step) FROM points p WHERE p.series_id = s.id) AS last "
+                    "FROM series s WHERE s.experiment_id=? AND last IS NOT NULL",
+                    (experiment_id,),
+                )
+            ]
+            return RunHandle(experiment_id=experiment_id, created=False, resume=resume)
+
+    def set_status(self, experiment_id: int, status: str) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "UPDATE experiments SET status=?, updated_ns=? WHERE id=?",
+                (status, time.time_ns(), experiment_id),
+            )
+
+    # -- points -------------------------------------------------------------------------------
+
+    def _series_id(self, conn: sqlite3.Connection, experiment_id: int, key: SeriesKey) -> int:
+        cache_key = (experiment_id, key)
+        series_id = self._series_ids.get(cache_key)
+        if series_id is None:
+            conn.execute(
+                "INSERT OR IGNORE INTO series (experiment_id, metric_name, scale, labels) "
+                "VALUES (?,?,?,?)",
+                (experiment_id, *key),
+            )
+            row = conn.execute(
+                "SELECT id FROM series WHERE experiment_id=? AND metric_name=? AND scale=? "
+                "AND labels=?",
+                (experiment_id, *key),
+            ).fetchone()
+            series_id = int(row[0])
+            self._series_ids[cache_key] = series_id
+        return series_id
+
+    def write_points(
+        self, experiment_id: int, batch: Mapping[SeriesKey, SeriesColumns]
+    ) -> WriteResult:
+        """Store a batch in one transaction; points already stored are counted, not changed."""
+        accepted = 0
+        duplicates = 0
+        by_series: dict[str, int] = {}
+        try:
+            with self.transaction() as conn:
+                for key, columns in batch.items():
+                    series_id = self._series_id(conn, experiment_id, key)
+                    cursor = conn.executemany(
+                        "INSERT OR IGNORE INTO points (series_id, step, value, timestamp_ns) "
+                        "VALUES (?,?,?,?)",
+                        zip(
+                            [series_id] * len(columns.steps),
+                            columns.steps,
+                            columns.values,
+                            columns.timestamps,
+                        ),
+                    )
+                    stored = cursor.rowcount
+                    dup = len(columns.steps) - stored
+                    accepted += stored
+                    if dup:
+                        duplicates += dup
+                        by_series[key[0]] = by_series.get(key[0], 0) + dup
+        except sqlite3.Error as error:
+            self._series_ids.clear()
+            raise StorageError(f"store {self.path}: {error}") from error
+        return WriteResult(accepted=accepted, duplicates=duplicates, duplicates_by_series=by_series)
+
+    # -- queries ------------------------------------------------------------------------------
+
+    def runs(self) -> list[RunSummary]:
+        """Every run in the store with its series and point counts."""
+        with self._lock:
+            rows = self._conn.execute(
+                """
+                SELECT e.id, w.name, COALESCE(pf.name, f.name),
+                       CASE WHEN pf.id IS NULL THEN NULL ELSE f.name END,
+                       e.name, e.status,
+                       (SELECT COUNT(*) FROM series s WHERE s.experiment_id = e.id),
+                       (SELECT COUNT(*) FROM points p JOIN series s ON p.series_id = s.id
+                         WHERE s.experiment_id = e.id)
+                FROM experiments e
+                JOIN workspaces w ON w.id = e.workspace_id
+                JOIN folders f ON f.id = e.folder_id
+                LEFT JOIN folders pf ON pf.id = f.parent_id
+                ORDER BY e.id
+                """
+            ).fetchall()
+        return [
+            RunSummary(
+                experiment_id=r[0],
+                workspace=r[1],
+                project=r[2],
+                experiment_name=r[3],
+                run_name=r[4],
+                status=r[5],
+                series=r[6],
+                points=r[7],
+            )
+            for r in rows
+        ]
+
+    def find_run(
+        self, workspace: str, project: str, run_name: str, experiment_name: str | None = None
+    ) -> RunSummary | None:
+        for run in self.runs():
+            if (run.workspace, run.project, run.run_name, run.experiment_name) == (
+                workspace,
+                project,
+                run_name,
+                experiment_name,
+            ) or (
+                experiment_name is None
+                and (run.workspace, run.project, run.run_name) == (workspace, project, run_name)
+            ):
+                return run
+        return None
+
+    def points(self, experiment_id: int) -> Iterator[PointRow]:
+        """Every point of a run, ordered by series then step."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT s.metric_name, s.scale, s.labels, p.step, p.value, p.timestamp_ns "
+                "FROM points p JOIN series s ON p.series_id = s.id "
+                "WHERE s.experiment_id=? ORDER BY s.metric_name, s.scale, s.labels, p.step",
+                (experiment_id,),
+            ).fetchall()
+        for name, scale, labels, step, value, timestamp in rows:
+            yield PointRow(
+                metric=name,
+                scale=scale,
+                labels=_labels_decoder.decode(labels),
+                step=step,
+                value=math.nan if value is None else value,
+                timestamp_ns=timestamp,
+            )
