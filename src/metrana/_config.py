@@ -137,7 +137,7 @@ def _int_setting(
     if raw is None:
         return default
     try:
-        if isinstance(raw, bool) or isinstance(raw, float):
+        if isinstance(raw, (bool, float)):
             raise ValueError
         value = int(raw)
     except (TypeError, ValueError):

@@ -287,8 +287,7 @@ class RingReader:
     def _first_segment(self) -> int:
         prefix = f"w-{self.writer_id}."
         numbers = [
-            int(p.name[len(prefix) : -len(".seg")])
-            for p in self.directory.glob(f"{prefix}*.seg")
+            int(p.name[len(prefix) : -len(".seg")]) for p in self.directory.glob(f"{prefix}*.seg")
         ]
         if not numbers:
             raise MetranaCorruptRingError(f"ring {self.meta_path} has no segment file")

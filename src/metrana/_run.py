@@ -25,6 +25,8 @@ _writer: Writer | None = None
 # Set in a forked child whose parent had a writer: the child's first log() opens its own ring.
 _inherited: tuple[Config, Session, Handshake, dict[tuple[str, str, str], int]] | None = None
 _state_lock = threading.Lock()
+# Auto-step state of this process's closed writers, per session, for a later init() to continue.
+_closed_steps: dict[str, dict[tuple[str, str, str], int]] = {}
 _atexit_registered = False
 
 
@@ -79,7 +81,7 @@ def init(
         session = Session.for_config(config)
         # The ring exists before the dispatcher is looked for, so a dispatcher about to exit
         # for lack of writers sees it and stays.
-        writer = Writer(config, session)
+        writer = Writer(config, session, next_steps=_closed_steps.get(str(session.dir)))
         try:
             process = session.ensure_dispatcher(config, config.init_timeout)
             writer.adopt(process)
@@ -167,6 +169,7 @@ def close(close_strategy: Any = None, timeout: float | None = None) -> None:
                 )
             strategy = parsed
         wait = writer.config.close_timeout if timeout is None else float(timeout)
+        _closed_steps[str(writer.session.dir)] = writer.next_steps()
         try:
             writer.close(strategy, wait)
         finally:
@@ -195,6 +198,7 @@ def _after_fork_in_child() -> None:
     """A forked child must not touch its parent's ring, lock or threads."""
     global _writer, _inherited, _state_lock
     _state_lock = threading.Lock()
+    _closed_steps.clear()
     writer = _writer
     _writer = None
     if writer is not None and not writer.closed:

@@ -213,9 +213,7 @@ class Session:
         finally:
             log.close()
 
-    def wait_handshake(
-        self, timeout: float, process: subprocess.Popen[bytes] | None
-    ) -> Handshake:
+    def wait_handshake(self, timeout: float, process: subprocess.Popen[bytes] | None) -> Handshake:
         """Wait for the live dispatcher's handshake; raise if it failed or never came."""
         deadline = time.monotonic() + timeout
         delay = 0.001

@@ -163,7 +163,7 @@ class Writer:
         if handshake is not None:
             self.apply_handshake(handshake)
         if next_steps:
-            self._resume.update(next_steps)
+            self.carry_steps(next_steps)
         self._backpressure = config.backpressure_strategy
         self.dropped = 0
         self.logged = 0
@@ -177,7 +177,14 @@ class Writer:
         """Take the run's resume table: auto-incremented steps continue after stored ones."""
         self.handshake = handshake
         for name, scale, labels, last in handshake.resume:
-            self._resume[(name, scale, labels)] = last + 1
+            key = (name, scale, labels)
+            self._resume[key] = max(self._resume.get(key, 0), last + 1)
+
+    def carry_steps(self, next_steps: dict[tuple[str, str, str], int]) -> None:
+        """Continue auto-incremented steps from an earlier writer of this process."""
+        for key, step in next_steps.items():
+            if step > self._resume.get(key, 0):
+                self._resume[key] = step
 
     def abandon(self) -> None:
         """Remove this writer's ring without delivering anything (``init()`` failed)."""
@@ -328,7 +335,9 @@ class Writer:
             logger.error("could not restart the dispatcher: %s", error)
             return
         if process is not None:
-            logger.warning("the dispatcher was not running; started a new one (pid %d)", process.pid)
+            logger.warning(
+                "the dispatcher was not running; started a new one (pid %d)", process.pid
+            )
             self._dispatchers.append(process)
 
     def adopt(self, process: subprocess.Popen[bytes] | None) -> None:
@@ -359,37 +368,42 @@ class Writer:
         return self.logged - self.ring.get_slot(_ring.M_COMMITTED_POINTS)
 
     def close(self, strategy: CloseStrategy, timeout: float) -> None:
-        """Close this writer with ``strategy``; wait at most ``timeout`` seconds."""
+        """Close this writer with ``strategy``; wait at most ``timeout`` seconds in all."""
         if self.closed:
             return
         self.closed = True
+        deadline = time.monotonic() + timeout
         with self._lock:
             ring = self.ring
             ring.set_slot(_ring.M_CLOSE_STRATEGY, _CLOSE_CODES[strategy])
             buf = bytearray(8)
             self._encode_into((CLOSE, strategy.value), buf, 8)
-            deadline = time.monotonic() + timeout
-            while not ring.append(buf) and time.monotonic() < deadline:
+            # The CLOSE record marks the end of the stream; the state slot alone suffices when
+            # the ring is full and the strategy does not wait.
+            while (
+                not ring.append(buf)
+                and strategy is not CloseStrategy.IMMEDIATE
+                and time.monotonic() < deadline
+            ):
                 time.sleep(0.001)
             ring.set_slot(_ring.M_STATE, _ring.STATE_CLOSED)
         try:
-            self._finish(strategy, timeout)
+            self._finish(strategy, deadline, timeout)
         finally:
             self._stop.set()
             for process in self._dispatchers:
                 process.poll()
 
-    def _finish(self, strategy: CloseStrategy, timeout: float) -> None:
+    def _finish(self, strategy: CloseStrategy, deadline: float, timeout: float) -> None:
         pending = self.pending()
         if strategy is CloseStrategy.IMMEDIATE:
             if pending:
-                logger.warning(
-                    "close (Immediate): discarding %d points not yet delivered", pending
-                )
+                logger.warning("close (Immediate): discarding %d points not yet delivered", pending)
             return
         if pending:
-            logger.info("%d points pending, waiting up to %.0f s", pending, timeout)
-        deadline = time.monotonic() + timeout
+            logger.info(
+                "%d points pending, waiting up to %.0f s", pending, deadline - time.monotonic()
+            )
         next_check = time.monotonic() + WATCHDOG_INTERVAL
         delay = 0.0005
         ring = self.ring

@@ -13,13 +13,13 @@ from typing import Any
 
 from .. import _ring
 from .._config import Config
+from .._enums import CloseStrategy
 from .._errors import MetranaCorruptRingError
 from .._logging import logger
 from .._records import CLOSE, DECLARE, POINT, decoder
 from .._session import Session, process_alive
 from .._writer import CLOSE_STRATEGY_OF_CODE, labels_json
 from ..storage import SeriesColumns, SeriesKey, StorageError
-from .._enums import CloseStrategy
 from ._target import Target
 
 SCAN_INTERVAL = 0.1
@@ -241,6 +241,7 @@ class Dispatcher:
                     discarded += 1
                 elif record[0] == CLOSE:
                     writer.saw_close = True
+        writer.saw_close = True  # the state slot is set after the writer's last append
         reader = writer.reader
         reader.commit()
         reader.add_to_slot(_ring.M_COMMITTED_POINTS, discarded)

@@ -41,7 +41,9 @@ def _run(session: Session) -> int:
     import os
 
     pid = os.getpid()
-    session.write_info(DispatcherInfo(pid=pid, create_ms=process_create_ms(), started_ns=time.time_ns()))
+    session.write_info(
+        DispatcherInfo(pid=pid, create_ms=process_create_ms(), started_ns=time.time_ns())
+    )
     config = session.read_config()
     configure(config.log_level)
     for handler in logger.handlers:
@@ -53,7 +55,9 @@ def _run(session: Session) -> int:
         handle = target.open_run(config)
     except MetranaRunExistsError as error:
         session.write_handshake(
-            Handshake(status="failed", dispatcher_pid=pid, error=str(error), error_kind="run_exists")
+            Handshake(
+                status="failed", dispatcher_pid=pid, error=str(error), error_kind="run_exists"
+            )
         )
         logger.error("%s", error)
         return 1

@@ -138,7 +138,9 @@ class SqliteStore:
     # -- runs -------------------------------------------------------------------------------
 
     @staticmethod
-    def _get_or_create(conn: sqlite3.Connection, select: str, insert: str, args: tuple[object, ...]) -> int:
+    def _get_or_create(
+        conn: sqlite3.Connection, select: str, insert: str, args: tuple[object, ...]
+    ) -> int:
         row = conn.execute(select, args).fetchone()
         if row is not None:
             return int(row[0])
@@ -266,6 +268,7 @@ class SqliteStore:
                             columns.steps,
                             columns.values,
                             columns.timestamps,
+                            strict=True,
                         ),
                     )
                     stored = cursor.rowcount

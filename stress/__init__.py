@@ -1,0 +1,1 @@
+"""Benchmarks and stress runs for Metrana (``python -m stress bench``)."""

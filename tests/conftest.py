@@ -1,0 +1,137 @@
+"""Every test gets its own METRANA_HOME, session root and orchestration id, and every process a
+test starts (dispatchers included) is killed by pid when it ends."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+import psutil
+import pytest
+
+import metrana
+from metrana import _run
+from metrana._session import process_alive
+
+ORCHESTRATION_VARIABLES = ("METRANA_ORCHESTRATION_ID", "TORCHELASTIC_RUN_ID", "SLURM_JOB_ID")
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    for name in list(os.environ):
+        if name.startswith("METRANA_") or name in ORCHESTRATION_VARIABLES:
+            monkeypatch.delenv(name, raising=False)
+    home = tmp_path / "home"
+    shm = Path("/dev/shm") if Path("/dev/shm").is_dir() else tmp_path
+    session_root = shm / f"metrana-test-{uuid.uuid4().hex[:12]}"
+    monkeypatch.setenv("METRANA_HOME", str(home))
+    monkeypatch.setenv("METRANA_SESSION_ROOT", str(session_root))
+    monkeypatch.setenv("METRANA_ORCHESTRATION_ID", uuid.uuid4().hex)
+    yield home
+    writer = _run.current_writer()
+    if writer is not None and not writer.closed:
+        try:
+            metrana.close(close_strategy="Immediate")
+        except metrana.MetranaError:
+            pass
+    _run._inherited = None
+    kill_dispatchers(session_root)
+    shutil.rmtree(session_root, ignore_errors=True)
+
+
+def dispatcher_pids(session_root: Path) -> list[int]:
+    """Live dispatchers of the sessions under ``session_root`` (by pid and create time)."""
+    pids = []
+    for info_path in session_root.glob("*/dispatcher.json"):
+        try:
+            info = msgspec.json.decode(info_path.read_bytes())
+        except (OSError, msgspec.DecodeError):
+            continue
+        if process_alive(info["pid"], info["create_ms"]):
+            pids.append(int(info["pid"]))
+    return pids
+
+
+def kill_dispatchers(session_root: Path) -> None:
+    for pid in dispatcher_pids(session_root):
+        try:
+            os.kill(pid, signal.SIGKILL)
+            psutil.Process(pid).wait(5)
+        except (ProcessLookupError, psutil.NoSuchProcess, psutil.TimeoutExpired):
+            pass
+
+
+def run_python(
+    code: str, timeout: float = 120, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter with the test's environment; kill it on timeout."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    process = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_tree(process.pid)
+        out, err = process.communicate()
+        raise AssertionError(
+            f"child timed out after {timeout} s\nstdout:{out}\nstderr:{err}"
+        ) from None
+    result = subprocess.CompletedProcess(process.args, process.returncode, out, err)
+    if check and process.returncode != 0:
+        raise AssertionError(f"child failed ({process.returncode})\nstdout:{out}\nstderr:{err}")
+    return result
+
+
+def kill_tree(pid: int) -> None:
+    try:
+        parent = psutil.Process(pid)
+        children = parent.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return
+    for process in [*children, parent]:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs([*children, parent], timeout=5)
+
+
+def store_path() -> Path:
+    return Path(os.environ["METRANA_HOME"]) / "store.sqlite"
+
+
+def export_points(workspace: str, project: str, run: str) -> list[dict[str, object]]:
+    """Every stored point of a run, through ``metrana export``."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "metrana.cli",
+            "export",
+            "--workspace",
+            workspace,
+            "--project",
+            project,
+            "--run",
+            run,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return [msgspec.json.decode(line) for line in result.stdout.splitlines()]

@@ -1,0 +1,129 @@
+"""Configuration: arguments over environment variables over defaults; clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from metrana import (
+    BackpressureStrategy,
+    CloseStrategy,
+    ErrorStrategy,
+    LogLevel,
+    MetranaConfigError,
+    MetranaMissingApiKeyError,
+    ResumeStrategy,
+)
+from metrana._config import resolve_config
+
+NAMES = {"workspace_name": "w", "project_name": "p", "run_name": "r"}
+
+ENUM_SETTINGS = [
+    # (argument, variable, default, a non-default value, its member)
+    ("backpressure_strategy", "METRANA_BACKPRESSURE_STRATEGY", BackpressureStrategy.DROP_NEW,
+     "Block", BackpressureStrategy.BLOCK),
+    ("error_strategy", "METRANA_ERROR_MODES", ErrorStrategy.WARN,
+     "RaiseOnClose", ErrorStrategy.RAISE_ON_CLOSE),
+    ("close_strategy", "METRANA_CLOSE_STRATEGY", CloseStrategy.COMPLETE_PENDING,
+     "CompleteAll", CloseStrategy.COMPLETE_ALL),
+    ("resume_strategy", "METRANA_RESUME_STRATEGY", ResumeStrategy.ALLOW,
+     "Never", ResumeStrategy.NEVER),
+    ("log_level", "METRANA_LOG_LEVEL", LogLevel.SUCCESS, "Debug", LogLevel.DEBUG),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("arg", "var", "default", "text", "member"), ENUM_SETTINGS)
+def test_enum_setting_default_env_and_argument(
+    arg: str, var: str, default: object, text: str, member: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert getattr(resolve_config(**NAMES), arg) is default
+    monkeypatch.setenv(var, text)
+    assert getattr(resolve_config(**NAMES), arg) is member
+    # the argument beats its variable, as enum member or as name
+    assert getattr(resolve_config(**NAMES, **{arg: default}), arg) is default
+    assert getattr(resolve_config(**NAMES, **{arg: default.value}), arg) is default  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("arg", "var", "default", "text", "member"), ENUM_SETTINGS)
+def test_bad_enum_value_names_setting_value_and_accepted(
+    arg: str, var: str, default: object, text: str, member: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(MetranaConfigError) as error:
+        resolve_config(**NAMES, **{arg: "Sometimes"})
+    message = str(error.value)
+    assert arg in message and "'Sometimes'" in message and "accepted values:" in message
+    assert text in message
+    monkeypatch.setenv(var, "bogus")
+    with pytest.raises(MetranaConfigError, match=f"environment variable {var}"):
+        resolve_config(**NAMES)
+
+
+@pytest.mark.parametrize(
+    "var",
+    [
+        "METRANA_EVENT_QUEUE_MAX_SIZE",
+        "METRANA_DISPATCH_QUEUE_MAX_SIZE",
+        "METRANA_ERROR_QUEUE_MAX_SIZE",
+    ],
+)
+def test_queue_sizes_from_environment(var: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(var, "123")
+    field = var.removeprefix("METRANA_").lower()
+    assert getattr(resolve_config(**NAMES), field) == 123
+    monkeypatch.setenv(var, "lots")
+    with pytest.raises(MetranaConfigError, match=f"invalid {var} 'lots'.*an integer"):
+        resolve_config(**NAMES)
+    monkeypatch.setenv(var, "-1")
+    with pytest.raises(MetranaConfigError, match=var):
+        resolve_config(**NAMES)
+
+
+def test_event_queue_zero_means_unbounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("METRANA_EVENT_QUEUE_MAX_SIZE", "0")
+    assert resolve_config(**NAMES).event_queue_max_size == 0
+
+
+def test_ingestion_url_and_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert resolve_config(**NAMES).ingestion_url is None
+    assert resolve_config(**NAMES).is_embedded
+    assert resolve_config(**NAMES, ingestion_url="offline").ingestion_url == "offline"
+    with pytest.raises(MetranaMissingApiKeyError, match="METRANA_API_KEY"):
+        resolve_config(**NAMES, ingestion_url="http://127.0.0.1:1/")
+    monkeypatch.setenv("METRANA_API_KEY", "k-env")
+    config = resolve_config(**NAMES, ingestion_url="http://127.0.0.1:1/")
+    assert (config.ingestion_url, config.api_key) == ("http://127.0.0.1:1", "k-env")
+    assert resolve_config(**NAMES, api_key="k-arg").api_key == "k-arg"
+    monkeypatch.setenv("METRANA_INGESTION_URL", "ftp://nope")
+    with pytest.raises(MetranaConfigError, match="METRANA_INGESTION_URL"):
+        resolve_config(**NAMES)
+
+
+def test_home_and_orchestration_id(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    monkeypatch.setenv("METRANA_HOME", "/tmp/somewhere/../elsewhere")
+    assert resolve_config(**NAMES).home == "/tmp/elsewhere"
+    assert resolve_config(**NAMES).store_path == "/tmp/elsewhere/store.sqlite"
+    monkeypatch.delenv("METRANA_ORCHESTRATION_ID")
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "te-1")
+    assert resolve_config(**NAMES).orchestration_id == "te-1"
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID")
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    assert resolve_config(**NAMES).orchestration_id == "4242"
+    monkeypatch.delenv("SLURM_JOB_ID")
+    generated = resolve_config(**NAMES).orchestration_id
+    import os
+
+    assert os.environ["METRANA_ORCHESTRATION_ID"] == generated  # exported for children
+    assert resolve_config(**NAMES).orchestration_id == generated
+
+
+@pytest.mark.parametrize("field", ["workspace_name", "project_name", "run_name"])
+@pytest.mark.parametrize("bad", ["", "   ", 7, "x" * 300])
+def test_bad_names(field: str, bad: object) -> None:
+    with pytest.raises(MetranaConfigError, match=field):
+        resolve_config(**{**NAMES, field: bad})
+
+
+def test_bad_numbers() -> None:
+    with pytest.raises(MetranaConfigError, match="num_dispatch_workers"):
+        resolve_config(**NAMES, num_dispatch_workers=0)
+    with pytest.raises(MetranaConfigError, match="num_dispatch_workers"):
+        resolve_config(**NAMES, num_dispatch_workers="four")

@@ -1,0 +1,183 @@
+"""The public API in one process against a real dispatcher and the embedded store."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from conftest import export_points, store_path
+
+import metrana
+from metrana import _ring, _run
+from metrana.storage import SqliteStore
+
+NAMES = {"workspace_name": "w", "project_name": "p", "run_name": "api"}
+
+
+def test_log_before_init_raises() -> None:
+    with pytest.raises(metrana.MetranaNotInitializedError, match=r"before metrana.init\(\)"):
+        metrana.log("loss", 1.0)
+    with pytest.raises(metrana.MetranaNotInitializedError):
+        metrana.close()
+
+
+def test_init_twice_raises_and_reinit_after_close_works() -> None:
+    metrana.init(**NAMES)
+    with pytest.raises(metrana.MetranaAlreadyInitializedError, match="close"):
+        metrana.init(**NAMES)
+    metrana.log("loss", 1.0)
+    metrana.close(close_strategy="CompleteAll")
+    with pytest.raises(metrana.MetranaNotInitializedError):
+        metrana.log("loss", 2.0)
+    metrana.init(**NAMES)
+    metrana.log("loss", 2.0)
+    metrana.close(close_strategy="CompleteAll")
+    points = export_points("w", "p", "api")
+    assert [(p["step"], p["value"]) for p in points] == [(0, 1.0), (1, 2.0)]
+
+
+BAD_INPUTS = [
+    (("loss", "1.0"), {}, metrana.MetranaInvalidMetricTypeError, "value must be an int or float"),
+    (("loss", True), {}, metrana.MetranaInvalidMetricTypeError, "value must be an int or float"),
+    (("loss", None), {}, metrana.MetranaInvalidMetricTypeError, "value must be"),
+    (("", 1.0), {}, metrana.MetranaInvalidMetricError, "metric_name must not be empty"),
+    ((3, 1.0), {}, metrana.MetranaInvalidMetricTypeError, "metric_name must be a str"),
+    (("x" * 300, 1.0), {}, metrana.MetranaInvalidMetricError, "at most 256"),
+    (("loss", 1.0), {"step": -1}, metrana.MetranaInvalidMetricError, "non-negative"),
+    (("loss", 1.0), {"step": 1.5}, metrana.MetranaInvalidMetricTypeError, "step must be"),
+    (("loss", 1.0), {"step": "3"}, metrana.MetranaInvalidMetricTypeError, "step must be"),
+    (("loss", 1.0), {"labels": {"rank": 0}}, metrana.MetranaInvalidMetricTypeError, "str to str"),
+    (("loss", 1.0), {"labels": {1: "a"}}, metrana.MetranaInvalidMetricTypeError, "str to str"),
+    (("loss", 1.0), {"labels": ["a"]}, metrana.MetranaInvalidMetricTypeError, "dict"),
+    (("loss", 1.0), {"scale": "FORTNIGHT"}, metrana.MetranaInvalidMetricError, "unknown scale"),
+    (("loss", 1.0), {"timestamp": 1.5}, metrana.MetranaInvalidMetricTypeError, "timestamp"),
+    (("loss", 1.0), {"timestamp": "now"}, metrana.MetranaInvalidMetricTypeError, "timestamp"),
+]
+
+
+@pytest.mark.parametrize(("args", "kwargs", "error", "message"), BAD_INPUTS)
+def test_bad_input_raises_and_reaches_no_ring(
+    args: tuple[object, ...], kwargs: dict[str, object], error: type[Exception], message: str
+) -> None:
+    metrana.init(**NAMES)
+    writer = _run.current_writer()
+    assert writer is not None
+    before = writer.ring.written
+    with pytest.raises(error, match=message):
+        metrana.log(*args, **kwargs)  # type: ignore[arg-type]
+    assert writer.ring.written == before
+    metrana.log("ok", 1.0)
+    metrana.close(close_strategy="CompleteAll")
+    assert [p["metric"] for p in export_points("w", "p", "api")] == ["ok"]
+
+
+def test_values_scales_labels_and_auto_steps_are_stored_faithfully() -> None:
+    metrana.init(**NAMES)
+    metrana.log("v", 1)
+    metrana.log("v", 2.5)
+    metrana.log("v", math.nan)
+    metrana.log("v", math.inf)
+    metrana.log("v", -math.inf)
+    metrana.log("v", 7, step=10)
+    metrana.log("v", 8)  # continues after the explicit step
+    metrana.log("ret", 3.0, scale=metrana.StandardMetricScale.EPISODE, labels={"env": "a"})
+    metrana.log("ret", 4.0, scale="EPISODE", labels={"env": "a"})
+    metrana.log("ret", 5.0, scale="episode", labels={"env": "b"})
+    metrana.log("t", 1.0, step=0, timestamp=1_700_000_000_000_000_000)
+    metrana.close(close_strategy="CompleteAll")
+    points = export_points("w", "p", "api")
+    v = [(p["step"], p["value"]) for p in points if p["metric"] == "v"]
+    assert v == [(0, 1), (1, 2.5), (2, "nan"), (3, "inf"), (4, "-inf"), (10, 7), (11, 8)]
+    ret = [(p["labels"], p["step"], p["value"], p["scale"]) for p in points if p["metric"] == "ret"]
+    assert ret == [
+        ({"env": "a"}, 0, 3.0, "EPISODE"),
+        ({"env": "a"}, 1, 4.0, "EPISODE"),
+        ({"env": "b"}, 0, 5.0, "EPISODE"),
+    ]
+    (t,) = [p for p in points if p["metric"] == "t"]
+    assert t["timestamp_ns"] == 1_700_000_000_000_000_000
+    store = SqliteStore(store_path())
+    (run,) = store.runs()
+    assert (run.status, run.series, run.points) == ("finished", 4, 11)
+
+
+def test_resumed_run_continues_auto_steps() -> None:
+    metrana.init(**NAMES)
+    for i in range(5):
+        metrana.log("loss", float(i))
+    metrana.close(close_strategy="CompleteAll")
+    metrana.init(**NAMES, resume_strategy="Allow")
+    metrana.log("loss", 99.0)
+    metrana.close(close_strategy="CompleteAll")
+    steps = [p["step"] for p in export_points("w", "p", "api")]
+    assert steps == [0, 1, 2, 3, 4, 5]
+
+
+def test_resume_never_raises_for_another_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    metrana.init(**NAMES)
+    metrana.log("loss", 1.0)
+    metrana.close(close_strategy="CompleteAll")
+    monkeypatch.setenv("METRANA_ORCHESTRATION_ID", "another-job")
+    with pytest.raises(metrana.MetranaRunExistsError, match=r"already exists.*'Never'"):
+        metrana.init(**NAMES, resume_strategy="Never")
+    assert _run.current_writer() is None
+
+
+@contextmanager
+def dispatcher_stopped() -> Iterator[None]:
+    """Freeze the session's dispatcher (SIGSTOP) so that nothing drains the rings."""
+    writer = _run.current_writer()
+    assert writer is not None
+    info = writer.session.read_info()
+    assert info is not None
+    os.kill(info.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(info.pid, signal.SIGCONT)
+
+
+def test_drop_new_counts_exactly_what_did_not_fit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("METRANA_EVENT_QUEUE_MAX_SIZE", "100")
+    metrana.init(**NAMES)
+    writer = _run.current_writer()
+    assert writer is not None
+    with dispatcher_stopped():
+        for i in range(150):
+            metrana.log("loss", float(i))
+        # one slot holds the series declaration
+        assert (writer.logged, writer.dropped) == (99, 51)
+        assert writer.ring.get_slot(_ring.M_DROPPED) == 51
+    metrana.close(close_strategy="CompleteAll")
+    steps = [p["step"] for p in export_points("w", "p", "api")]
+    assert steps == list(range(99))
+
+
+def test_raise_backpressure_names_the_queue_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("METRANA_EVENT_QUEUE_MAX_SIZE", "10")
+    metrana.init(**NAMES, backpressure_strategy="Raise")
+    with dispatcher_stopped():
+        for i in range(9):  # the declaration takes the tenth slot
+            metrana.log("loss", float(i))
+        with pytest.raises(metrana.MetranaEventQueueFullError, match=r"full \(10 events"):
+            metrana.log("loss", 1.0)
+    metrana.close(close_strategy="CompleteAll")
+    assert len(export_points("w", "p", "api")) == 9
+
+
+def test_unbounded_queue_never_drops(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("METRANA_EVENT_QUEUE_MAX_SIZE", "0")
+    metrana.init(**NAMES)
+    writer = _run.current_writer()
+    assert writer is not None
+    with dispatcher_stopped():
+        for i in range(150_000):  # more than one 4 MiB segment
+            metrana.log("loss", float(i))
+        assert writer.dropped == 0
+        assert writer.ring._segment.number >= 1
+    metrana.close(close_strategy="CompleteAll")
+    assert len(export_points("w", "p", "api")) == 150_000
