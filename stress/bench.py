@@ -104,8 +104,13 @@ def bench_latency(calls: int) -> list[dict[str, Any]]:
     def one(i: int) -> None:
         log("loss", 0.5, step=i)
 
-    results.append({"figure": "log_latency", "what": "metrana.log(name, value, step=)",
-                    **_time_calls(one, calls)})  # fmt: skip
+    results.append(
+        {
+            "figure": "log_latency",
+            "what": "metrana.log(name, value, step=)",
+            **_time_calls(one, calls),
+        }
+    )
     metrana.close(close_strategy="CompleteAll", timeout=120)
     return results
 
@@ -231,8 +236,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'figure':<13} {'what':<62} {'mean/pts/s':>12} {'p50 µs':>8} {'p99 µs':>8}")
     for r in results:
         if r["figure"] == "log_latency":
-            print(f"{r['figure']:<13} {r['what']:<62} {r['mean_us']:>12} "
-                  f"{r['p50_us']:>8} {r['p99_us']:>8}")  # fmt: skip
+            print(
+                f"{r['figure']:<13} {r['what']:<62} {r['mean_us']:>12} "
+                f"{r['p50_us']:>8} {r['p99_us']:>8}"
+            )
         else:
             print(f"{r['figure']:<13} {r['what']:<62} {r['points_per_s']:>12,}")
     return 0 if all(r.get("ok", True) for r in results) else 1

@@ -19,16 +19,36 @@ NAMES = {"workspace_name": "w", "project_name": "p", "run_name": "r"}
 
 ENUM_SETTINGS = [
     # (argument, variable, default, a non-default value, its member)
-    ("backpressure_strategy", "METRANA_BACKPRESSURE_STRATEGY", BackpressureStrategy.DROP_NEW,
-     "Block", BackpressureStrategy.BLOCK),
-    ("error_strategy", "METRANA_ERROR_MODES", ErrorStrategy.WARN,
-     "RaiseOnClose", ErrorStrategy.RAISE_ON_CLOSE),
-    ("close_strategy", "METRANA_CLOSE_STRATEGY", CloseStrategy.COMPLETE_PENDING,
-     "CompleteAll", CloseStrategy.COMPLETE_ALL),
-    ("resume_strategy", "METRANA_RESUME_STRATEGY", ResumeStrategy.ALLOW,
-     "Never", ResumeStrategy.NEVER),
+    (
+        "backpressure_strategy",
+        "METRANA_BACKPRESSURE_STRATEGY",
+        BackpressureStrategy.DROP_NEW,
+        "Block",
+        BackpressureStrategy.BLOCK,
+    ),
+    (
+        "error_strategy",
+        "METRANA_ERROR_MODES",
+        ErrorStrategy.WARN,
+        "RaiseOnClose",
+        ErrorStrategy.RAISE_ON_CLOSE,
+    ),
+    (
+        "close_strategy",
+        "METRANA_CLOSE_STRATEGY",
+        CloseStrategy.COMPLETE_PENDING,
+        "CompleteAll",
+        CloseStrategy.COMPLETE_ALL,
+    ),
+    (
+        "resume_strategy",
+        "METRANA_RESUME_STRATEGY",
+        ResumeStrategy.ALLOW,
+        "Never",
+        ResumeStrategy.NEVER,
+    ),
     ("log_level", "METRANA_LOG_LEVEL", LogLevel.SUCCESS, "Debug", LogLevel.DEBUG),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize(("arg", "var", "default", "text", "member"), ENUM_SETTINGS)

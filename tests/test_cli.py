@@ -1,0 +1,121 @@
+"""The command line: runs, export (jsonl and csv), demo, and the benchmark smoke run."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import metrana
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "metrana.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=check,
+    )
+
+
+@pytest.fixture
+def logged_run() -> None:
+    metrana.init(workspace_name="ws", project_name="proj", run_name="cli-run")
+    for step in range(50):
+        metrana.log("loss", step / 2, step=step)
+    metrana.log("reward", 1.5, scale="EPISODE", labels={"env": "cartpole"})
+    metrana.close(close_strategy="CompleteAll")
+
+
+def test_runs_lists_status_series_and_points(logged_run: None) -> None:
+    out = cli("runs").stdout
+    assert out.splitlines()[0].split() == [
+        "ID",
+        "WORKSPACE",
+        "PROJECT",
+        "RUN",
+        "STATUS",
+        "SERIES",
+        "POINTS",
+    ]
+    assert out.splitlines()[1].split() == ["1", "ws", "proj", "cli-run", "finished", "2", "51"]
+    (run,) = json.loads(cli("runs", "--json").stdout)
+    assert (run["run_name"], run["status"], run["series"], run["points"]) == (
+        "cli-run",
+        "finished",
+        2,
+        51,
+    )
+
+
+def test_export_csv_to_a_file(logged_run: None, tmp_path: Path) -> None:
+    target = tmp_path / "points.csv"
+    result = cli(
+        "export",
+        "--workspace",
+        "ws",
+        "--project",
+        "proj",
+        "--run",
+        "cli-run",
+        "--format",
+        "csv",
+        "--output",
+        str(target),
+    )
+    assert "exported 51 points" in result.stderr
+    rows = list(csv.DictReader(target.open()))
+    assert len(rows) == 51
+    reward = [r for r in rows if r["metric"] == "reward"]
+    assert reward[0]["labels"] == '{"env":"cartpole"}'
+    assert (reward[0]["scale"], reward[0]["step"], reward[0]["value"]) == ("EPISODE", "0", "1.5")
+
+
+def test_export_of_an_unknown_run_says_so(logged_run: None) -> None:
+    result = cli("export", "--workspace", "ws", "--project", "proj", "--run", "nope", check=False)
+    assert result.returncode == 1
+    assert "no run ws/proj/nope" in result.stderr
+
+
+def test_runs_without_a_store_says_where_it_looked(tmp_path: Path) -> None:
+    result = cli("runs", "--store", str(tmp_path / "missing.sqlite"), check=False)
+    assert result.returncode != 0
+    assert "no store at" in result.stderr
+
+
+def test_demo_stores_every_point() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "metrana.cli", "demo", "--ranks", "2", "--steps", "2000"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stderr
+    # 2 ranks x 2000 steps x 2 metrics + 2000 learning-rate points + 2 x 2 workers x 100 episodes
+    assert "points   10,400 of 10,400 logged" in result.stdout
+
+
+def test_benchmark_smoke_run() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "stress", "bench", "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    figures = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert {f["what"] for f in figures} >= {
+        "empty Python call",
+        "bare msgspec encode + mmap copy",
+        "metrana.log(name, value, step=)",
+    }
+    (end_to_end,) = [f for f in figures if f["what"].endswith("until committed")]
+    assert end_to_end["ok"] and end_to_end["stored"] == end_to_end["points"]
