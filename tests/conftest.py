@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,13 +69,13 @@ def kill_dispatchers(session_root: Path) -> None:
 
 
 def run_python(
-    code: str, timeout: float = 120, env: dict[str, str] | None = None, check: bool = True
+    *args: str, timeout: float = 120, env: dict[str, str] | None = None, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` in a fresh interpreter with the test's environment; kill it on timeout."""
+    """Run ``python ARGS`` with the test's environment; kill its whole tree on timeout."""
     full_env = dict(os.environ)
     full_env.update(env or {})
     process = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(code)],
+        [sys.executable, *args],
         env=full_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -90,6 +89,8 @@ def run_python(
         raise AssertionError(
             f"child timed out after {timeout} s\nstdout:{out}\nstderr:{err}"
         ) from None
+    finally:
+        kill_tree(process.pid)
     result = subprocess.CompletedProcess(process.args, process.returncode, out, err)
     if check and process.returncode != 0:
         raise AssertionError(f"child failed ({process.returncode})\nstdout:{out}\nstderr:{err}")

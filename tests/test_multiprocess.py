@@ -12,7 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import psutil
-from conftest import export_points, kill_tree
+from conftest import export_points, kill_tree, run_python
 
 JOB = """
 import multiprocessing as mp
@@ -73,20 +73,7 @@ if __name__ == "__main__":
 
 
 def run_script(path: Path, *args: str, timeout: float = 240) -> str:
-    process = subprocess.Popen(
-        [sys.executable, str(path), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        out, err = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill_tree(process.pid)
-        out, err = process.communicate()
-        raise AssertionError(f"job timed out\n{out}\n{err}") from None
-    assert process.returncode == 0, f"job failed\n{out}\n{err}"
-    return out
+    return run_python(str(path), *args, timeout=timeout).stdout
 
 
 def test_spawned_ranks_forked_children_and_threads_store_every_point_once(tmp_path: Path) -> None:
