@@ -31,7 +31,6 @@ _time_ns = time.time_ns
 _generation = 0
 
 WATCHDOG_INTERVAL = 0.5
-_M_LOGGED = _ring.M_LOGGED
 
 
 def labels_json(labels: dict[str, str]) -> str:
@@ -153,6 +152,7 @@ class Writer:
             create_ms,
             config.event_queue_max_size,
         )
+        self._append = self.ring.append
         self._lock = threading.Lock()
         self._buf = bytearray(64)
         self._encode_into = encoder.encode_into
@@ -167,6 +167,7 @@ class Writer:
         self._backpressure = config.backpressure_strategy
         self.dropped = 0
         self.logged = 0
+        self.declared = 0
         self._warned_drop = False
         self.closed = False
         self._dispatchers: list[subprocess.Popen[bytes]] = []
@@ -228,9 +229,8 @@ class Writer:
             if step is None:
                 step = series.next_step
             self._encode_into((POINT, series.id, step, value, timestamp), buf, 8)
-            if self.ring.append(buf) or self._full(buf):
+            if self._append(buf) or self._full(buf):
                 self.logged += 1
-                self.ring.meta[_M_LOGGED] = self.logged
                 if step >= series.next_step:
                     series.next_step = step + 1
 
@@ -270,6 +270,8 @@ class Writer:
         self._encode_into((DECLARE, series.id, series.name, series.scale, series.labels), buf, 8)
         if self.ring.append(buf) or self._full(buf):
             series.declared = True
+            self.declared += 1
+            self.ring.meta[_ring.M_DECLARED] = self.declared
         return series.declared
 
     def next_steps(self) -> dict[tuple[str, str, str], int]:
@@ -375,6 +377,7 @@ class Writer:
         deadline = time.monotonic() + timeout
         with self._lock:
             ring = self.ring
+            ring.set_slot(_ring.M_LOGGED, self.logged)
             ring.set_slot(_ring.M_CLOSE_STRATEGY, _CLOSE_CODES[strategy])
             buf = bytearray(8)
             self._encode_into((CLOSE, strategy.value), buf, 8)
