@@ -16,8 +16,8 @@ demo: $(STAMP)
 	$(BIN)/metrana demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests stress
-	$(BIN)/ruff format --check src tests stress
+	$(BIN)/ruff check src tests stress scripts
+	$(BIN)/ruff format --check src tests stress scripts
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

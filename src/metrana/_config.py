@@ -23,8 +23,9 @@ from ._enums import (
     parse_enum,
 )
 from ._errors import MetranaConfigError, MetranaMissingApiKeyError
+from ._retry import RetryPolicy
 
-__all__ = ["Config", "RunIdentity", "orchestration_id", "resolve_config"]
+__all__ = ["Config", "RunIdentity", "orchestration_id", "resolve_config", "retry_policy"]
 
 DEFAULT_EVENT_QUEUE_MAX_SIZE = 100_000
 DEFAULT_DISPATCH_QUEUE_MAX_SIZE = 64
@@ -320,5 +321,29 @@ def resolve_config(
         ),
         block_timeout=_float_setting(
             "block_timeout", None, "METRANA_BLOCK_TIMEOUT", DEFAULT_BLOCK_TIMEOUT, env
+        ),
+    )
+
+
+def retry_policy(environ: Mapping[str, str] | None = None) -> RetryPolicy:
+    """The retry budget: ``METRANA_RETRY_MAX_ATTEMPTS`` (default 8) and
+    ``METRANA_RETRY_MAX_ELAPSED`` seconds (default 60)."""
+    env = os.environ if environ is None else environ
+    defaults = RetryPolicy()
+    return RetryPolicy(
+        max_attempts=_int_setting(
+            "METRANA_RETRY_MAX_ATTEMPTS",
+            None,
+            "METRANA_RETRY_MAX_ATTEMPTS",
+            defaults.max_attempts,
+            1,
+            env,
+        ),
+        max_elapsed=_float_setting(
+            "METRANA_RETRY_MAX_ELAPSED",
+            None,
+            "METRANA_RETRY_MAX_ELAPSED",
+            defaults.max_elapsed,
+            env,
         ),
     )
