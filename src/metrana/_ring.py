@@ -391,6 +391,8 @@ class RingReader:
     def commit(self, cursor: Cursor | None = None) -> None:
         """Publish ``cursor`` (default: the read cursor) as committed; free what it passed."""
         target = (cursor or self.cursor).copy()
+        if target.records < self.committed.records:
+            return  # never move backwards
         for number in sorted(self._segments):
             if number < target.segment:
                 segment = self._segments.pop(number)

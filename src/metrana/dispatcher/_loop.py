@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections import deque
+from concurrent.futures import Future
 from typing import Any
 
 from .. import _ring
@@ -19,8 +21,8 @@ from .._logging import logger
 from .._records import CLOSE, DECLARE, POINT, decoder
 from .._session import Session, process_alive
 from .._writer import CLOSE_STRATEGY_OF_CODE, labels_json
-from ..storage import SeriesColumns, SeriesKey, StorageError
-from ._target import Target
+from ..storage import SeriesColumns, SeriesKey, WriteResult
+from ._target import DeliveryFailure, Target
 
 SCAN_INTERVAL = 0.1
 LIVENESS_INTERVAL = 0.5
@@ -38,11 +40,29 @@ class _Writer:
         self.saw_close = False
         self.dead = False
         self.batch_points = 0
-        self.warned_collision = False
+        self.forgotten = False
 
     @property
     def name(self) -> str:
         return f"writer {self.reader.pid} ({self.reader.writer_id})"
+
+
+class _Batch:
+    """A batch handed to the target, and the ring positions it lets us commit once acked."""
+
+    __slots__ = ("commits", "future")
+
+    def __init__(
+        self, future: Future[WriteResult], commits: list[tuple[_Writer, _ring.Cursor, int]]
+    ) -> None:
+        self.future = future
+        self.commits = commits
+
+
+def _done(result: WriteResult) -> Future[WriteResult]:
+    future: Future[WriteResult] = Future()
+    future.set_result(result)
+    return future
 
 
 class Dispatcher:
@@ -57,6 +77,8 @@ class Dispatcher:
         self.stored = 0
         self.duplicates = 0
         self._collision_warned: set[str] = set()
+        self.inflight: deque[_Batch] = deque()
+        self.max_inflight = max(1, min(target.max_inflight, config.dispatch_queue_max_size))
 
     def stop(self) -> None:
         self._running = False
@@ -80,10 +102,9 @@ class Dispatcher:
             try:
                 moved = self.drain_once()
                 retry_delay = 0.05
-            except StorageError as error:
+            except DeliveryFailure as error:
                 logger.error("delivery failed, will retry in %.1f s: %s", retry_delay, error)
-                for writer in self.writers.values():
-                    writer.reader.rewind()
+                self._abandon_inflight()
                 time.sleep(retry_delay)
                 retry_delay = min(retry_delay * 2, RETRY_DELAY_MAX)
                 continue
@@ -92,7 +113,7 @@ class Dispatcher:
                 idle_delay = 0.0
                 empty_since = None
                 continue
-            if not self.writers:
+            if not self.writers and not self.inflight:
                 if empty_since is None:
                     empty_since = now
                     self._mark_run_ended()
@@ -145,28 +166,60 @@ class Dispatcher:
     # -- draining -----------------------------------------------------------------------------
 
     def drain_once(self) -> bool:
-        """Read what every ring holds, deliver it as one batch, commit. True if anything moved."""
-        batch: dict[SeriesKey, SeriesColumns] = {}
-        touched: list[_Writer] = []
+        """Commit what the target acknowledged, then hand it the next batch if there is room.
+
+        Acknowledgements are applied in submission order, so each ring's committed position
+        only moves forward, and only past records the target has stored.
+        """
+        moved = False
+        inflight = self.inflight
+        while inflight and inflight[0].future.done():
+            batch = inflight[0]
+            result = batch.future.result()  # DeliveryFailure propagates to run()
+            inflight.popleft()
+            self._acknowledge(batch, result)
+            moved = True
+        if len(inflight) >= self.max_inflight:
+            if not moved:
+                inflight[0].future.exception(timeout=0.05)  # wait a little for the oldest
+            return True
+        columns: dict[SeriesKey, SeriesColumns] = {}
+        commits: list[tuple[_Writer, _ring.Cursor, int]] = []
         for writer in list(self.writers.values()):
             records = writer.reader.read(RECORDS_PER_WRITER)
             if not records:
                 continue
-            touched.append(writer)
-            writer.batch_points = self._collect(writer, records, batch)
-        if not touched:
-            return False
-        if batch:
-            result = self.target.write(batch)
-            self.stored += result.accepted
-            self.duplicates += result.duplicates
-            for name, count in result.duplicates_by_series.items():
-                self._warn_collision(name, count)
-        for writer in touched:
-            reader = writer.reader
-            reader.commit()
-            reader.add_to_slot(_ring.M_COMMITTED_POINTS, writer.batch_points)
+            points = self._collect(writer, records, columns)
+            commits.append((writer, writer.reader.cursor.copy(), points))
+        if not commits:
+            return moved
+        future = self.target.submit(columns) if columns else _done(WriteResult(0, 0))
+        inflight.append(_Batch(future, commits))
         return True
+
+    def _acknowledge(self, batch: _Batch, result: WriteResult) -> None:
+        self.stored += result.accepted
+        self.duplicates += result.duplicates
+        for name, count in result.duplicates_by_series.items():
+            self._warn_collision(name, count)
+        for writer, cursor, points in batch.commits:
+            reader = writer.reader
+            if writer.forgotten:
+                continue
+            reader.commit(cursor)
+            reader.add_to_slot(_ring.M_COMMITTED_POINTS, points)
+
+    def _abandon_inflight(self) -> None:
+        """A batch failed: forget every batch in flight and re-read from committed positions.
+
+        Batches that did reach the target are sent again; the target's (series, step)
+        identity stores them once."""
+        for batch in self.inflight:
+            with contextlib.suppress(Exception):
+                batch.future.exception(timeout=30)
+        self.inflight.clear()
+        for writer in self.writers.values():
+            writer.reader.rewind()
 
     def _collect(
         self, writer: _Writer, records: list[Any], batch: dict[SeriesKey, SeriesColumns]
@@ -230,7 +283,9 @@ class Dispatcher:
                 self._forget(writer_id, writer)
 
     def _discard_unread(self, writer: _Writer) -> None:
-        """Close strategies Immediate/CompletePending: drop what is still queued in the ring."""
+        """Close strategies Immediate/CompletePending: drop what is still queued in the ring.
+
+        What was already handed to the target finishes; the discard is committed behind it."""
         discarded = 0
         while True:
             records = writer.reader.read(RECORDS_PER_WRITER)
@@ -239,12 +294,11 @@ class Dispatcher:
             for record in records:
                 if record[0] == POINT:
                     discarded += 1
-                elif record[0] == CLOSE:
-                    writer.saw_close = True
         writer.saw_close = True  # the state slot is set after the writer's last append
         reader = writer.reader
-        reader.commit()
-        reader.add_to_slot(_ring.M_COMMITTED_POINTS, discarded)
+        self.inflight.append(
+            _Batch(_done(WriteResult(0, 0)), [(writer, reader.cursor.copy(), discarded)])
+        )
         reader.add_to_slot(_ring.M_DISCARDED, discarded)
         if discarded:
             logger.warning(
@@ -255,6 +309,7 @@ class Dispatcher:
             )
 
     def _forget(self, writer_id: str, writer: _Writer) -> None:
+        writer.forgotten = True
         del self.writers[writer_id]
         with contextlib.suppress(OSError):
             writer.reader.delete()

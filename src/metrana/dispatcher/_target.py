@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import Future
 from typing import Protocol
 
 from .._config import Config
@@ -13,17 +14,26 @@ from ..storage import (
     SeriesColumns,
     SeriesKey,
     SqliteStore,
+    StorageError,
     StorageRunExistsError,
     WriteResult,
 )
 
 
+class DeliveryFailure(Exception):
+    """A batch could not be delivered now; the dispatcher re-reads and retries it later."""
+
+
 class Target(Protocol):
     """A delivery target: opens the run, stores batches idempotently, closes the run."""
 
+    max_inflight: int
+
     def open_run(self, config: Config) -> RunHandle: ...
 
-    def write(self, batch: Mapping[SeriesKey, SeriesColumns]) -> WriteResult: ...
+    def submit(self, batch: Mapping[SeriesKey, SeriesColumns]) -> Future[WriteResult]:
+        """Start delivering a batch; the future fails with DeliveryFailure if it could not."""
+        ...
 
     def set_status(self, status: str) -> None: ...
 
@@ -32,6 +42,8 @@ class Target(Protocol):
 
 class EmbeddedTarget:
     """Writes straight into the SQLite store under ``METRANA_HOME`` (acknowledged = committed)."""
+
+    max_inflight = 1
 
     def __init__(self, path: str) -> None:
         self.store = SqliteStore(path)
@@ -53,8 +65,14 @@ class EmbeddedTarget:
         self.experiment_id = handle.experiment_id
         return handle
 
-    def write(self, batch: Mapping[SeriesKey, SeriesColumns]) -> WriteResult:
-        return self.store.write_points(self.experiment_id, batch)
+    def submit(self, batch: Mapping[SeriesKey, SeriesColumns]) -> Future[WriteResult]:
+        """Write in this thread: the future is done when the transaction committed."""
+        future: Future[WriteResult] = Future()
+        try:
+            future.set_result(self.store.write_points(self.experiment_id, batch))
+        except StorageError as error:
+            future.set_exception(DeliveryFailure(str(error)))
+        return future
 
     def set_status(self, status: str) -> None:
         self.store.set_status(self.experiment_id, status)
@@ -67,4 +85,6 @@ def make_target(config: Config) -> Target:
     """The target named by the configuration."""
     if config.is_embedded:
         return EmbeddedTarget(config.store_path)
-    raise NotImplementedError(f"ingestion target {config.ingestion_url!r} is not supported yet")
+    from ._http import HttpTarget
+
+    return HttpTarget(config)
