@@ -7,9 +7,10 @@ import os
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
-from conftest import export_points, store_path
+from conftest import export_points, run_python, store_path
 
 import metrana
 from metrana import _ring, _run
@@ -181,3 +182,28 @@ def test_unbounded_queue_never_drops(monkeypatch: pytest.MonkeyPatch) -> None:
         assert writer.ring._segment.number >= 1
     metrana.close(close_strategy="CompleteAll")
     assert len(export_points("w", "p", "api")) == 150_000
+
+
+def test_interpreter_exit_closes_with_the_configured_strategy() -> None:
+    result = run_python(
+        "-c",
+        "import metrana\n"
+        "metrana.init(workspace_name='w', project_name='p', run_name='api',"
+        " close_strategy='CompleteAll')\n"
+        "for i in range(20000): metrana.log('loss', float(i))\n",
+    )
+    assert result.returncode == 0
+    assert [p["step"] for p in export_points("w", "p", "api")] == list(range(20000))
+
+
+def test_stale_sessions_are_reaped_but_not_those_holding_rings(tmp_path: Path) -> None:
+    from metrana._session import reap_sessions
+
+    root = tmp_path / "sessions"
+    empty, holding = root / "a", root / "b"
+    for directory in (empty, holding):
+        directory.mkdir(parents=True)
+        (directory / "dispatcher.lock").touch()
+    (holding / "w-1-2-3.meta").touch()
+    assert reap_sessions(root, older_than=0) == 1
+    assert not empty.exists() and holding.exists()

@@ -16,7 +16,7 @@ from ._errors import (
     MetranaNotInitializedError,
 )
 from ._logging import configure, logger
-from ._session import Handshake, Session
+from ._session import Handshake, Session, reap_sessions
 from ._writer import Writer
 
 __all__ = ["close", "init", "log"]
@@ -79,6 +79,7 @@ def init(
         )
         configure(config.log_level)
         session = Session.for_config(config)
+        reap_sessions()
         # The ring exists before the dispatcher is looked for, so a dispatcher about to exit
         # for lack of writers sees it and stays.
         writer = Writer(config, session, next_steps=_closed_steps.get(str(session.dir)))
@@ -181,6 +182,14 @@ def _atexit_close() -> None:
     writer = _writer
     if writer is None or writer.closed or writer.pid != os.getpid():
         return
+    pending = writer.pending()
+    if pending > 0 and writer.config.close_strategy is not CloseStrategy.IMMEDIATE:
+        logger.warning(
+            "metrana: at exit, %d points pending, waiting up to %.0f s (close strategy %s)",
+            pending,
+            writer.config.close_timeout,
+            writer.config.close_strategy.value,
+        )
     try:
         close()
     except MetranaError as error:

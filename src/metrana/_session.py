@@ -98,6 +98,36 @@ def _read_struct(path: Path, kind: type[Any]) -> Any:
         return None
 
 
+STALE_SESSION_SECONDS = 3600.0
+
+
+def reap_sessions(root: Path | None = None, older_than: float = STALE_SESSION_SECONDS) -> int:
+    """Remove session directories nobody uses: no ring left, no live dispatcher, untouched for
+    ``older_than`` seconds. A session that still holds rings (undelivered data) is never
+    removed. Returns how many were removed."""
+    base = session_root() if root is None else root
+    removed = 0
+    try:
+        candidates = list(base.iterdir())
+    except OSError:
+        return 0
+    now = time.time()
+    for directory in candidates:
+        try:
+            if not directory.is_dir() or now - directory.stat().st_mtime < older_than:
+                continue
+            session = Session(directory)
+            if any(directory.glob("w-*")) or session.dispatcher_alive():
+                continue
+            for path in directory.iterdir():
+                path.unlink()
+            directory.rmdir()
+            removed += 1
+        except OSError:
+            continue
+    return removed
+
+
 class Session:
     """A session directory and the operations on it that writers and the dispatcher share."""
 
