@@ -16,6 +16,7 @@ Meta file ``w-<id>.meta`` (``META_BYTES`` bytes, little-endian u64 slots)::
                   14 series declarations
     reader-owned: 16 records committed 17 points discarded by close 18 duplicate points
                   19 close acknowledged  20 points stored (new)  21 points committed
+                  22 points rejected by the target (dropped, counted)
 
 Segment file ``w-<id>.<n>.seg``: a ``SEGMENT_HEADER`` byte header of u64 slots, then ``capacity``
 bytes of data::
@@ -60,7 +61,7 @@ M_MAGIC, M_VERSION, M_PID, M_CREATE_MS, M_MAX_EVENTS, M_SEGMENT_BYTES = 0, 1, 2,
 M_WRITTEN, M_DROPPED, M_STATE, M_CLOSE_STRATEGY, M_WRITE_SEGMENT, M_LOGGED = 8, 9, 10, 11, 12, 13
 M_DECLARED = 14
 M_COMMITTED, M_DISCARDED, M_DUPLICATES, M_CLOSE_ACK, M_STORED = 16, 17, 18, 19, 20
-M_COMMITTED_POINTS = 21
+M_COMMITTED_POINTS, M_REJECTED = 21, 22
 # segment slots
 S_MAGIC, S_NUMBER, S_CAPACITY, S_WRITE_POS, S_SEALED, S_READ_POS = 0, 1, 2, 8, 9, 16
 

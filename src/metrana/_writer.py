@@ -14,8 +14,16 @@ import msgspec
 
 from . import _ring
 from ._config import MAX_NAME_LENGTH, Config
-from ._enums import BackpressureStrategy, CloseStrategy, StandardMetricScale, parse_enum
+from ._enums import (
+    BackpressureStrategy,
+    CloseStrategy,
+    ErrorStrategy,
+    StandardMetricScale,
+    parse_enum,
+)
+from ._error_channel import DeliveryErrorEntry, ErrorWatcher
 from ._errors import (
+    MetranaDeliveryError,
     MetranaDispatcherError,
     MetranaEventQueueFullError,
     MetranaInvalidMetricError,
@@ -31,6 +39,7 @@ _time_ns = time.time_ns
 _generation = 0
 
 WATCHDOG_INTERVAL = 0.5
+ERROR_POLL_INTERVAL = 0.1
 
 
 def labels_json(labels: dict[str, str]) -> str:
@@ -173,6 +182,8 @@ class Writer:
         self._dispatchers: list[subprocess.Popen[bytes]] = []
         self._stop = threading.Event()
         self._watchdog: threading.Thread | None = None
+        self._errors = ErrorWatcher(session.dir)
+        self.delivery_errors: list[DeliveryErrorEntry] = []
 
     def apply_handshake(self, handshake: Handshake) -> None:
         """Take the run's resume table: auto-incremented steps continue after stored ones."""
@@ -352,16 +363,54 @@ class Writer:
         thread.start()
 
     def _watch(self) -> None:
-        while not self._stop.wait(WATCHDOG_INTERVAL):
+        next_check = time.monotonic() + WATCHDOG_INTERVAL
+        while not self._stop.wait(ERROR_POLL_INTERVAL):
             if os.getpid() != self.pid:
                 return
             try:
+                self.poll_errors()
+                if time.monotonic() < next_check:
+                    continue
+                next_check = time.monotonic() + WATCHDOG_INTERVAL
                 if not self.session.dispatcher_alive():
                     self.check_dispatcher()
                 else:
                     self._dispatchers = [p for p in self._dispatchers if p.poll() is None]
             except Exception as error:  # the watchdog must never kill the process
                 logger.debug("watchdog: %s", error)
+
+    # -- delivery errors ------------------------------------------------------------------------
+
+    def poll_errors(self) -> None:
+        """Act on delivery errors the dispatcher published since the last look."""
+        fresh = self._errors.new_errors()
+        if not fresh:
+            return
+        strategy = self.config.error_strategy
+        self.delivery_errors.extend(fresh)
+        if strategy is ErrorStrategy.WARN:
+            for entry in fresh:
+                logger.warning("delivery error (%s): %s", entry.kind, entry.message)
+        elif strategy is ErrorStrategy.RAISE_ON_LOG:
+            message = "; ".join(entry.message for entry in fresh)
+
+            def raise_once(*args: Any, **kwargs: Any) -> None:
+                del self.log  # back to the normal method
+                raise MetranaDeliveryError(
+                    f"the dispatcher could not deliver data: {message} "
+                    "(this point was not logged; later ones are)"
+                )
+
+            self.log = raise_once  # type: ignore[method-assign]
+
+    def raise_delivery_errors(self) -> None:
+        """Error strategy RaiseOnClose: raise what was published during this writer's life."""
+        self.poll_errors()
+        if self.config.error_strategy is ErrorStrategy.RAISE_ON_CLOSE and self.delivery_errors:
+            details = "; ".join(
+                f"{entry.message} (x{entry.count})" for entry in self.delivery_errors
+            )
+            raise MetranaDeliveryError(f"the dispatcher could not deliver data: {details}")
 
     # -- close ----------------------------------------------------------------------------------
 
@@ -396,6 +445,7 @@ class Writer:
             self._stop.set()
             for process in self._dispatchers:
                 process.poll()
+        self.raise_delivery_errors()
 
     def _finish(self, strategy: CloseStrategy, deadline: float, timeout: float) -> None:
         pending = self.pending()

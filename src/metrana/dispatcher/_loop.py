@@ -16,13 +16,14 @@ from typing import Any
 from .. import _ring
 from .._config import Config
 from .._enums import CloseStrategy
+from .._error_channel import ErrorPublisher
 from .._errors import MetranaCorruptRingError
 from .._logging import logger
 from .._records import CLOSE, DECLARE, POINT, decoder
 from .._session import Session, process_alive
 from .._writer import CLOSE_STRATEGY_OF_CODE, labels_json
 from ..storage import SeriesColumns, SeriesKey, WriteResult
-from ._target import DeliveryFailure, Target
+from ._target import DeliveryFailure, RejectedBatch, Target
 
 SCAN_INTERVAL = 0.1
 LIVENESS_INTERVAL = 0.5
@@ -78,6 +79,8 @@ class Dispatcher:
         self.duplicates = 0
         self._collision_warned: set[str] = set()
         self.inflight: deque[_Batch] = deque()
+        self.errors = ErrorPublisher(session.dir, config.error_queue_max_size)
+        self.rejected = 0
         self.max_inflight = max(1, min(target.max_inflight, config.dispatch_queue_max_size))
 
     def stop(self) -> None:
@@ -104,6 +107,7 @@ class Dispatcher:
                 retry_delay = 0.05
             except DeliveryFailure as error:
                 logger.error("delivery failed, will retry in %.1f s: %s", retry_delay, error)
+                self.errors.publish("delivery", str(error))
                 self._abandon_inflight()
                 time.sleep(retry_delay)
                 retry_delay = min(retry_delay * 2, RETRY_DELAY_MAX)
@@ -175,7 +179,13 @@ class Dispatcher:
         inflight = self.inflight
         while inflight and inflight[0].future.done():
             batch = inflight[0]
-            result = batch.future.result()  # DeliveryFailure propagates to run()
+            try:
+                result = batch.future.result()  # other DeliveryFailures propagate to run()
+            except RejectedBatch as error:
+                inflight.popleft()
+                self._reject(batch, error)
+                moved = True
+                continue
             inflight.popleft()
             self._acknowledge(batch, result)
             moved = True
@@ -208,6 +218,18 @@ class Dispatcher:
                 continue
             reader.commit(cursor)
             reader.add_to_slot(_ring.M_COMMITTED_POINTS, points)
+
+    def _reject(self, batch: _Batch, error: RejectedBatch) -> None:
+        """The target refused this batch for good: drop it, count it, tell the writers."""
+        points = sum(count for _, _, count in batch.commits)
+        self.rejected += points
+        logger.error("dropping %d points the target rejected: %s", points, error)
+        self.errors.publish("rejected", str(error))
+        for writer, cursor, count in batch.commits:
+            if not writer.forgotten:
+                writer.reader.commit(cursor)
+                writer.reader.add_to_slot(_ring.M_COMMITTED_POINTS, count)
+                writer.reader.add_to_slot(_ring.M_REJECTED, count)
 
     def _abandon_inflight(self) -> None:
         """A batch failed: forget every batch in flight and re-read from committed positions.

@@ -24,6 +24,14 @@ class DeliveryFailure(Exception):
     """A batch could not be delivered now; the dispatcher re-reads and retries it later."""
 
 
+class RejectedBatch(DeliveryFailure):
+    """The target refused the batch itself for good; it is dropped and counted, not retried."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class Target(Protocol):
     """A delivery target: opens the run, stores batches idempotently, closes the run."""
 
