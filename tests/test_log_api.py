@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -207,3 +208,31 @@ def test_stale_sessions_are_reaped_but_not_those_holding_rings(tmp_path: Path) -
     (holding / "w-1-2-3.meta").touch()
     assert reap_sessions(root, older_than=0) == 1
     assert not empty.exists() and holding.exists()
+
+
+def test_stats_and_flush(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("METRANA_EVENT_QUEUE_MAX_SIZE", "100")
+    metrana.init(**NAMES)
+    with dispatcher_stopped():
+        for i in range(150):
+            metrana.log("loss", float(i))
+        with pytest.raises(metrana.MetranaTimeoutError, match="99 points not yet delivered") as err:
+            metrana.flush(timeout=0.2)
+        assert err.value.pending == 99
+        snapshot = metrana.stats()
+        assert snapshot.process is not None
+        process = snapshot.process
+        assert (process.logged, process.dropped_queue_full, process.pending) == (99, 51, 99)
+        assert process.delivered == 0 and process.ring_fill == 1.0
+        assert snapshot.session.logged == 99 and snapshot.session.dropped_queue_full == 51
+    metrana.flush(timeout=30)
+    process = metrana.stats().process
+    assert process is not None
+    assert (process.delivered, process.pending) == (99, 0)
+    deadline = time.monotonic() + 10
+    while metrana.stats().session.stored != 99 and time.monotonic() < deadline:
+        time.sleep(0.05)  # the dispatcher publishes its totals twice a second
+    assert metrana.stats().session.stored == 99
+    metrana.close()
+    with pytest.raises(metrana.MetranaNotInitializedError):
+        metrana.stats()

@@ -21,11 +21,16 @@ def test_exported_names_are_exactly_the_public_api() -> None:
         "MetranaRunExistsError",
         "MetranaTimeoutError",
         "ResumeStrategy",
+        "SessionStats",
         "StandardMetricScale",
+        "Stats",
+        "WriterStats",
         "__version__",
         "close",
+        "flush",
         "init",
         "log",
+        "stats",
     }
     public = {name for name in dir(metrana) if not name.startswith("_")}
     assert public - set(metrana.__all__) <= {

@@ -33,7 +33,8 @@ from ._errors import (
     MetranaRunExistsError,
     MetranaTimeoutError,
 )
-from ._run import close, init, log
+from ._run import close, flush, init, log, stats
+from ._stats import SessionStats, Stats, WriterStats
 
 __version__ = "0.1.0"
 
@@ -56,9 +57,14 @@ __all__ = [
     "MetranaRunExistsError",
     "MetranaTimeoutError",
     "ResumeStrategy",
+    "SessionStats",
     "StandardMetricScale",
+    "Stats",
+    "WriterStats",
     "__version__",
     "close",
+    "flush",
     "init",
     "log",
+    "stats",
 ]

@@ -17,9 +17,10 @@ from ._errors import (
 )
 from ._logging import configure, logger
 from ._session import Handshake, Session, reap_sessions
+from ._stats import Stats, session_stats
 from ._writer import Writer
 
-__all__ = ["close", "init", "log"]
+__all__ = ["close", "flush", "init", "log", "stats"]
 
 _writer: Writer | None = None
 # Set in a forked child whose parent had a writer: the child's first log() opens its own ring.
@@ -176,6 +177,33 @@ def close(close_strategy: Any = None, timeout: float | None = None) -> None:
         finally:
             writer.release()
             _writer = None
+
+
+def flush(timeout: float | None = None) -> None:
+    """Block until every point this process logged before the call is delivered.
+
+    Raises:
+        MetranaNotInitializedError: nothing to flush.
+        MetranaTimeoutError: ``timeout`` seconds passed first; ``pending`` says how many points
+            were still undelivered.
+    """
+    writer = _writer
+    if writer is None or writer.closed:
+        raise MetranaNotInitializedError("metrana.flush() called without metrana.init()")
+    writer.flush(timeout)
+
+
+def stats() -> Stats:
+    """A snapshot of counters for this process and for its whole session: logged, dropped (by
+    reason), delivered, pending, ring fill; stored and duplicates as the dispatcher counts them.
+
+    Raises:
+        MetranaNotInitializedError: before ``init()`` or after ``close()``.
+    """
+    writer = _writer
+    if writer is None or writer.closed:
+        raise MetranaNotInitializedError("metrana.stats() called without metrana.init()")
+    return Stats(process=writer.stats(), session=session_stats(writer.session.dir))
 
 
 def _atexit_close() -> None:

@@ -33,6 +33,7 @@ from ._errors import (
 from ._logging import logger
 from ._records import CLOSE, DECLARE, POINT, encoder
 from ._session import Handshake, Session, process_create_ms
+from ._stats import WriterStats, writer_stats
 
 _json_sorted = msgspec.json.Encoder(order="sorted")
 _time_ns = time.time_ns
@@ -413,6 +414,31 @@ class Writer:
             raise MetranaDeliveryError(f"the dispatcher could not deliver data: {details}")
 
     # -- close ----------------------------------------------------------------------------------
+
+    def stats(self) -> WriterStats:
+        """This writer's counters."""
+        return writer_stats(self.ring.meta, self.ring.writer_id, logged=self.logged)
+
+    def flush(self, timeout: float | None) -> None:
+        """Wait until every point logged so far is delivered (or dropped and counted)."""
+        target = self.logged
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.0005
+        next_check = time.monotonic() + WATCHDOG_INTERVAL
+        while self.ring.get_slot(_ring.M_COMMITTED_POINTS) < target:
+            now = time.monotonic()
+            if deadline is not None and now > deadline:
+                pending = target - self.ring.get_slot(_ring.M_COMMITTED_POINTS)
+                raise MetranaTimeoutError(
+                    f"flush timed out after {timeout:.1f} s: {pending} points not yet delivered",
+                    pending,
+                )
+            if now > next_check:
+                next_check = now + WATCHDOG_INTERVAL
+                if not self.session.dispatcher_alive():
+                    self.check_dispatcher()
+            time.sleep(delay)
+            delay = min(delay * 2, 0.01)
 
     def pending(self) -> int:
         """Points this writer logged that the dispatcher has not yet committed."""

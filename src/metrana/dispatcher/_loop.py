@@ -8,6 +8,7 @@ committed positions and the store's (series, step) identity absorbs the replay.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections import deque
 from concurrent.futures import Future
@@ -21,6 +22,7 @@ from .._errors import MetranaCorruptRingError
 from .._logging import logger
 from .._records import CLOSE, DECLARE, POINT, decoder
 from .._session import Session, process_alive
+from .._stats import DispatcherStats, publish_dispatcher_stats
 from .._writer import CLOSE_STRATEGY_OF_CODE, labels_json
 from ..storage import SeriesColumns, SeriesKey, WriteResult
 from ._target import DeliveryFailure, RejectedBatch, Target
@@ -81,6 +83,8 @@ class Dispatcher:
         self.inflight: deque[_Batch] = deque()
         self.errors = ErrorPublisher(session.dir, config.error_queue_max_size)
         self.rejected = 0
+        self.stats = DispatcherStats(pid=os.getpid(), started_ns=time.time_ns(), updated_ns=0)
+        self._stats_published = -1.0
         self.max_inflight = max(1, min(target.max_inflight, config.dispatch_queue_max_size))
 
     def stop(self) -> None:
@@ -101,6 +105,7 @@ class Dispatcher:
                 next_scan = now + SCAN_INTERVAL
             if now >= next_liveness:
                 self.check_liveness()
+                self.publish_stats()
                 next_liveness = now + LIVENESS_INTERVAL
             try:
                 moved = self.drain_once()
@@ -128,9 +133,17 @@ class Dispatcher:
                     empty_since = None
             idle_delay = min(max(idle_delay * 2, 0.0005), 0.02)
             time.sleep(idle_delay)
+        self.publish_stats()
         logger.info(
             "dispatcher exiting: %d points stored, %d duplicates", self.stored, self.duplicates
         )
+
+    def publish_stats(self) -> None:
+        stats = self.stats
+        stats.stored, stats.duplicates, stats.rejected = self.stored, self.duplicates, self.rejected
+        stats.inflight, stats.writers = len(self.inflight), len(self.writers)
+        with contextlib.suppress(OSError):
+            publish_dispatcher_stats(self.session.dir, stats)
 
     def _mark_run_ended(self) -> None:
         status = "finished" if self.closed_normally else "crashed"
@@ -208,6 +221,7 @@ class Dispatcher:
         return True
 
     def _acknowledge(self, batch: _Batch, result: WriteResult) -> None:
+        self.stats.batches += 1
         self.stored += result.accepted
         self.duplicates += result.duplicates
         for name, count in result.duplicates_by_series.items():

@@ -1,0 +1,142 @@
+"""Counters, for ``metrana.stats()`` and ``metrana status``: what each writer logged, dropped
+(by reason) and had delivered, read from the ring meta files, plus the dispatcher's totals."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import msgspec
+
+from . import _ring
+from ._errors import MetranaCorruptRingError
+
+
+class DispatcherStats(msgspec.Struct):
+    """Published by the dispatcher (``stats.json`` in the session directory)."""
+
+    pid: int
+    started_ns: int
+    updated_ns: int
+    stored: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    batches: int = 0
+    inflight: int = 0
+    writers: int = 0
+
+
+class WriterStats(msgspec.Struct):
+    """One writer process's ring."""
+
+    pid: int
+    writer_id: str
+    logged: int
+    dropped_queue_full: int
+    dropped_on_close: int
+    rejected: int
+    delivered: int
+    pending: int
+    ring_fill: float
+    closed: bool
+
+
+class SessionStats(msgspec.Struct):
+    session_dir: str
+    writers: list[WriterStats]
+    logged: int
+    dropped_queue_full: int
+    dropped_on_close: int
+    rejected: int
+    delivered: int
+    pending: int
+    stored: int
+    duplicates: int
+    dispatcher: DispatcherStats | None
+
+
+class Stats(msgspec.Struct):
+    """``metrana.stats()``: this process's writer and the whole session."""
+
+    process: WriterStats | None
+    session: SessionStats
+
+
+def stats_path(session_dir: Path) -> Path:
+    return session_dir / "stats.json"
+
+
+def publish_dispatcher_stats(session_dir: Path, stats: DispatcherStats) -> None:
+    stats.updated_ns = time.time_ns()
+    path = stats_path(session_dir)
+    tmp = path.with_name(f".stats.{os.getpid()}.tmp")
+    tmp.write_bytes(msgspec.json.encode(stats))
+    os.replace(tmp, path)
+
+
+def read_dispatcher_stats(session_dir: Path) -> DispatcherStats | None:
+    try:
+        return msgspec.json.decode(stats_path(session_dir).read_bytes(), type=DispatcherStats)
+    except (FileNotFoundError, msgspec.DecodeError):
+        return None
+
+
+def writer_stats(meta: memoryview, writer_id: str, logged: int | None = None) -> WriterStats:
+    """Counters of one writer from its meta slots (``logged`` from the writer itself if known)."""
+    written = int(meta[_ring.M_WRITTEN])
+    declared = int(meta[_ring.M_DECLARED])
+    closed = int(meta[_ring.M_STATE]) == _ring.STATE_CLOSED
+    if logged is None:
+        logged = max(0, written - declared - (1 if closed else 0))
+    committed_points = int(meta[_ring.M_COMMITTED_POINTS])
+    discarded = int(meta[_ring.M_DISCARDED])
+    rejected = int(meta[_ring.M_REJECTED])
+    max_events = int(meta[_ring.M_MAX_EVENTS])
+    in_ring = written - int(meta[_ring.M_COMMITTED])
+    return WriterStats(
+        pid=int(meta[_ring.M_PID]),
+        writer_id=writer_id,
+        logged=logged,
+        dropped_queue_full=int(meta[_ring.M_DROPPED]),
+        dropped_on_close=discarded,
+        rejected=rejected,
+        delivered=committed_points - discarded - rejected,
+        pending=max(0, logged - committed_points),
+        ring_fill=round(in_ring / max_events, 4) if max_events else 0.0,
+        closed=closed,
+    )
+
+
+def session_stats(session_dir: Path) -> SessionStats:
+    """Sum the counters of every ring in a session directory (read-only)."""
+    writers: list[WriterStats] = []
+    for meta_path in sorted(session_dir.glob("w-*.meta")):
+        try:
+            with open(meta_path, "rb") as handle:
+                data = handle.read(_ring.META_BYTES)
+        except OSError:
+            continue
+        if len(data) < _ring.META_BYTES:
+            continue
+        meta = memoryview(data).cast("Q")
+        if meta[_ring.M_MAGIC] != _ring.MAGIC_META:
+            continue
+        try:
+            writers.append(writer_stats(meta, _ring.writer_id_of(meta_path)))
+        except MetranaCorruptRingError:
+            continue
+    dispatcher = read_dispatcher_stats(session_dir)
+    return SessionStats(
+        session_dir=str(session_dir),
+        writers=writers,
+        logged=sum(w.logged for w in writers),
+        dropped_queue_full=sum(w.dropped_queue_full for w in writers),
+        dropped_on_close=sum(w.dropped_on_close for w in writers),
+        rejected=sum(w.rejected for w in writers),
+        delivered=sum(w.delivered for w in writers),
+        pending=sum(w.pending for w in writers),
+        stored=dispatcher.stored if dispatcher else 0,
+        duplicates=dispatcher.duplicates if dispatcher else 0,
+        dispatcher=dispatcher,
+    )
