@@ -1,0 +1,209 @@
+"""Delivery over HTTP: the run handshake through ``metrana.Client``, then protobuf batches to
+``/api/v1/ingest`` with up to ``num_dispatch_workers`` requests in flight."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import httpx
+
+from .._config import Config, retry_policy
+from .._errors import MetranaDispatcherError, MetranaRunExistsError
+from .._logging import logger
+from .._retry import Pacer, is_retryable_status, parse_retry_after
+from ..api import Client, MetricsApiRequestError  # type: ignore[attr-defined]
+from ..api._routes import API_PREFIX, INGEST_PATH, PROTOBUF_CONTENT_TYPE
+from ..api._types import RunHandshakeRequest
+from ..proto import IngestResponse
+from ..proto._codec import encode_batch
+from ..storage import RunHandle, SeriesColumns, SeriesKey, WriteResult
+from ._target import DeliveryFailure, RejectedBatch
+
+Batch = Mapping[SeriesKey, SeriesColumns]
+
+
+class HttpTarget:
+    """Ships batches to a Metrana server; acknowledged = the server stored and deduplicated."""
+
+    def __init__(self, config: Config) -> None:
+        assert config.ingestion_url is not None and config.api_key is not None
+        self.config = config
+        self.url = config.ingestion_url
+        self.max_inflight = config.num_dispatch_workers
+        self.policy = retry_policy()
+        self.client = Client(config.api_key, host=self.url, timeout=10.0)
+        self.experiment_id = 0
+        self.producer_id = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._sequence = 0
+        self._sequence_lock = threading.Lock()
+        self._pacer = Pacer()
+        self._http: httpx.Client | None = None
+        self._pool = ThreadPoolExecutor(self.max_inflight, thread_name_prefix="metrana-send")
+
+    def open_run(self, config: Config) -> RunHandle:
+        run = config.run
+        request = RunHandshakeRequest(
+            project_name=run.project_name,
+            run_name=run.run_name,
+            orchestration_id=config.orchestration_id,
+            experiment_name=run.experiment_name,
+            resume_strategy="Never" if config.resume_strategy.value == "Never" else "Allow",
+        )
+        try:
+            answer = self.client.run_handshake(request)
+            key = self.client.create_ingestion_key(answer.experiment_id, name="dispatcher")
+        except MetricsApiRequestError as error:
+            if error.code == "run_exists":
+                raise MetranaRunExistsError(error.server_message) from error
+            if error.status in (401, 403):
+                raise MetranaDispatcherError(
+                    f"the server at {self.url} refused the API key ({error.status}): "
+                    f"{error.server_message}"
+                ) from error
+            if error.status == 0:
+                raise MetranaDispatcherError(
+                    f"cannot reach the server at {self.url}: {error.server_message}"
+                ) from error
+            raise MetranaDispatcherError(
+                f"the server at {self.url} refused the run handshake ({error.status}): "
+                f"{error.server_message}"
+            ) from error
+        self.experiment_id = answer.experiment_id
+        self._http = httpx.Client(
+            base_url=self.url,
+            timeout=httpx.Timeout(60.0, connect=10.0),
+            headers={
+                "Authorization": f"Bearer {key.secret}",
+                "Content-Type": PROTOBUF_CONTENT_TYPE,
+            },
+            limits=httpx.Limits(max_connections=self.max_inflight),
+        )
+        resume = [
+            (s.metric_name, s.scale, _labels_json(s.labels), s.last_step) for s in answer.resume
+        ]
+        return RunHandle(experiment_id=answer.experiment_id, created=answer.created, resume=resume)
+
+    def submit(self, batch: Batch) -> Future[WriteResult]:
+        return self._pool.submit(self._deliver, batch)
+
+    def _next_sequence(self) -> int:
+        with self._sequence_lock:
+            self._sequence += 1
+            return self._sequence
+
+    def _deliver(self, batch: Batch) -> WriteResult:
+        body = encode_batch(self.producer_id, self._next_sequence(), self.experiment_id, batch)
+        try:
+            return self._send(body)
+        except _TooLarge:
+            return self._split_and_send(batch)
+
+    def _split_and_send(self, batch: Batch) -> WriteResult:
+        """413: the server's size limit is below this batch; send it in halves, never as is."""
+        halves = _split(batch)
+        if halves is None:
+            raise RejectedBatch("a single point is larger than the server's size limit", 413)
+        logger.info("batch too large for the server: splitting it in two")
+        total = WriteResult(accepted=0, duplicates=0, duplicates_by_series={})
+        for half in halves:
+            result = self._deliver(half)
+            total.accepted += result.accepted
+            total.duplicates += result.duplicates
+            for name, count in result.duplicates_by_series.items():
+                total.duplicates_by_series[name] = total.duplicates_by_series.get(name, 0) + count
+        return total
+
+    def _send(self, body: bytes) -> WriteResult:
+        """POST one batch with the retry policy; the same (producer, sequence) on every try."""
+        assert self._http is not None
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            self._pacer.wait()
+            retry_after: float | None = None
+            try:
+                response = self._http.post(API_PREFIX + INGEST_PATH, content=body)
+            except httpx.TransportError as error:
+                problem = f"{type(error).__name__}: {error}"
+            else:
+                if response.status_code == 200:
+                    answer = IngestResponse()
+                    try:
+                        answer.ParseFromString(response.content)
+                    except Exception as error:
+                        raise DeliveryFailure(f"the server answered garbage: {error}") from None
+                    self._pacer.hint(answer.pacing_seconds)
+                    return WriteResult(accepted=answer.accepted, duplicates=answer.duplicates)
+                if response.status_code == 413:
+                    raise _TooLarge
+                message = _error_message(response)
+                if response.status_code in (400, 422):
+                    raise RejectedBatch(
+                        f"the server rejected a batch ({response.status_code}): {message}",
+                        response.status_code,
+                    )
+                if not is_retryable_status(response.status_code):
+                    # 401/403/404/409: the batch is fine, the credentials or run are not; keep
+                    # the data and retry slowly so that a fixed server gets everything.
+                    raise DeliveryFailure(
+                        f"the server refused delivery ({response.status_code}): {message}"
+                    )
+                problem = f"{response.status_code}: {message}"
+                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            attempt += 1
+            delay = self.policy.delay(attempt, retry_after)
+            if not self.policy.allows(attempt, started, delay):
+                raise DeliveryFailure(
+                    f"gave up after {attempt} attempts in {time.monotonic() - started:.1f} s: "
+                    f"{problem}"
+                )
+            logger.debug(
+                "ingest attempt %d failed (%s); retrying in %.2f s", attempt, problem, delay
+            )
+            time.sleep(delay)
+
+    def set_status(self, status: str) -> None:
+        self.client.update_experiment_status(self.experiment_id, status)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        if self._http is not None:
+            self._http.close()
+        self.client.close()
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        return str(response.json()["error"]["message"])
+    except Exception:
+        return response.text[:200] or response.reason_phrase
+
+
+def _labels_json(labels: Mapping[str, str]) -> str:
+    from .._writer import labels_json
+
+    return labels_json(dict(labels))
+
+
+def _split(batch: Batch) -> tuple[Batch, Batch] | None:
+    items = list(batch.items())
+    if len(items) > 1:
+        middle = len(items) // 2
+        return dict(items[:middle]), dict(items[middle:])
+    ((key, columns),) = items
+    n = len(columns.steps)
+    if n <= 1:
+        return None
+    m = n // 2
+    first = SeriesColumns(columns.steps[:m], columns.values[:m], columns.timestamps[:m])
+    second = SeriesColumns(columns.steps[m:], columns.values[m:], columns.timestamps[m:])
+    return {key: first}, {key: second}
