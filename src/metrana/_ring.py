@@ -174,8 +174,12 @@ class RingWriter:
 
     @property
     def written(self) -> int:
-        """Records appended so far."""
-        return int(self.meta[M_WRITTEN])
+        """Records appended so far (this process's own count, always exact)."""
+        return self._count()
+
+    def publish_written(self) -> None:
+        """Publish the record count in the meta file for other processes (stats, close)."""
+        self.meta[M_WRITTEN] = self._count()
 
     def committed(self) -> int:
         """Records the consumer has committed (delivered or discarded)."""
@@ -187,10 +191,15 @@ class RingWriter:
         capacity = self.capacity
         segment = self._segment
         view, u64, slots = segment.view, segment.u64, segment.slots
-        position = 0
+        position = 0  # absolute write position in the current segment
+        offset = 0  # position % capacity
         written = 0
-        cached_read = 0
-        cached_committed = 0
+        # Fast path bounds: below these, a record needs no wrap, no refresh, no chaining.
+        fast_limit = capacity  # min(end of this lap, committed read position + capacity)
+        event_limit = max_events if max_events else 1 << 62
+
+        def count() -> int:
+            return written
 
         def append(payload: bytearray) -> bool:
             """Append a record whose payload starts at offset 8 of ``payload``.
@@ -198,55 +207,64 @@ class RingWriter:
             The first 8 bytes of ``payload`` are scratch space (overwritten by the record
             header). Returns False, writing nothing, when the ring is full.
             """
-            nonlocal position, written, cached_read, cached_committed
-            nonlocal segment, view, u64, slots
+            nonlocal position, offset, written, fast_limit, event_limit
             n = len(payload)
             size = (n + 7) & -8
-            if max_events and written - cached_committed >= max_events:
-                cached_committed = meta[M_COMMITTED]
-                if written - cached_committed >= max_events:
+            if written < event_limit and position + size <= fast_limit:
+                view[offset : offset + n] = payload
+                u64[offset >> 3] = (n - RECORD_HEADER) | (
+                    (((position >> 3) ^ 0x9E3779B9) & 0xFFFFFFFF) << 32
+                )
+                position += size
+                offset += size
+                written += 1
+                slots[S_WRITE_POS] = position
+                return True
+            return slow(payload, n, size)
+
+        def slow(payload: bytearray, n: int, size: int) -> bool:
+            nonlocal position, offset, written, fast_limit, event_limit
+            nonlocal segment, view, u64, slots
+            meta[M_WRITTEN] = written
+            if max_events:
+                event_limit = meta[M_COMMITTED] + max_events
+                if written >= event_limit:
                     return False
-            offset = position % capacity
-            if offset + size > capacity:
-                pad = capacity - offset
-                if size > capacity:
-                    raise ValueError(f"a record of {size} bytes does not fit a {capacity} B ring")
-            else:
-                pad = 0
-            if position + pad + size - cached_read > capacity:
-                cached_read = slots[S_READ_POS]
-                if position + pad + size - cached_read > capacity:
-                    if max_events:
-                        return False
-                    # unbounded: seal this segment and continue in a new one
-                    number = segment.number + 1
-                    old = segment
-                    segment = _Segment(
-                        self.directory / segment_name(self.writer_id, number),
-                        number,
-                        capacity,
-                        True,
-                    )
-                    view, u64, slots = segment.view, segment.u64, segment.slots
-                    self._segment = segment
-                    meta[M_WRITE_SEGMENT] = number
-                    old.slots[S_SEALED] = 1
-                    old.close()
-                    position = cached_read = pad = offset = 0
+            if size > capacity:
+                raise ValueError(f"a record of {size} bytes does not fit a {capacity} B ring")
+            pad = capacity - offset if offset + size > capacity else 0
+            read = slots[S_READ_POS]
+            if position + pad + size - read > capacity:
+                if max_events:
+                    return False
+                # unbounded: seal this segment and continue in a new one
+                number = segment.number + 1
+                old = segment
+                segment = _Segment(
+                    self.directory / segment_name(self.writer_id, number), number, capacity, True
+                )
+                view, u64, slots = segment.view, segment.u64, segment.slots
+                self._segment = segment
+                meta[M_WRITE_SEGMENT] = number
+                old.slots[S_SEALED] = 1
+                old.close()
+                position = offset = pad = read = 0
             if pad:
                 u64[offset >> 3] = PAD | (check_word(position) << 32)
                 position += pad
                 offset = 0
             view[offset : offset + n] = payload
-            u64[offset >> 3] = (n - RECORD_HEADER) | (
-                (((position >> 3) ^ 0x9E3779B9) & 0xFFFFFFFF) << 32
-            )
+            u64[offset >> 3] = (n - RECORD_HEADER) | (check_word(position) << 32)
             position += size
+            offset += size
+            if offset == capacity:
+                offset = 0
             written += 1
             slots[S_WRITE_POS] = position
-            meta[M_WRITTEN] = written
+            fast_limit = min(read + capacity, position - offset + capacity)
             return True
 
+        self._count = count
         return append
 
     def set_slot(self, slot: int, value: int) -> None:
@@ -331,7 +349,7 @@ class RingReader:
         self.meta[index] = self.meta[index] + value
 
     def pending(self) -> int:
-        """Records written but not yet read by this reader."""
+        """Records written but not yet read by this reader (as last published by the writer)."""
         return int(self.meta[M_WRITTEN]) - self.cursor.records
 
     def read(self, limit: int) -> list[Any]:
@@ -375,20 +393,6 @@ class RingReader:
         """Forget what was read but not committed (it will be read again)."""
         self.cursor = self.committed.copy()
 
-    def skip_unread(self) -> int:
-        """Move the read cursor to the end of what is written; return records skipped."""
-        before = self.cursor.records
-        while True:
-            segment = self._open_segment(self.cursor.segment)
-            sealed = segment.slots[S_SEALED]
-            self.cursor.position = int(segment.slots[S_WRITE_POS])
-            if not sealed:
-                break
-            self.cursor.segment += 1
-            self.cursor.position = 0
-        self.cursor.records = int(self.meta[M_WRITTEN])
-        return self.cursor.records - before
-
     def commit(self, cursor: Cursor | None = None) -> None:
         """Publish ``cursor`` (default: the read cursor) as committed; free what it passed."""
         target = (cursor or self.cursor).copy()
@@ -408,8 +412,11 @@ class RingReader:
         self.committed = target
 
     def drained(self) -> bool:
-        """True when every record written has been committed."""
-        return self.committed.records >= int(self.meta[M_WRITTEN])
+        """True when every record written so far has been committed."""
+        segment = self._open_segment(self.committed.segment)
+        if segment.slots[S_SEALED]:
+            return False
+        return self.committed.position >= segment.slots[S_WRITE_POS]
 
     def close(self) -> None:
         for segment in self._segments.values():

@@ -176,8 +176,8 @@ class Writer:
             self.carry_steps(next_steps)
         self._backpressure = config.backpressure_strategy
         self.dropped = 0
-        self.logged = 0
         self.declared = 0
+        self._control_records = 0  # the CLOSE record
         self._warned_drop = False
         self.closed = False
         self._dispatchers: list[subprocess.Popen[bytes]] = []
@@ -241,10 +241,8 @@ class Writer:
             if step is None:
                 step = series.next_step
             self._encode_into((POINT, series.id, step, value, timestamp), buf, 8)
-            if self._append(buf) or self._full(buf):
-                self.logged += 1
-                if step >= series.next_step:
-                    series.next_step = step + 1
+            if (self._append(buf) or self._full(buf)) and step >= series.next_step:
+                series.next_step = step + 1
 
     # -- series interning -------------------------------------------------------------------------
 
@@ -370,6 +368,7 @@ class Writer:
                 return
             try:
                 self.poll_errors()
+                self.ring.publish_written()
                 if time.monotonic() < next_check:
                     continue
                 next_check = time.monotonic() + WATCHDOG_INTERVAL
@@ -415,6 +414,11 @@ class Writer:
 
     # -- close ----------------------------------------------------------------------------------
 
+    @property
+    def logged(self) -> int:
+        """Points this process appended to its ring (A0)."""
+        return self.ring.written - self.declared - self._control_records
+
     def stats(self) -> WriterStats:
         """This writer's counters."""
         return writer_stats(self.ring.meta, self.ring.writer_id, logged=self.logged)
@@ -458,12 +462,13 @@ class Writer:
             self._encode_into((CLOSE, strategy.value), buf, 8)
             # The CLOSE record marks the end of the stream; the state slot alone suffices when
             # the ring is full and the strategy does not wait.
-            while (
-                not ring.append(buf)
-                and strategy is not CloseStrategy.IMMEDIATE
-                and time.monotonic() < deadline
-            ):
+            while not ring.append(buf):
+                if strategy is CloseStrategy.IMMEDIATE or time.monotonic() >= deadline:
+                    break
                 time.sleep(0.001)
+            else:
+                self._control_records = 1
+            ring.publish_written()
             ring.set_slot(_ring.M_STATE, _ring.STATE_CLOSED)
         try:
             self._finish(strategy, deadline, timeout)

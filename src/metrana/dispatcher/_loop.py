@@ -314,7 +314,7 @@ class Dispatcher:
                 reader.set_slot(_ring.M_CLOSE_ACK, 1)
                 self.closed_normally += 1
                 self._forget(writer_id, writer)
-            elif writer.dead and reader.drained() and reader.pending() == 0:
+            elif writer.dead and reader.drained():
                 self.died += 1
                 self._forget(writer_id, writer)
 
