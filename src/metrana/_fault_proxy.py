@@ -1,0 +1,240 @@
+"""A loopback HTTP proxy that injects faults on command, for tests of delivery behaviour.
+
+Put it in front of a real server and point the client or dispatcher at ``proxy.url``::
+
+    with FaultProxy(server.url) as proxy:
+        proxy.set_fault(Fault.status(503))        # every request answered 503
+        proxy.set_fault(Fault.status(429, retry_after=1))
+        proxy.set_fault(Fault.stall())            # hold requests until the fault changes
+        proxy.set_fault(Fault.slow(0.5))          # forward after 0.5 s
+        proxy.set_fault(Fault.drop())             # read the request, close without answering
+        proxy.set_fault(Fault.drop_response())    # forward, then close before answering
+        proxy.set_fault(Fault.refuse())           # stop listening: connections are refused
+        proxy.set_fault(None)                     # forward faithfully
+        proxy.requests                            # (monotonic time, method, path, status)
+
+Faults may be limited to a number of requests (``times=``) and to a path prefix.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+
+import httpx
+
+__all__ = ["Fault", "FaultProxy", "RecordedRequest"]
+
+HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
+
+
+@dataclass
+class Fault:
+    """What the proxy does to the requests it receives."""
+
+    kind: str  # "status", "stall", "slow", "drop", "drop_response", "refuse"
+    status: int = 0
+    retry_after: float | None = None
+    delay: float = 0.0
+    times: int | None = None  # None: every request
+    path_prefix: str = ""
+    body: bytes = b""
+
+    @classmethod
+    def status_code(
+        cls, status: int, retry_after: float | None = None, times: int | None = None,
+        path_prefix: str = "", body: bytes = b"",
+    ) -> Fault:  # fmt: skip
+        """Answer ``status`` (with ``Retry-After`` when given) instead of forwarding."""
+        return cls("status", status=status, retry_after=retry_after, times=times,
+                   path_prefix=path_prefix, body=body)  # fmt: skip
+
+    @classmethod
+    def stall(cls, times: int | None = None, path_prefix: str = "") -> Fault:
+        """Hold each request until the fault is changed (or the proxy stops)."""
+        return cls("stall", times=times, path_prefix=path_prefix)
+
+    @classmethod
+    def slow(cls, delay: float, times: int | None = None, path_prefix: str = "") -> Fault:
+        """Forward each request after ``delay`` seconds."""
+        return cls("slow", delay=delay, times=times, path_prefix=path_prefix)
+
+    @classmethod
+    def drop(cls, times: int | None = None, path_prefix: str = "") -> Fault:
+        """Read the request, then close the connection without an answer (not forwarded)."""
+        return cls("drop", times=times, path_prefix=path_prefix)
+
+    @classmethod
+    def drop_response(cls, times: int | None = None, path_prefix: str = "") -> Fault:
+        """Forward the request (the server acts), then close before relaying the answer."""
+        return cls("drop_response", times=times, path_prefix=path_prefix)
+
+    @classmethod
+    def refuse(cls) -> Fault:
+        """Close the listening socket: new connections are refused until the fault changes."""
+        return cls("refuse")
+
+
+@dataclass
+class RecordedRequest:
+    at: float  # time.monotonic() on arrival
+    method: str
+    path: str
+    status: int  # what the client got; 0 when the connection was dropped or stalled
+    fault: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    proxy: FaultProxy
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def _handle(self) -> None:
+        proxy = self.server.proxy
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        arrived = time.monotonic()
+        fault = proxy._take_fault(self.path)
+        kind = fault.kind if fault else ""
+        if fault is not None and fault.kind == "stall":
+            proxy._released.wait(60)
+            fault = None
+        if fault is not None and fault.kind == "slow":
+            time.sleep(fault.delay)
+            fault = None
+        if fault is not None and fault.kind == "drop":
+            proxy._record(arrived, self.command, self.path, 0, kind)
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if fault is not None and fault.kind == "status":
+            headers = {"Content-Type": "application/json"}
+            if fault.retry_after is not None:
+                headers["Retry-After"] = f"{fault.retry_after:g}"
+            payload = fault.body or (
+                b'{"error": {"code": "injected", "message": "fault injected by the test proxy"}}'
+            )
+            self._answer(fault.status, headers, payload)
+            proxy._record(arrived, self.command, self.path, fault.status, kind)
+            return
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
+        try:
+            response = proxy._upstream.request(
+                self.command, self.path, content=body, headers=headers
+            )
+        except httpx.HTTPError:
+            self._answer(502, {"Content-Type": "text/plain"}, b"upstream unreachable")
+            proxy._record(arrived, self.command, self.path, 502, kind)
+            return
+        if fault is not None and fault.kind == "drop_response":
+            proxy._record(arrived, self.command, self.path, 0, kind)
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        out_headers = {
+            k: v
+            for k, v in response.headers.items()
+            if k.lower() not in HOP_HEADERS | {"content-encoding"}
+        }
+        self._answer(response.status_code, out_headers, response.content)
+        proxy._record(arrived, self.command, self.path, response.status_code, kind)
+
+    def _answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _handle
+
+
+class FaultProxy:
+    """A fault-injecting HTTP proxy on 127.0.0.1 in front of ``upstream``."""
+
+    def __init__(self, upstream: str, port: int = 0) -> None:
+        self.upstream = upstream.rstrip("/")
+        self._upstream = httpx.Client(base_url=self.upstream, timeout=60.0)
+        self._lock = threading.Lock()
+        self._fault: Fault | None = None
+        self._released = threading.Event()
+        self.requests: list[RecordedRequest] = []
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self.port = port
+        self._listen()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _listen(self) -> None:
+        server = _Server(("127.0.0.1", self.port), _Handler)
+        server.proxy = self
+        self.port = server.server_address[1]
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def _stop_listening(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def set_fault(self, fault: Fault | None) -> None:
+        """Change the fault; ``None`` forwards faithfully. Stalled requests are released."""
+        with self._lock:
+            previous = self._fault
+            self._fault = fault
+        self._released.set()
+        self._released = threading.Event()
+        if fault is not None and fault.kind == "refuse":
+            self._stop_listening()
+        elif (previous is not None and previous.kind == "refuse") or self._server is None:
+            self._listen()
+
+    def _take_fault(self, path: str) -> Fault | None:
+        with self._lock:
+            fault = self._fault
+            if fault is None or not path.startswith(fault.path_prefix):
+                return None
+            if fault.times is not None:
+                fault.times -= 1
+                if fault.times <= 0:
+                    self._fault = None
+            return fault
+
+    def _record(self, at: float, method: str, path: str, status: int, fault: str) -> None:
+        with self._lock:
+            self.requests.append(RecordedRequest(at, method, path, status, fault))
+
+    def close(self) -> None:
+        self._released.set()
+        self._stop_listening()
+        self._upstream.close()
+
+    def __enter__(self) -> FaultProxy:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
