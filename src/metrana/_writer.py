@@ -49,7 +49,7 @@ def labels_json(labels: dict[str, str]) -> str:
 
 
 class _Series:
-    __slots__ = ("declared", "id", "labels", "name", "next_step", "scale")
+    __slots__ = ("declared", "id", "labels", "logged_declaration", "name", "next_step", "scale")
 
     def __init__(self, series_id: int, name: str, scale: str, labels: dict[str, str]) -> None:
         self.id = series_id
@@ -58,6 +58,7 @@ class _Series:
         self.labels = labels
         self.next_step = 0
         self.declared = False
+        self.logged_declaration = False
 
 
 def _check_name(name: object) -> str:
@@ -278,6 +279,9 @@ class Writer:
         False when it was dropped (the point is then dropped with it, counted once)."""
         buf = bytearray(8)
         self._encode_into((DECLARE, series.id, series.name, series.scale, series.labels), buf, 8)
+        if not series.logged_declaration:
+            self.ring.declarations.append(bytes(buf[8:]))
+            series.logged_declaration = True
         if self.ring.append(buf) or self._full(buf):
             series.declared = True
             self.declared += 1

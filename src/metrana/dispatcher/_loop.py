@@ -81,6 +81,7 @@ class Dispatcher:
         self.duplicates = 0
         self._collision_warned: set[str] = set()
         self.inflight: deque[_Batch] = deque()
+        self._broken: set[str] = set()
         self.errors = ErrorPublisher(session.dir, config.error_queue_max_size)
         self.rejected = 0
         self.stats = DispatcherStats(pid=os.getpid(), started_ns=time.time_ns(), updated_ns=0)
@@ -157,7 +158,7 @@ class Dispatcher:
     def scan(self) -> None:
         for meta in self.session.ring_metas():
             writer_id = _ring.writer_id_of(meta)
-            if writer_id in self.writers:
+            if writer_id in self.writers or writer_id in self._broken:
                 continue
             try:
                 reader = _ring.RingReader(meta, decoder.decode)
@@ -208,11 +209,20 @@ class Dispatcher:
             return True
         columns: dict[SeriesKey, SeriesColumns] = {}
         commits: list[tuple[_Writer, _ring.Cursor, int]] = []
-        for writer in list(self.writers.values()):
-            records = writer.reader.read(RECORDS_PER_WRITER)
-            if not records:
+        for writer_id, writer in list(self.writers.items()):
+            try:
+                records = writer.reader.read(RECORDS_PER_WRITER)
+                if not records:
+                    continue
+                points = self._collect(writer, records, columns)
+            except MetranaCorruptRingError as error:
+                # One broken ring must not stop the others: set it aside, keep its files.
+                logger.error("%s; this ring is left on disk and no longer read", error)
+                self.errors.publish("corrupt_ring", str(error))
+                writer.forgotten = True
+                del self.writers[writer_id]
+                self._broken.add(writer_id)
                 continue
-            points = self._collect(writer, records, columns)
             commits.append((writer, writer.reader.cursor.copy(), points))
         if not commits:
             return moved
@@ -271,9 +281,7 @@ class Dispatcher:
                 if target is None:
                     key = series.get(sid)
                     if key is None:
-                        raise MetranaCorruptRingError(
-                            f"{writer.name}: point of undeclared series {sid}"
-                        )
+                        key = self._declared_outside_ring(writer, sid)
                     target = batch.get(key)
                     if target is None:
                         target = batch[key] = SeriesColumns([], [], [])
@@ -287,6 +295,17 @@ class Dispatcher:
             elif kind == CLOSE:
                 writer.saw_close = True
         return points
+
+    def _declared_outside_ring(self, writer: _Writer, sid: int) -> SeriesKey:
+        """A series declared before the committed position (we replaced a dispatcher)."""
+        path = writer.reader.directory / _ring.declarations_name(writer.reader.writer_id)
+        for raw in _ring.read_declarations(path):
+            record = decoder.decode(raw)
+            writer.series[record[1]] = (record[2], record[3], labels_json(record[4]))
+        key = writer.series.get(sid)
+        if key is None:
+            raise MetranaCorruptRingError(f"{writer.name}: point of undeclared series {sid}")
+        return key
 
     def _warn_collision(self, metric: str, count: int) -> None:
         if metric in self._collision_warned:

@@ -1,0 +1,97 @@
+"""Kill the dispatcher at random moments: a new one takes over from the committed positions
+and every point is stored exactly once."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from pathlib import Path
+
+import msgspec
+from conftest import export_points, kill_tree
+
+from metrana._session import process_alive
+
+JOB = """
+import multiprocessing as mp
+import sys
+
+import metrana
+
+RUN, POINTS = sys.argv[1], int(sys.argv[2])
+
+
+def writer(index):
+    metrana.init(workspace_name="ws", project_name="failover", run_name=RUN,
+                 backpressure_strategy="Block", close_strategy="CompleteAll")
+    for step in range(POINTS):
+        metrana.log("loss", float(step), step=step, labels={"writer": str(index)})
+        if step % 2000 == 0:
+            metrana.log("progress", float(step), labels={"writer": str(index)})
+    metrana.close(timeout=120)
+
+
+if __name__ == "__main__":
+    spawn = mp.get_context("spawn")
+    writers = [spawn.Process(target=writer, args=(i,)) for i in range(4)]
+    for process in writers:
+        process.start()
+    for process in writers:
+        process.join(240)
+    assert [p.exitcode for p in writers] == [0] * 4, [p.exitcode for p in writers]
+    print("job done", flush=True)
+"""
+
+
+def _live_dispatcher(session_root: Path) -> int | None:
+    for info_path in session_root.glob("*/dispatcher.json"):
+        try:
+            info = msgspec.json.decode(info_path.read_bytes())
+        except (OSError, msgspec.DecodeError):
+            continue
+        if process_alive(info["pid"], info["create_ms"]):
+            return int(info["pid"])
+    return None
+
+
+def test_dispatcher_killed_repeatedly_loses_nothing_and_stores_nothing_twice(
+    tmp_path: Path,
+) -> None:
+    script = tmp_path / "job.py"
+    script.write_text(textwrap.dedent(JOB))
+    points = 40_000
+    session_root = Path(os.environ["METRANA_SESSION_ROOT"])
+    job = subprocess.Popen(
+        [sys.executable, str(script), "kills", str(points)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    rng = random.Random(7)
+    kills = 0
+    killed: set[int] = set()
+    try:
+        deadline = time.monotonic() + 120
+        while job.poll() is None and time.monotonic() < deadline and kills < 15:
+            time.sleep(rng.uniform(0.05, 0.4))
+            pid = _live_dispatcher(session_root)
+            if pid is not None and pid not in killed:
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+                kills += 1
+        _out, err = job.communicate(timeout=240)
+    finally:
+        kill_tree(job.pid)
+    assert job.returncode == 0, err
+    assert kills >= 3, f"only {kills} dispatchers were killed; the job ended too soon"
+    stored = export_points("ws", "failover", "kills")
+    identities = Counter((p["metric"], p["labels"]["writer"], p["step"]) for p in stored)  # type: ignore[index]
+    assert max(identities.values()) == 1
+    loss = [k for k in identities if k[0] == "loss"]
+    assert len(loss) == 4 * points
