@@ -25,6 +25,8 @@ class DispatcherStats(msgspec.Struct):
     batches: int = 0
     inflight: int = 0
     writers: int = 0
+    spooled: int = 0
+    replayed: int = 0
 
 
 class WriterStats(msgspec.Struct):

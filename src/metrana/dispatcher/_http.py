@@ -35,6 +35,7 @@ class HttpTarget:
         self.config = config
         self.url = config.ingestion_url
         self.max_inflight = config.num_dispatch_workers
+        self.offline = False
         self.policy = retry_policy()
         self.client = Client(config.api_key, host=self.url, timeout=10.0)
         self.experiment_id = 0
@@ -89,15 +90,18 @@ class HttpTarget:
         return RunHandle(experiment_id=answer.experiment_id, created=answer.created, resume=resume)
 
     def submit(self, batch: Batch) -> Future[WriteResult]:
-        return self._pool.submit(self._deliver, batch)
+        return self._pool.submit(self._deliver, batch, self.producer_id, self._next_sequence())
+
+    def submit_spooled(self, batch: Batch, producer_id: str, sequence: int) -> Future[WriteResult]:
+        return self._pool.submit(self._deliver, batch, producer_id, sequence)
 
     def _next_sequence(self) -> int:
         with self._sequence_lock:
             self._sequence += 1
             return self._sequence
 
-    def _deliver(self, batch: Batch) -> WriteResult:
-        body = encode_batch(self.producer_id, self._next_sequence(), self.experiment_id, batch)
+    def _deliver(self, batch: Batch, producer_id: str, sequence: int) -> WriteResult:
+        body = encode_batch(producer_id, sequence, self.experiment_id, batch)
         try:
             return self._send(body)
         except _TooLarge:
@@ -111,7 +115,7 @@ class HttpTarget:
         logger.info("batch too large for the server: splitting it in two")
         total = WriteResult(accepted=0, duplicates=0, duplicates_by_series={})
         for half in halves:
-            result = self._deliver(half)
+            result = self._deliver(half, self.producer_id, self._next_sequence())
             total.accepted += result.accepted
             total.duplicates += result.duplicates
             for name, count in result.duplicates_by_series.items():

@@ -25,6 +25,7 @@ from .._session import Session, process_alive
 from .._stats import DispatcherStats, publish_dispatcher_stats
 from .._writer import CLOSE_STRATEGY_OF_CODE, labels_json
 from ..storage import SeriesColumns, SeriesKey, WriteResult
+from ._spool import Spool, SpoolFullError
 from ._target import DeliveryFailure, RejectedBatch, Target
 
 SCAN_INTERVAL = 0.1
@@ -32,6 +33,7 @@ LIVENESS_INTERVAL = 0.5
 EXIT_GRACE = 2.0
 RECORDS_PER_WRITER = 20_000
 RETRY_DELAY_MAX = 5.0
+PROBE_INTERVAL = 2.0
 
 
 class _Writer:
@@ -53,13 +55,17 @@ class _Writer:
 class _Batch:
     """A batch handed to the target, and the ring positions it lets us commit once acked."""
 
-    __slots__ = ("commits", "future")
+    __slots__ = ("columns", "commits", "future")
 
     def __init__(
-        self, future: Future[WriteResult], commits: list[tuple[_Writer, _ring.Cursor, int]]
+        self,
+        future: Future[WriteResult],
+        commits: list[tuple[_Writer, _ring.Cursor, int]],
+        columns: dict[SeriesKey, SeriesColumns] | None = None,
     ) -> None:
         self.future = future
         self.commits = commits
+        self.columns = columns or {}
 
 
 def _done(result: WriteResult) -> Future[WriteResult]:
@@ -69,7 +75,9 @@ def _done(result: WriteResult) -> Future[WriteResult]:
 
 
 class Dispatcher:
-    def __init__(self, session: Session, config: Config, target: Target) -> None:
+    def __init__(
+        self, session: Session, config: Config, target: Target, spool: Spool | None = None
+    ) -> None:
         self.session = session
         self.config = config
         self.target = target
@@ -82,6 +90,11 @@ class Dispatcher:
         self._collision_warned: set[str] = set()
         self.inflight: deque[_Batch] = deque()
         self._broken: set[str] = set()
+        self.spool = spool
+        self.spooling = target.offline or (spool is not None and not spool.empty())
+        self._next_probe = 0.0
+        self.spooled = 0
+        self.replayed = 0
         self.errors = ErrorPublisher(session.dir, config.error_queue_max_size)
         self.rejected = 0
         self.stats = DispatcherStats(pid=os.getpid(), started_ns=time.time_ns(), updated_ns=0)
@@ -112,8 +125,12 @@ class Dispatcher:
                 moved = self.drain_once()
                 retry_delay = 0.05
             except DeliveryFailure as error:
-                logger.error("delivery failed, will retry in %.1f s: %s", retry_delay, error)
                 self.errors.publish("delivery", str(error))
+                if self.spool is not None:
+                    logger.error("delivery failed, spooling to %s: %s", self.spool.dir, error)
+                    self._spool_inflight()
+                    continue
+                logger.error("delivery failed, will retry in %.1f s: %s", retry_delay, error)
                 self._abandon_inflight()
                 time.sleep(retry_delay)
                 retry_delay = min(retry_delay * 2, RETRY_DELAY_MAX)
@@ -123,7 +140,11 @@ class Dispatcher:
                 idle_delay = 0.0
                 empty_since = None
                 continue
-            if not self.writers and not self.inflight:
+            if (
+                not self.writers
+                and not self.inflight
+                and (not self.spooling or self.target.offline or self.spool is None)
+            ):
                 if empty_since is None:
                     empty_since = now
                     self._mark_run_ended()
@@ -138,11 +159,18 @@ class Dispatcher:
         logger.info(
             "dispatcher exiting: %d points stored, %d duplicates", self.stored, self.duplicates
         )
+        if self.spool is not None and not self.spool.empty():
+            logger.warning(
+                "data is left in the spool %s: it is replayed by the next dispatcher of this "
+                "run, or by `metrana sync`",
+                self.spool.dir,
+            )
 
     def publish_stats(self) -> None:
         stats = self.stats
         stats.stored, stats.duplicates, stats.rejected = self.stored, self.duplicates, self.rejected
         stats.inflight, stats.writers = len(self.inflight), len(self.writers)
+        stats.spooled, stats.replayed = self.spooled, self.replayed
         with contextlib.suppress(OSError):
             publish_dispatcher_stats(self.session.dir, stats)
 
@@ -203,6 +231,8 @@ class Dispatcher:
             inflight.popleft()
             self._acknowledge(batch, result)
             moved = True
+        if self.spooling:
+            moved = self._maybe_replay() or moved
         if len(inflight) >= self.max_inflight:
             if not moved:
                 inflight[0].future.exception(timeout=0.05)  # wait a little for the oldest
@@ -226,8 +256,79 @@ class Dispatcher:
             commits.append((writer, writer.reader.cursor.copy(), points))
         if not commits:
             return moved
+        if self.spooling and columns:
+            self._spool_and_commit(columns, commits)
+            return True
         future = self.target.submit(columns) if columns else _done(WriteResult(0, 0))
-        inflight.append(_Batch(future, commits))
+        inflight.append(_Batch(future, commits, columns))
+        return True
+
+    # -- the disk spool (A1) ------------------------------------------------------------------
+
+    def _spool_and_commit(
+        self,
+        columns: dict[SeriesKey, SeriesColumns],
+        commits: list[tuple[_Writer, _ring.Cursor, int]],
+    ) -> None:
+        assert self.spool is not None
+        try:
+            self.spool.append(columns)
+        except (SpoolFullError, OSError) as error:
+            logger.error("%s", error)
+            self.errors.publish("spool", str(error))
+            for writer, _, _ in commits:
+                writer.reader.rewind()  # the data stays in the rings (A0)
+            time.sleep(1.0)
+            return
+        self.spooled += sum(len(c.steps) for c in columns.values())
+        self._acknowledge(_Batch(_done(WriteResult(0, 0)), commits), WriteResult(0, 0))
+
+    def _spool_inflight(self) -> None:
+        """The target is out of reach: keep every batch in flight on disk, then commit."""
+        batches = list(self.inflight)
+        self.inflight.clear()
+        for batch in batches:
+            error = batch.future.exception(timeout=120)
+            if error is None:
+                self._acknowledge(batch, batch.future.result())
+            elif isinstance(error, RejectedBatch):
+                self._reject(batch, error)
+            else:
+                self._spool_and_commit(batch.columns, batch.commits)
+        self.spooling = True
+        self._next_probe = time.monotonic() + PROBE_INTERVAL
+
+    def _maybe_replay(self) -> bool:
+        """Every few seconds, try the target with the oldest spooled batch; if it answers,
+        replay the whole spool in order, then ship live again."""
+        if self.target.offline or time.monotonic() < self._next_probe or self.inflight:
+            return False
+        assert self.spool is not None
+        replayed = False
+        for spooled in self.spool.pending():
+            future = self.target.submit_spooled(
+                spooled.series, self.spool.producer_id, spooled.batch_id
+            )
+            try:
+                result = future.result()
+            except RejectedBatch as error:
+                logger.error("a spooled batch was rejected: %s", error)
+                self.errors.publish("rejected", str(error))
+            except DeliveryFailure as error:
+                logger.info(
+                    "target still unreachable (%s); next try in %.0f s", error, PROBE_INTERVAL
+                )
+                self._next_probe = time.monotonic() + PROBE_INTERVAL
+                return replayed
+            else:
+                self.stored += result.accepted
+                self.duplicates += result.duplicates
+                self.replayed += spooled.points
+            self.spool.acknowledge(spooled)
+            replayed = True
+        self.spool.clear_if_empty()
+        self.spooling = False
+        logger.info("spool replayed; shipping live again")
         return True
 
     def _acknowledge(self, batch: _Batch, result: WriteResult) -> None:

@@ -15,6 +15,7 @@ from .._errors import MetranaRunExistsError
 from .._logging import configure, logger
 from .._session import DispatcherInfo, Handshake, Session, process_create_ms
 from ._loop import Dispatcher
+from ._spool import Spool, spool_root
 from ._target import make_target
 
 LOCK_TIMEOUT = 1.0
@@ -81,7 +82,12 @@ def _run(session: Session) -> int:
         )
     )
     logger.info("run %s ready (experiment %d)", config.run.run_name, handle.experiment_id)
-    dispatcher = Dispatcher(session, config, target)
+    spool = None
+    if not config.is_embedded:
+        spool = Spool(spool_root(config.home) / session.dir.name)
+        spool.acquire(timeout=30)
+        spool.write_run(config)
+    dispatcher = Dispatcher(session, config, target, spool)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         dispatcher.stop()
@@ -92,4 +98,6 @@ def _run(session: Session) -> int:
         dispatcher.run()
     finally:
         target.close()
+        if spool is not None:
+            spool.release()
     return 0

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from concurrent.futures import Future
 from typing import Protocol
 
-from .._config import Config
+from .._config import OFFLINE, Config
 from .._enums import ResumeStrategy
 from .._errors import MetranaRunExistsError
 from ..storage import (
@@ -36,8 +36,15 @@ class Target(Protocol):
     """A delivery target: opens the run, stores batches idempotently, closes the run."""
 
     max_inflight: int
+    offline: bool
 
     def open_run(self, config: Config) -> RunHandle: ...
+
+    def submit_spooled(
+        self, batch: Mapping[SeriesKey, SeriesColumns], producer_id: str, sequence: int
+    ) -> Future[WriteResult]:
+        """Deliver a batch replayed from the spool under its own stable identity."""
+        ...
 
     def submit(self, batch: Mapping[SeriesKey, SeriesColumns]) -> Future[WriteResult]:
         """Start delivering a batch; the future fails with DeliveryFailure if it could not."""
@@ -52,6 +59,7 @@ class EmbeddedTarget:
     """Writes straight into the SQLite store under ``METRANA_HOME`` (acknowledged = committed)."""
 
     max_inflight = 1
+    offline = False
 
     def __init__(self, path: str) -> None:
         self.store = SqliteStore(path)
@@ -82,6 +90,11 @@ class EmbeddedTarget:
             future.set_exception(DeliveryFailure(str(error)))
         return future
 
+    def submit_spooled(
+        self, batch: Mapping[SeriesKey, SeriesColumns], producer_id: str, sequence: int
+    ) -> Future[WriteResult]:
+        return self.submit(batch)
+
     def set_status(self, status: str) -> None:
         self.store.set_status(self.experiment_id, status)
 
@@ -93,6 +106,34 @@ def make_target(config: Config) -> Target:
     """The target named by the configuration."""
     if config.is_embedded:
         return EmbeddedTarget(config.store_path)
+    if config.ingestion_url == OFFLINE:
+        return OfflineTarget()
     from ._http import HttpTarget
 
     return HttpTarget(config)
+
+
+class OfflineTarget:
+    """``ingestion_url="offline"``: everything goes to the spool, for ``metrana sync`` later."""
+
+    max_inflight = 1
+    offline = True
+
+    def open_run(self, config: Config) -> RunHandle:
+        return RunHandle(experiment_id=0, created=True, resume=[])
+
+    def submit(self, batch: Mapping[SeriesKey, SeriesColumns]) -> Future[WriteResult]:
+        future: Future[WriteResult] = Future()
+        future.set_exception(DeliveryFailure("offline: batches go to the spool"))
+        return future
+
+    def submit_spooled(
+        self, batch: Mapping[SeriesKey, SeriesColumns], producer_id: str, sequence: int
+    ) -> Future[WriteResult]:
+        return self.submit(batch)
+
+    def set_status(self, status: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,72 @@
+"""The disk spool: durable appends, ordered replay, torn tails, the size cap, offline mode."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import metrana
+from metrana.dispatcher._spool import Spool, SpoolFullError, spool_root
+from metrana.storage import SeriesColumns
+
+
+def _batch(metric: str, steps: range) -> dict[tuple[str, str, str], SeriesColumns]:
+    return {
+        (metric, "ML_STEP", "{}"): SeriesColumns(
+            list(steps), [float(s) for s in steps], [1_000 + s for s in steps]
+        )
+    }
+
+
+def test_append_then_replay_in_order_then_acknowledge(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s")
+    assert spool.empty()
+    ids = [spool.append(_batch("m", range(i * 10, i * 10 + 10))) for i in range(3)]
+    assert ids == [1, 2, 3]
+    pending = list(spool.pending())
+    assert [b.batch_id for b in pending] == [1, 2, 3]
+    assert pending[1].series[("m", "ML_STEP", "{}")].steps == list(range(10, 20))
+    spool.acknowledge(pending[0])
+    reopened = Spool(tmp_path / "s")  # a new owner continues where replay stopped
+    assert [b.batch_id for b in reopened.pending()] == [2, 3]
+    assert reopened.append(_batch("m", range(30, 31))) == 4  # ids never repeat
+    for batch in list(reopened.pending()):
+        reopened.acknowledge(batch)
+    assert reopened.clear_if_empty()
+    assert not list((tmp_path / "s").glob("*.spool"))
+
+
+def test_a_torn_tail_is_ignored(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s")
+    spool.append(_batch("m", range(5)))
+    (path,) = (tmp_path / "s").glob("*.spool")
+    with open(path, "ab") as handle:
+        handle.write(b"\x40\x00\x00\x00garbage")  # a crash in the middle of an append
+    assert [b.batch_id for b in Spool(tmp_path / "s").pending()] == [1]
+
+
+def test_the_cap_raises_a_clear_error_and_keeps_what_was_spooled(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "s", max_bytes=400)
+    spool.append(_batch("m", range(5)))
+    with pytest.raises(SpoolFullError, match="METRANA_SPOOL_MAX_BYTES"):
+        for i in range(100):
+            spool.append(_batch("m", range(i, i + 5)))
+    assert next(iter(spool.pending())).batch_id == 1
+
+
+def test_offline_mode_spools_every_point(isolated: Path) -> None:
+    metrana.init(
+        workspace_name="w", project_name="p", run_name="air-gapped", ingestion_url="offline"
+    )
+    for step in range(5_000):
+        metrana.log("loss", float(step))
+    metrana.close(close_strategy="CompleteAll")
+    (directory,) = spool_root(isolated).iterdir()
+    spool = Spool(directory)
+    points = [s for b in spool.pending() for c in b.series.values() for s in c.steps]
+    assert sorted(points) == list(range(5_000))
+    run = spool.read_run()
+    assert (run.run.run_name, run.ingestion_url, run.api_key) == ("air-gapped", "offline", None)
+    assert os.stat(directory).st_mode & 0o777 == 0o700
