@@ -127,8 +127,8 @@ class _Handler(BaseHTTPRequestHandler):
             payload = fault.body or (
                 b'{"error": {"code": "injected", "message": "fault injected by the test proxy"}}'
             )
-            self._answer(fault.status, headers, payload)
             proxy._record(arrived, self.command, self.path, fault.status, kind)
+            self._answer(fault.status, headers, payload)
             return
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
         try:
@@ -136,8 +136,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.command, self.path, content=body, headers=headers
             )
         except httpx.HTTPError:
-            self._answer(502, {"Content-Type": "text/plain"}, b"upstream unreachable")
             proxy._record(arrived, self.command, self.path, 502, kind)
+            self._answer(502, {"Content-Type": "text/plain"}, b"upstream unreachable")
             return
         if fault is not None and fault.kind == "drop_response":
             proxy._record(arrived, self.command, self.path, 0, kind)
@@ -149,8 +149,9 @@ class _Handler(BaseHTTPRequestHandler):
             for k, v in response.headers.items()
             if k.lower() not in HOP_HEADERS | {"content-encoding"}
         }
-        self._answer(response.status_code, out_headers, response.content)
+        # Recorded before answering, so a client that got its answer sees the record.
         proxy._record(arrived, self.command, self.path, response.status_code, kind)
+        self._answer(response.status_code, out_headers, response.content)
 
     def _answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
         self.send_response(status)
