@@ -25,7 +25,15 @@ from ._enums import (
 from ._errors import MetranaConfigError, MetranaMissingApiKeyError
 from ._retry import RetryPolicy
 
-__all__ = ["Config", "RunIdentity", "orchestration_id", "resolve_config", "retry_policy"]
+__all__ = [
+    "Config",
+    "RunIdentity",
+    "api_host",
+    "config_dir",
+    "orchestration_id",
+    "resolve_config",
+    "retry_policy",
+]
 
 DEFAULT_EVENT_QUEUE_MAX_SIZE = 100_000
 DEFAULT_DISPATCH_QUEUE_MAX_SIZE = 64
@@ -35,6 +43,7 @@ DEFAULT_INIT_TIMEOUT = 30.0
 DEFAULT_BLOCK_TIMEOUT = 60.0
 MAX_NAME_LENGTH = 256
 OFFLINE = "offline"
+DEFAULT_API_HOST = "http://127.0.0.1:8765"
 
 ORCHESTRATION_VARIABLES = ("METRANA_ORCHESTRATION_ID", "TORCHELASTIC_RUN_ID", "SLURM_JOB_ID")
 
@@ -347,3 +356,39 @@ def retry_policy(environ: Mapping[str, str] | None = None) -> RetryPolicy:
             env,
         ),
     )
+
+
+def config_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """Where ``metrana login`` keeps ``auth.json``: ``METRANA_CONFIG_DIR``, else
+    ``$XDG_CONFIG_HOME/metrana``, else ``~/.config/metrana``."""
+    env = os.environ if environ is None else environ
+    if env.get("METRANA_CONFIG_DIR"):
+        return Path(env["METRANA_CONFIG_DIR"]).expanduser()
+    if env.get("XDG_CONFIG_HOME"):
+        return Path(env["XDG_CONFIG_HOME"]).expanduser() / "metrana"
+    return Path.home() / ".config" / "metrana"
+
+
+def api_host(
+    argument: str | None = None,
+    saved: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> str:
+    """The REST client's server: the argument, else the host saved by ``metrana login`` (for
+    ``api_key="local"``), else ``METRANA_HOST``, else ``http://127.0.0.1:8765``; an http(s) URL,
+    returned without a trailing slash."""
+    env = os.environ if environ is None else environ
+    if argument:
+        raw, source = argument, "argument"
+    elif saved:
+        raw, source = saved, "auth.json"
+    elif env.get("METRANA_HOST"):
+        raw, source = env["METRANA_HOST"], "environment variable METRANA_HOST"
+    else:
+        return DEFAULT_API_HOST
+    url = raw.strip()
+    if not (url.startswith("http://") or url.startswith("https://")) or "\x00" in url:
+        raise MetranaConfigError(
+            f"invalid host {raw!r} (from {source}); accepted values: an http(s):// URL"
+        )
+    return url.rstrip("/")

@@ -16,7 +16,7 @@ from .._config import Config, retry_policy
 from .._errors import MetranaDispatcherError, MetranaRunExistsError
 from .._logging import logger
 from .._retry import Pacer, is_retryable_status, parse_retry_after
-from ..api import Client, MetricsApiRequestError  # type: ignore[attr-defined]
+from ..api import Client, MetricsApiRequestError
 from ..api._routes import API_PREFIX, INGEST_PATH, PROTOBUF_CONTENT_TYPE
 from ..api._types import RunHandshakeRequest
 from ..proto import IngestResponse

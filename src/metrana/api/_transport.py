@@ -1,0 +1,241 @@
+"""The REST exchange without I/O, shared by :class:`Client` and :class:`AsyncClient`.
+
+Every API call is written once, as a generator (an :data:`Op`) that yields what it needs done —
+:class:`Send` a request, or :class:`Sleep` before a retry — and is sent back the outcome (an
+``httpx.Response``, or the ``httpx.TransportError`` the send raised). The sync client drives an
+op with ``httpx.Client.send`` and ``time.sleep``, the async one with ``await`` (see
+:func:`drive` and :func:`adrive`). Request building, the retry loop and the decoding of answers
+and errors therefore exist in exactly one place: :meth:`Exchange.call`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Generator, Mapping
+from typing import Any, TypeVar, cast
+from urllib.parse import quote
+
+import httpx
+import msgspec
+
+from .._logging import logger
+from .._retry import RetryPolicy, is_retryable_status, parse_retry_after
+from ._errors import MetricsApiRequestError, MetricsApiResponseError
+from ._routes import API_PREFIX, ROUTES_BY_NAME, Route
+from ._types import ErrorResponse
+
+T = TypeVar("T")
+
+# Transient failures of the connection, retried like a 503. Anything else (a malformed URL, an
+# unsupported scheme, a proxy misconfiguration) will not get better by waiting.
+RETRYABLE_TRANSPORT_ERRORS: tuple[type[httpx.TransportError], ...] = (
+    httpx.TimeoutException,
+    httpx.NetworkError,
+    httpx.RemoteProtocolError,
+)
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+ERROR_TEXT_LIMIT = 200
+
+
+class Send(msgspec.Struct, frozen=True):
+    """Send this request; the driver answers with the response or the transport error."""
+
+    request: httpx.Request
+
+
+class Sleep(msgspec.Struct, frozen=True):
+    """Wait this many seconds; the driver answers with None."""
+
+    seconds: float
+
+
+Step = Send | Sleep
+Outcome = httpx.Response | httpx.TransportError | None
+Op = Generator[Step, Outcome, T]
+
+_encoder = msgspec.json.Encoder()
+
+
+class Exchange:
+    """What both clients share: where to send, which key to present, how long to wait and
+    how often to retry."""
+
+    def __init__(
+        self, host: str, api_key: str, timeout: float, ingest_timeout: float, retry: RetryPolicy
+    ) -> None:
+        self.host = host
+        self.api_key = api_key
+        self.timeout = timeout
+        self.ingest_timeout = ingest_timeout
+        self.retry = retry
+
+    def url(self, route: Route, path: Mapping[str, str | int]) -> str:
+        """``host + /api/v1 + path`` with every placeholder URL-quoted (``/`` included)."""
+        quoted = {name: quote(str(value), safe="") for name, value in path.items()}
+        return self.host + API_PREFIX + route.path.format(**quoted)
+
+    def call(
+        self,
+        name: str,
+        response_type: type[T],
+        *,
+        path: Mapping[str, str | int] | None = None,
+        query: Mapping[str, str | int | None] | None = None,
+        body: msgspec.Struct | None = None,
+        token: str | None = None,
+        timeout: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> Op[T]:
+        """One call of route ``name``: send it (with retries) and decode its answer.
+
+        ``token`` defaults to the API key; ``query`` values of None are left out; every
+        non-GET request carries one ``Idempotency-Key`` for all of its attempts.
+        """
+        route = ROUTES_BY_NAME[name]
+        assert response_type == route.response, f"{name}: {response_type} != {route.response}"
+        headers = {"Accept": "application/json"}
+        bearer = self.api_key if token is None else token
+        if route.auth != "none":
+            headers["Authorization"] = f"Bearer {bearer}"
+        if route.method not in IDEMPOTENT_METHODS:
+            headers["Idempotency-Key"] = idempotency_key or uuid.uuid4().hex
+        content: bytes | None = None
+        if body is not None:
+            content = _encoder.encode(body)
+            headers["Content-Type"] = "application/json"
+        params = {key: str(value) for key, value in (query or {}).items() if value is not None}
+        unknown = set(params) - set(route.query)
+        assert not unknown, f"{name}: query parameters {unknown} are not in the route table"
+        url = self.url(route, path or {})
+        seconds = self.timeout if timeout is None else timeout
+        timeouts = httpx.Timeout(seconds).as_dict()
+
+        def build() -> httpx.Request:
+            return httpx.Request(
+                route.method,
+                url,
+                params=params,
+                headers=headers,
+                content=content,
+                extensions={"timeout": timeouts},
+            )
+
+        response = yield from self._send_with_retries(route, build)
+        return self._decode(route, response_type, response)
+
+    def _send_with_retries(
+        self, route: Route, build: Callable[[], httpx.Request]
+    ) -> Generator[Step, Outcome, httpx.Response]:
+        """The retry loop: transient transport errors and 408/429/5xx are retried within the
+        policy's budget, never sooner than ``Retry-After``; other errors are raised at once."""
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            outcome = yield Send(build())
+            retry_after: float | None = None
+            if isinstance(outcome, httpx.Response):
+                if outcome.is_success:
+                    return outcome
+                failure = error_from_response(outcome)
+                if not is_retryable_status(outcome.status_code):
+                    raise failure
+                retry_after = parse_retry_after(outcome.headers.get("Retry-After"))
+            elif isinstance(outcome, httpx.TransportError):
+                failure = self._unreachable(outcome)
+                if not isinstance(outcome, RETRYABLE_TRANSPORT_ERRORS):
+                    raise failure from outcome
+            else:  # pragma: no cover - a driver bug
+                raise TypeError(f"a Send step was answered with {outcome!r}")
+            attempt += 1
+            delay = self.retry.delay(attempt, retry_after)
+            if not self.retry.allows(attempt, started, delay):
+                elapsed = time.monotonic() - started
+                raise MetricsApiRequestError(
+                    f"{failure.server_message} (gave up after {attempt} attempts "
+                    f"in {elapsed:.1f} s)",
+                    status=failure.status,
+                    code=failure.code,
+                ) from failure
+            logger.debug(
+                "%s attempt %d failed (%s); retrying in %.2f s",
+                route.name,
+                attempt,
+                failure.server_message,
+                delay,
+            )
+            yield Sleep(delay)
+
+    def _unreachable(self, error: httpx.TransportError) -> MetricsApiRequestError:
+        detail = str(error) or "no detail"
+        return MetricsApiRequestError(
+            f"cannot reach {self.host}: {type(error).__name__}: {detail}",
+            status=0,
+            code="unreachable",
+        )
+
+    @staticmethod
+    def _decode(route: Route, response_type: type[T], response: httpx.Response) -> T:
+        try:
+            return msgspec.json.decode(response.content, type=response_type)
+        except msgspec.DecodeError as error:  # ValidationError included
+            raise MetricsApiResponseError(
+                f"{route.name} ({route.method} {route.path}): the server's answer "
+                f"({response.status_code}) is not a valid {_type_name(response_type)}: {error}"
+            ) from None
+
+
+def error_from_response(response: httpx.Response) -> MetricsApiRequestError:
+    """The server's ``{"error": {"code", "message"}}``; else ``http_<status>`` and the text."""
+    status = response.status_code
+    try:
+        body = msgspec.json.decode(response.content, type=ErrorResponse)
+    except msgspec.DecodeError:
+        text = response.text[:ERROR_TEXT_LIMIT] or response.reason_phrase
+        return MetricsApiRequestError(text, status=status, code=f"http_{status}")
+    return MetricsApiRequestError(body.error.message, status=status, code=body.error.code)
+
+
+def _type_name(response_type: Any) -> str:
+    return getattr(response_type, "__name__", None) or repr(response_type)
+
+
+def drive(http: httpx.Client, op: Op[T]) -> T:
+    """Run ``op`` with blocking I/O."""
+    outcome: Outcome = None
+    try:
+        while True:
+            step = op.send(outcome)
+            if isinstance(step, Sleep):
+                time.sleep(step.seconds)
+                outcome = None
+                continue
+            try:
+                outcome = http.send(step.request)
+            except httpx.TransportError as error:
+                outcome = error
+    except StopIteration as stop:
+        return cast(T, stop.value)
+    finally:
+        op.close()
+
+
+async def adrive(http: httpx.AsyncClient, op: Op[T]) -> T:
+    """Run ``op`` with asyncio I/O."""
+    outcome: Outcome = None
+    try:
+        while True:
+            step = op.send(outcome)
+            if isinstance(step, Sleep):
+                await asyncio.sleep(step.seconds)
+                outcome = None
+                continue
+            try:
+                outcome = await http.send(step.request)
+            except httpx.TransportError as error:
+                outcome = error
+    except StopIteration as stop:
+        return cast(T, stop.value)
+    finally:
+        op.close()
