@@ -19,6 +19,8 @@ import pytest
 import metrana
 from metrana import _run
 from metrana._session import process_alive
+from metrana.api import Client
+from metrana.testing import RunningServer, serve_in_thread
 
 ORCHESTRATION_VARIABLES = ("METRANA_ORCHESTRATION_ID", "TORCHELASTIC_RUN_ID", "SLURM_JOB_ID")
 
@@ -44,6 +46,19 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     _run._inherited = None
     kill_dispatchers(session_root)
     shutil.rmtree(session_root, ignore_errors=True)
+
+
+@pytest.fixture
+def live_server(tmp_path: Path) -> Iterator[RunningServer]:
+    """A real server on 127.0.0.1 and a free port, over its own SQLite file."""
+    with serve_in_thread(str(tmp_path / "server.sqlite")) as server:
+        yield server
+
+
+@pytest.fixture
+def client(live_server: RunningServer) -> Iterator[Client]:
+    with Client(live_server.api_key, host=live_server.url) as api:
+        yield api
 
 
 def dispatcher_pids(session_root: Path) -> list[int]:

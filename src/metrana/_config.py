@@ -30,6 +30,8 @@ __all__ = [
     "RunIdentity",
     "api_host",
     "config_dir",
+    "default_store_path",
+    "metrana_home",
     "orchestration_id",
     "resolve_config",
     "retry_policy",
@@ -253,12 +255,11 @@ def resolve_config(
             f"ingestion_url {url!r} needs an API key: pass api_key= to init() "
             "or set METRANA_API_KEY (create one with `metrana keys create`)"
         )
-    home_raw = env.get("METRANA_HOME") or str(Path.home() / ".metrana")
     return Config(
         run=run,
         api_key=key,
         ingestion_url=url,
-        home=str(Path(home_raw).expanduser().resolve()),
+        home=str(metrana_home(env)),
         orchestration_id=orchestration_id(environ),
         resume_strategy=_enum_setting(
             ResumeStrategy,
@@ -356,6 +357,17 @@ def retry_policy(environ: Mapping[str, str] | None = None) -> RetryPolicy:
             env,
         ),
     )
+
+
+def metrana_home(environ: Mapping[str, str] | None = None) -> Path:
+    """``METRANA_HOME`` (default ``~/.metrana``): the embedded store and the spools."""
+    env = os.environ if environ is None else environ
+    return Path(env.get("METRANA_HOME") or Path.home() / ".metrana").expanduser().resolve()
+
+
+def default_store_path(environ: Mapping[str, str] | None = None) -> str:
+    """The embedded SQLite store: ``METRANA_HOME/store.sqlite``."""
+    return str(metrana_home(environ) / "store.sqlite")
 
 
 def config_dir(environ: Mapping[str, str] | None = None) -> Path:

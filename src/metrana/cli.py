@@ -1,4 +1,4 @@
-"""The ``metrana`` command line: runs, export, demo."""
+"""The ``metrana`` command line: runs, export, demo, serve, keys, login, sync."""
 
 from __future__ import annotations
 
@@ -11,15 +11,13 @@ from typing import IO
 
 import msgspec
 
+from ._config import default_store_path, metrana_home
 from ._errors import MetranaError
 from .storage import PointRow, SqliteStore
 
 
 def _default_store() -> str:
-    import os
-
-    home = os.environ.get("METRANA_HOME") or str(Path.home() / ".metrana")
-    return str(Path(home).expanduser() / "store.sqlite")
+    return default_store_path()
 
 
 def _open_store(path: str) -> SqliteStore:
@@ -50,9 +48,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         )
         for r in runs
     ]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    _print_table(header, rows)
     return 0
 
 
@@ -112,6 +108,97 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(ranks=args.ranks, steps=args.steps, workers=args.workers)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .server import serve
+
+    serve(args.store, host=args.host, port=args.port, max_body_bytes=args.max_body_bytes)
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    store = SqliteStore(args.store)
+    if args.keys_command == "create":
+        info, secret = store.create_api_key(args.workspace, args.name)
+        if args.json:
+            payload = {**msgspec.structs.asdict(info), "secret": secret}
+            print(msgspec.json.encode(payload).decode())
+        else:
+            print(f"API key {info.prefix}… for workspace {info.workspace!r} (shown once):")
+            print(secret)
+        return 0
+    if args.keys_command == "revoke":
+        info = store.revoke_api_key(args.key)
+        if args.json:
+            print(msgspec.json.encode(info).decode())
+        else:
+            print(f"revoked API key {info.id} ({info.prefix}…, workspace {info.workspace!r})")
+        return 0
+    keys = store.list_api_keys()
+    if args.json:
+        print(msgspec.json.encode(keys).decode())
+        return 0
+    header = ("ID", "PREFIX", "WORKSPACE", "NAME", "STATE")
+    rows = [
+        (str(k.id), k.prefix + "…", k.workspace, k.name, "revoked" if k.revoked else "active")
+        for k in keys
+    ]
+    _print_table(header, rows)
+    return 0
+
+
+def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    from .api import Client
+    from .api._auth import save_credentials
+
+    with Client(args.api_key, host=args.host) as client:
+        status = client.auth_status()
+    path = save_credentials(args.host, args.api_key)
+    print(f"logged in to {args.host} as {status.key_name!r} (workspace {status.workspace_name!r})")
+    print(f"credentials saved to {path}; use Client('local')")
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    import os
+
+    from ._sync import sync_spools
+
+    def progress(spool: str, sent: int, total: int) -> None:
+        width = 30
+        done = width * sent // max(total, 1)
+        bar = "#" * done + "." * (width - done)
+        print(f"\r{Path(spool).name} [{bar}] {sent:,}/{total:,} points", end="", file=sys.stderr)
+        if sent >= total:
+            print(file=sys.stderr)
+
+    results = sync_spools(
+        metrana_home(),
+        url=args.url,
+        api_key=args.api_key or os.environ.get("METRANA_API_KEY"),
+        run_name=args.run,
+        progress=None if args.json else progress,
+    )
+    if args.json:
+        print(msgspec.json.encode(results).decode())
+        return 0
+    if not results:
+        print("nothing to sync")
+    for result in results:
+        state = f" ({result.skipped})" if result.skipped else ""
+        print(
+            f"{result.run_name}: {result.points:,} points in {result.batches} batches, "
+            f"{result.accepted:,} stored, {result.duplicates:,} already stored, "
+            f"{result.rejected:,} rejected{state}"
+        )
+    return 1 if any(r.skipped and r.skipped.startswith("stopped") for r in results) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="metrana", description="Multiprocess-safe metrics tracking for ML and RL training."
@@ -140,6 +227,42 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--steps", type=int, default=25_000)
     demo.add_argument("--workers", type=int, default=2)
     demo.set_defaults(func=cmd_demo)
+
+    serve = sub.add_parser("serve", help="serve a store over HTTP (REST API and ingestion)")
+    serve.add_argument(
+        "--store", default=_default_store(), help="SQLite store (default: %(default)s)"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    serve.add_argument("--port", type=int, default=8765, help="port (0 picks a free one)")
+    serve.add_argument(
+        "--max-body-bytes", type=int, default=32 * 1024 * 1024, help="largest request body"
+    )
+    serve.set_defaults(func=cmd_serve)
+
+    keys = sub.add_parser("keys", help="manage the workspace API keys of a store")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create an API key (the secret is shown once)")
+    create.add_argument("--workspace", default="default")
+    create.add_argument("--name", default="cli")
+    listing = keys_sub.add_parser("list", help="list API keys (never their secrets)")
+    revoke = keys_sub.add_parser("revoke", help="revoke an API key at once")
+    revoke.add_argument("key", help="the key's id or prefix")
+    for command in (create, listing, revoke):
+        command.add_argument("--store", default=_default_store(), help="SQLite store")
+        command.add_argument("--json", action="store_true", help="print JSON")
+    keys.set_defaults(func=cmd_keys)
+
+    login = sub.add_parser("login", help="save a server and API key for Client('local')")
+    login.add_argument("--host", required=True, help="server URL, e.g. http://127.0.0.1:8765")
+    login.add_argument("--api-key", required=True)
+    login.set_defaults(func=cmd_login)
+
+    sync = sub.add_parser("sync", help="deliver spooled batches (after an outage, or offline)")
+    sync.add_argument("--run", default=None, help="only this run_name")
+    sync.add_argument("--url", default=None, help="server to deliver to (required if offline)")
+    sync.add_argument("--api-key", default=None, help="workspace API key (or METRANA_API_KEY)")
+    sync.add_argument("--json", action="store_true", help="print JSON")
+    sync.set_defaults(func=cmd_sync)
     return parser
 
 

@@ -12,7 +12,9 @@ from . import _types as t
 API_PREFIX = "/api/v1"
 PROTOBUF_CONTENT_TYPE = "application/x-protobuf"
 
-Auth = Literal["api", "ingestion", "none"]
+# "api": a workspace API key; "ingestion": an API key or the experiment's ingestion key;
+# "any": any valid key; "none": no key.
+Auth = Literal["api", "ingestion", "any", "none"]
 
 
 class Route(msgspec.Struct, frozen=True):
@@ -27,7 +29,7 @@ class Route(msgspec.Struct, frozen=True):
 
 
 ROUTES: tuple[Route, ...] = (
-    Route("auth_status", "GET", "/auth/status", None, t.AuthStatus, "api",
+    Route("auth_status", "GET", "/auth/status", None, t.AuthStatus, "any",
           summary="Who the presented key is"),
     # folders
     Route("list_folders", "GET", "/folders", None, t.Page[t.Folder], query=("parent_id",),

@@ -1,8 +1,13 @@
 """The storage layer shared by the embedded store (written by the dispatcher) and the server."""
 
 from ._base import (
+    ApiKeyInfo,
+    ConflictError,
     ExperimentRow,
+    InvalidRequestError,
+    NotFoundError,
     PointRow,
+    Principal,
     RunHandle,
     RunSummary,
     SeriesColumns,
@@ -14,8 +19,13 @@ from ._base import (
 from ._sqlite import SqliteStore
 
 __all__ = [
+    "ApiKeyInfo",
+    "ConflictError",
     "ExperimentRow",
+    "InvalidRequestError",
+    "NotFoundError",
     "PointRow",
+    "Principal",
     "RunHandle",
     "RunSummary",
     "SeriesColumns",

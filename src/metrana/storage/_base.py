@@ -66,3 +66,35 @@ class StorageError(Exception):
 
 class StorageRunExistsError(StorageError):
     """The run exists, belongs to another job, and the resume policy is Never."""
+
+
+class NotFoundError(StorageError):
+    """The object does not exist (or is not visible to the caller's workspace)."""
+
+
+class ConflictError(StorageError):
+    """The change contradicts what is stored (a duplicate name, a folder moved into itself)."""
+
+
+class InvalidRequestError(StorageError):
+    """The request is well-formed but asks for something that cannot be answered."""
+
+
+class Principal(msgspec.Struct, frozen=True):
+    """Who a presented key is: a workspace API key, or an experiment's ingestion key."""
+
+    kind: str  # "api" or "ingestion"
+    key_id: int
+    key_name: str
+    workspace_id: int
+    workspace_name: str
+    experiment_id: int | None = None
+
+
+class ApiKeyInfo(msgspec.Struct):
+    id: int
+    workspace: str
+    name: str
+    prefix: str
+    created_ns: int
+    revoked: bool

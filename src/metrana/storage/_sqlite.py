@@ -27,6 +27,7 @@ from ._base import (
     StorageRunExistsError,
     WriteResult,
 )
+from ._sqlite_api import RestQueries
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS workspaces (
@@ -72,6 +73,47 @@ CREATE TABLE IF NOT EXISTS points (
     timestamp_ns INTEGER NOT NULL,
     PRIMARY KEY (series_id, step)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS client_events (
+    experiment_id INTEGER NOT NULL,
+    client_event_id TEXT NOT NULL,
+    PRIMARY KEY (experiment_id, client_event_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS api_keys (
+    id INTEGER PRIMARY KEY,
+    workspace_id INTEGER NOT NULL REFERENCES workspaces(id),
+    name TEXT NOT NULL,
+    prefix TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    created_ns INTEGER NOT NULL,
+    revoked_ns INTEGER
+);
+CREATE TABLE IF NOT EXISTS ingestion_keys (
+    id INTEGER PRIMARY KEY,
+    experiment_id INTEGER NOT NULL REFERENCES experiments(id),
+    name TEXT NOT NULL,
+    prefix TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    created_ns INTEGER NOT NULL,
+    revoked_ns INTEGER
+);
+CREATE TABLE IF NOT EXISTS annotations (
+    id INTEGER PRIMARY KEY,
+    experiment_id INTEGER NOT NULL REFERENCES experiments(id),
+    text TEXT NOT NULL,
+    step INTEGER,
+    timestamp_ns INTEGER NOT NULL,
+    metadata TEXT NOT NULL DEFAULT '{}',
+    created_ns INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS idempotency (
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    created_ns INTEGER NOT NULL,
+    PRIMARY KEY (scope, key)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS producer_batches (
     producer_id TEXT NOT NULL,
     sequence INTEGER NOT NULL,
@@ -84,7 +126,7 @@ CREATE TABLE IF NOT EXISTS producer_batches (
 _labels_decoder = msgspec.json.Decoder(dict[str, str])
 
 
-class SqliteStore:
+class SqliteStore(RestQueries):
     """One connection to a SQLite store; safe to share between threads (serialised)."""
 
     def __init__(self, path: str | Path, busy_timeout: float = 60.0) -> None:
@@ -98,6 +140,7 @@ class SqliteStore:
             check_same_thread=False,
         )
         self._series_ids: dict[tuple[int, SeriesKey], int] = {}
+        self._depth = 0
         self._setup(busy_timeout)
 
     def _setup(self, busy_timeout: float) -> None:
@@ -120,16 +163,36 @@ class SqliteStore:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (``BEGIN IMMEDIATE``): committed on success, else rolled back."""
+        """One write transaction (``BEGIN IMMEDIATE``): committed on success, else rolled back.
+
+        Nested calls in the same thread join the outer transaction, so that a server request
+        and its idempotency record commit together."""
         with self._lock:
             conn = self._conn
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield conn
+                finally:
+                    self._depth -= 1
+                return
             conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
             try:
                 yield conn
             except BaseException:
+                self._depth = 0
                 conn.execute("ROLLBACK")
+                self._series_ids.clear()
                 raise
+            self._depth = 0
             conn.execute("COMMIT")
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection, for queries (serialised with writes of this store object)."""
+        with self._lock:
+            yield self._conn
 
     def close(self) -> None:
         with self._lock:
@@ -253,33 +316,67 @@ class SqliteStore:
         self, experiment_id: int, batch: Mapping[SeriesKey, SeriesColumns]
     ) -> WriteResult:
         """Store a batch in one transaction; points already stored are counted, not changed."""
-        accepted = 0
-        duplicates = 0
-        by_series: dict[str, int] = {}
         try:
             with self.transaction() as conn:
-                for key, columns in batch.items():
-                    series_id = self._series_id(conn, experiment_id, key)
-                    cursor = conn.executemany(
-                        "INSERT OR IGNORE INTO points (series_id, step, value, timestamp_ns) "
-                        "VALUES (?,?,?,?)",
-                        zip(
-                            [series_id] * len(columns.steps),
-                            columns.steps,
-                            columns.values,
-                            columns.timestamps,
-                            strict=True,
-                        ),
-                    )
-                    stored = cursor.rowcount
-                    dup = len(columns.steps) - stored
-                    accepted += stored
-                    if dup:
-                        duplicates += dup
-                        by_series[key[0]] = by_series.get(key[0], 0) + dup
+                return self._write_columns(conn, experiment_id, batch)
         except sqlite3.Error as error:
             self._series_ids.clear()
             raise StorageError(f"store {self.path}: {error}") from error
+
+    def write_batch(
+        self,
+        producer_id: str,
+        sequence: int,
+        experiment_id: int,
+        batch: Mapping[SeriesKey, SeriesColumns],
+    ) -> tuple[WriteResult, bool]:
+        """Store a producer's batch once: a (producer, sequence) seen before is not applied again
+        and its first answer is returned, with ``True`` for "replayed"."""
+        try:
+            with self.transaction() as conn:
+                row = conn.execute(
+                    "SELECT accepted, duplicates FROM producer_batches "
+                    "WHERE producer_id=? AND sequence=?",
+                    (producer_id, sequence),
+                ).fetchone()
+                if row is not None:
+                    return WriteResult(accepted=int(row[0]), duplicates=int(row[1])), True
+                result = self._write_columns(conn, experiment_id, batch)
+                conn.execute(
+                    "INSERT INTO producer_batches (producer_id, sequence, accepted, duplicates) "
+                    "VALUES (?,?,?,?)",
+                    (producer_id, sequence, result.accepted, result.duplicates),
+                )
+                return result, False
+        except sqlite3.Error as error:
+            self._series_ids.clear()
+            raise StorageError(f"store {self.path}: {error}") from error
+
+    def _write_columns(
+        self, conn: sqlite3.Connection, experiment_id: int, batch: Mapping[SeriesKey, SeriesColumns]
+    ) -> WriteResult:
+        accepted = 0
+        duplicates = 0
+        by_series: dict[str, int] = {}
+        for key, columns in batch.items():
+            series_id = self._series_id(conn, experiment_id, key)
+            cursor = conn.executemany(
+                "INSERT OR IGNORE INTO points (series_id, step, value, timestamp_ns) "
+                "VALUES (?,?,?,?)",
+                zip(
+                    [series_id] * len(columns.steps),
+                    columns.steps,
+                    columns.values,
+                    columns.timestamps,
+                    strict=True,
+                ),
+            )
+            stored = cursor.rowcount
+            dup = len(columns.steps) - stored
+            accepted += stored
+            if dup:
+                duplicates += dup
+                by_series[key[0]] = by_series.get(key[0], 0) + dup
         return WriteResult(accepted=accepted, duplicates=duplicates, duplicates_by_series=by_series)
 
     # -- queries ------------------------------------------------------------------------------

@@ -1,0 +1,273 @@
+"""The Starlette application: every route of ``ROUTES`` plus protobuf ingestion and health.
+
+A request is authenticated (``Authorization: Bearer KEY``), its body decoded into the route's
+msgspec type, its handler run in a worker thread against the store, and the answer encoded as
+JSON. A POST, PATCH or DELETE that carries an ``Idempotency-Key`` is acted on once: a repeat
+gets the first answer again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route as StarletteRoute
+
+from .. import __version__
+from ..api._routes import API_PREFIX, INGEST_PATH, PROTOBUF_CONTENT_TYPE, ROUTES, Route
+from ..proto import IngestResponse
+from ..proto._codec import BatchDecodeError, decode_batch
+from ..storage import Principal, SqliteStore, StorageError
+from ._errors import ApiError, error_response, from_storage
+from ._handlers import HANDLERS, Context
+from ._openapi import openapi_document
+
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+IDEMPOTENT_METHODS = frozenset({"GET"})
+
+log = logging.getLogger("metrana.server")
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def create_app(store: SqliteStore | str, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Starlette:
+    """The server's ASGI application over a store (an open one, or a SQLite path)."""
+    if isinstance(store, str):
+        store = SqliteStore(store)
+    missing = [route.name for route in ROUTES if route.name not in HANDLERS]
+    assert not missing, f"routes without a handler: {missing}"
+    api = _Api(store, max_body_bytes)
+    routes = [
+        StarletteRoute(API_PREFIX + _starlette_path(route.path), api.endpoint(route),
+                       methods=[route.method], name=route.name)
+        for route in ROUTES
+    ]  # fmt: skip
+    routes += [
+        StarletteRoute(API_PREFIX + INGEST_PATH, api.ingest, methods=["POST"], name="ingest"),
+        StarletteRoute(API_PREFIX + "/openapi.json", api.openapi, methods=["GET"]),
+        StarletteRoute(API_PREFIX + "/health", api.health, methods=["GET"]),
+        StarletteRoute("/healthz", api.health, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_allowed})
+    app.state.store = store
+    return app
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    return error_response(404, "not_found", f"no route {request.method} {request.url.path}")
+
+
+async def _not_allowed(request: Request, exc: Exception) -> Response:
+    return error_response(
+        405, "method_not_allowed", f"{request.method} is not allowed on {request.url.path}"
+    )
+
+
+def _starlette_path(path: str) -> str:
+    """``{folder_id}`` -> ``{folder_id:int}``; a metric name may contain slashes."""
+    for name in ("folder_id", "experiment_id", "key_id"):
+        path = path.replace("{" + name + "}", "{" + name + ":int}")
+    return path.replace("{metric_name}", "{metric_name:path}")
+
+
+class _Api:
+    def __init__(self, store: SqliteStore, max_body_bytes: int) -> None:
+        self.store = store
+        self.max_body_bytes = max_body_bytes
+        self._openapi = msgspec.json.encode(openapi_document())
+
+    # -- shared steps -----------------------------------------------------------------------
+
+    async def authenticate(self, request: Request) -> Principal:
+        header = request.headers.get("authorization", "")
+        scheme, _, secret = header.partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            raise ApiError(
+                401, "unauthorized", "missing API key: send the header 'Authorization: Bearer KEY'"
+            )
+        principal = await run_in_threadpool(self.store.authenticate, secret.strip())
+        if principal is None:
+            raise ApiError(401, "unauthorized", "unknown or revoked key")
+        return principal
+
+    async def read_body(self, request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            raise self._too_large(int(declared))
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise self._too_large(size)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_large(self, size: int) -> ApiError:
+        return ApiError(
+            413,
+            "payload_too_large",
+            f"body of {size} bytes is over the server's limit of {self.max_body_bytes} bytes; "
+            "send it in smaller parts",
+        )
+
+    async def guarded(self, request: Request, work: Callable[[], Awaitable[Response]]) -> Response:
+        try:
+            return await work()
+        except ApiError as error:
+            return error_response(error.status, error.code, error.message)
+        except StorageError as error:
+            problem = from_storage(error)
+            headers = {"Retry-After": "1"} if problem.status == 503 else None
+            return error_response(problem.status, problem.code, problem.message, headers)
+        except OverflowError:
+            return error_response(400, "invalid_request", "a number is out of range (64-bit)")
+        except Exception:
+            log.exception("unexpected error answering %s %s", request.method, request.url.path)
+            return error_response(500, "internal", "the server failed; see its log")
+
+    # -- REST routes ------------------------------------------------------------------------
+
+    def endpoint(self, route: Route) -> Endpoint:
+        handler = HANDLERS[route.name]
+        decoder = msgspec.json.Decoder(route.request) if route.request is not None else None
+
+        async def endpoint(request: Request) -> Response:
+            async def work() -> Response:
+                principal = await self.authenticate(request)
+                path = dict(request.path_params)
+                _authorize(route, principal, path)
+                query = _query(route, request)
+                raw = await self.read_body(request) if decoder is not None else b""
+                body = _decode(decoder, raw) if decoder is not None else None
+                context = Context(self.store, principal, path, query, body)
+
+                def act() -> tuple[int, bytes]:
+                    return 200, msgspec.json.encode(handler(context))
+
+                key = request.headers.get("idempotency-key")
+                if key and route.method not in IDEMPOTENT_METHODS:
+                    scope = f"{principal.kind}:{principal.key_id}"
+                    fingerprint = hashlib.sha256(
+                        f"{route.method} {request.url.path}\n".encode() + raw
+                    ).hexdigest()
+                    status, answer = await run_in_threadpool(
+                        self.store.idempotent, scope, key[:200], fingerprint, act
+                    )
+                else:
+                    status, answer = await run_in_threadpool(act)
+                return Response(answer, status, media_type="application/json")
+
+            return await self.guarded(request, work)
+
+        return endpoint
+
+    # -- protobuf ingestion -----------------------------------------------------------------
+
+    async def ingest(self, request: Request) -> Response:
+        async def work() -> Response:
+            principal = await self.authenticate(request)
+            content_type = request.headers.get("content-type", "").split(";")[0].strip()
+            if content_type != PROTOBUF_CONTENT_TYPE:
+                raise ApiError(
+                    415,
+                    "unsupported_media_type",
+                    f"ingestion takes {PROTOBUF_CONTENT_TYPE} (a metrana.v1.IngestBatch), "
+                    f"not {content_type or 'a body without Content-Type'}",
+                )
+            raw = await self.read_body(request)
+            try:
+                batch = decode_batch(raw)
+            except BatchDecodeError as error:
+                raise ApiError(400, "invalid_batch", str(error)) from None
+            _authorize_experiment(principal, batch.experiment_id)
+            if principal.kind == "api":
+                await run_in_threadpool(
+                    self.store.get_experiment, principal.workspace_id, batch.experiment_id
+                )
+            result, replayed = await run_in_threadpool(
+                self.store.write_batch,
+                batch.producer_id,
+                batch.sequence,
+                batch.experiment_id,
+                batch.series,
+            )
+            answer = IngestResponse(
+                accepted=result.accepted, duplicates=result.duplicates, replayed=replayed
+            )
+            return Response(answer.SerializeToString(), 200, media_type=PROTOBUF_CONTENT_TYPE)
+
+        return await self.guarded(request, work)
+
+    # -- documents --------------------------------------------------------------------------
+
+    async def openapi(self, request: Request) -> Response:
+        return Response(self._openapi, media_type="application/json")
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok", "version": __version__})
+
+
+def _authorize(route: Route, principal: Principal, path: dict[str, Any]) -> None:
+    if route.auth == "api" and principal.kind != "api":
+        raise ApiError(
+            403,
+            "forbidden",
+            f"{route.name} needs a workspace API key; an ingestion key can only ingest "
+            "and annotate its own experiment",
+        )
+    if route.auth == "ingestion":
+        _authorize_experiment(principal, path.get("experiment_id"))
+
+
+def _authorize_experiment(principal: Principal, experiment_id: object) -> None:
+    if principal.kind == "ingestion" and principal.experiment_id != experiment_id:
+        raise ApiError(
+            403,
+            "forbidden",
+            f"this ingestion key belongs to experiment {principal.experiment_id}, "
+            f"not {experiment_id}",
+        )
+
+
+_INT_QUERY = frozenset({"parent_id", "folder_id", "limit"})
+
+
+def _query(route: Route, request: Request) -> dict[str, Any]:
+    query: dict[str, Any] = {}
+    for name in route.query:
+        raw = request.query_params.get(name)
+        if raw is None or raw == "":
+            continue
+        if name in _INT_QUERY:
+            try:
+                query[name] = int(raw)
+            except ValueError:
+                raise ApiError(
+                    400,
+                    "invalid_request",
+                    f"query parameter {name} must be an integer, got {raw!r}",
+                ) from None
+            if query[name] < 0:
+                raise ApiError(400, "invalid_request", f"query parameter {name} must be >= 0")
+        else:
+            query[name] = raw
+    return query
+
+
+def _decode(decoder: msgspec.json.Decoder[Any], raw: bytes) -> Any:
+    if not raw:
+        raise ApiError(400, "invalid_request", "this route needs a JSON body")
+    try:
+        return decoder.decode(raw)
+    except msgspec.ValidationError as error:
+        raise ApiError(400, "invalid_request", f"invalid body: {error}") from None
+    except msgspec.DecodeError as error:
+        raise ApiError(400, "invalid_request", f"body is not JSON: {error}") from None

@@ -1,0 +1,116 @@
+"""The OpenAPI document, generated from the route table and the shared msgspec types."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import msgspec
+
+from .. import __version__
+from ..api._routes import API_PREFIX, INGEST_PATH, PROTOBUF_CONTENT_TYPE, ROUTES
+from ..api._types import ErrorResponse
+
+_REF = "#/components/schemas/{name}"
+
+
+def openapi_document() -> dict[str, Any]:
+    """OpenAPI 3.1 for every route, with request and response schemas and error answers."""
+    types = {ErrorResponse}
+    for route in ROUTES:
+        types.update(tp for tp in (route.request, route.response) if tp is not None)
+    ordered = sorted(types, key=repr)
+    schemas, components = msgspec.json.schema_components(ordered, ref_template=_REF)
+    ref = dict(zip(ordered, schemas, strict=True))
+    error = {"content": {"application/json": {"schema": ref[ErrorResponse]}}}
+    paths: dict[str, dict[str, Any]] = {}
+    for route in ROUTES:
+        parameters: list[dict[str, Any]] = [
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": {"type": "string"} if name == "metric_name" else _id_schema(),
+            }
+            for name in re.findall(r"{(\w+)}", route.path)
+        ]
+        parameters += [
+            {
+                "name": name,
+                "in": "query",
+                "required": False,
+                "schema": _id_schema()
+                if name.endswith("_id") or name == "limit"
+                else {"type": "string"},
+            }
+            for name in route.query
+        ]
+        operation: dict[str, Any] = {
+            "operationId": route.name,
+            "summary": route.summary or route.name.replace("_", " "),
+            "parameters": parameters,
+            "security": [{"bearer": []}],
+            "responses": {
+                "200": {
+                    "description": "OK",
+                    "content": {"application/json": {"schema": ref[route.response]}},
+                },
+                **{code: {"description": text, **error} for code, text in _ERRORS.items()},
+            },
+        }
+        if route.method in ("POST", "PATCH"):
+            operation["parameters"].append(
+                {"name": "Idempotency-Key", "in": "header", "required": False,
+                 "schema": {"type": "string", "maxLength": 200}}
+            )  # fmt: skip
+        if route.request is not None:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": ref[route.request]}},
+            }
+        paths.setdefault(API_PREFIX + route.path, {})[route.method.lower()] = operation
+    paths[API_PREFIX + INGEST_PATH] = {
+        "post": {
+            "operationId": "ingest_protobuf",
+            "summary": "Ingest a metrana.v1.IngestBatch (used by the dispatcher)",
+            "security": [{"bearer": []}],
+            "requestBody": {
+                "required": True,
+                "content": {PROTOBUF_CONTENT_TYPE: {"schema": {"type": "string",
+                                                               "format": "binary"}}},
+            },
+            "responses": {
+                "200": {
+                    "description": "a metrana.v1.IngestResponse",
+                    "content": {PROTOBUF_CONTENT_TYPE: {"schema": {"type": "string",
+                                                                   "format": "binary"}}},
+                },
+                **{code: {"description": text, **error} for code, text in _ERRORS.items()},
+            },
+        }
+    }  # fmt: skip
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Metrana", "version": __version__},
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def _id_schema() -> dict[str, Any]:
+    return {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+
+
+_ERRORS = {
+    "400": "invalid request",
+    "401": "missing, unknown or revoked key",
+    "403": "the key may not do this",
+    "404": "not found",
+    "409": "conflict",
+    "413": "body too large",
+    "415": "wrong content type",
+    "503": "storage busy; retry",
+}

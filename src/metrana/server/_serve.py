@@ -1,0 +1,129 @@
+"""Running the server: the first API key of a new store, the socket, uvicorn."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TextIO
+
+import msgspec
+import uvicorn
+
+from ..storage import SqliteStore
+from ._app import DEFAULT_MAX_BODY_BYTES, create_app
+
+
+def ensure_api_key(store: SqliteStore, workspace: str | None = None) -> str | None:
+    """On a store without API keys, create one and answer its secret (shown once).
+
+    The key's workspace is ``workspace``, else the store's only workspace, else "default"."""
+    if store.list_api_keys():
+        return None
+    if workspace is None:
+        names = store.workspace_names()
+        workspace = names[0] if len(names) == 1 else "default"
+    _, secret = store.create_api_key(workspace, "first key")
+    return secret
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket (port 0 picks a free one)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _uvicorn(
+    store: SqliteStore, max_body_bytes: int, log_level: str, graceful: float | None = None
+) -> uvicorn.Server:
+    app = create_app(store, max_body_bytes=max_body_bytes)
+    config = uvicorn.Config(
+        app,
+        log_level=log_level,
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=graceful,
+    )
+    return uvicorn.Server(config)
+
+
+def serve(
+    store_path: str,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    out: TextIO = sys.stdout,
+    json_lines: bool = False,
+) -> None:
+    """Serve a store until interrupted; print where, and the first key of a new store."""
+    store = SqliteStore(store_path)
+    secret = ensure_api_key(store)
+    sock = bind(host, port)
+    url = _url(sock)
+    if json_lines:
+        out.write(
+            msgspec.json.encode({"url": url, "store": store_path, "api_key": secret}).decode()
+        )
+        out.write("\n")
+    else:
+        if secret is not None:
+            out.write(
+                f"Created the first API key of this store (shown once, keep it):\n  {secret}\n"
+            )
+        out.write(f"Metrana server on {url} (store {store_path}); Ctrl-C stops it\n")
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            out.write(
+                f"warning: listening on {host}, beyond this machine; put TLS in front of it\n"
+            )
+    out.flush()
+    try:
+        _uvicorn(store, max_body_bytes, "warning").run(sockets=[sock])
+    finally:
+        store.close()
+
+
+class RunningServer(msgspec.Struct):
+    url: str
+    api_key: str
+    store_path: str
+
+
+@contextmanager
+def serve_in_thread(
+    store_path: str,
+    workspace: str = "default",
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> Iterator[RunningServer]:
+    """A real server on 127.0.0.1 and a free port, in a thread of this process, with a fresh
+    API key for ``workspace``; stopped on exit."""
+    store = SqliteStore(store_path)
+    _, secret = store.create_api_key(workspace, "test")
+    sock = bind("127.0.0.1", 0)
+    server = _uvicorn(store, max_body_bytes, "error", graceful=1.0)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="metrana-server", daemon=True
+    )
+    thread.start()
+    try:
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError("the server thread died while starting")
+            threading.Event().wait(0.01)
+        yield RunningServer(url=_url(sock), api_key=secret, store_path=store_path)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+        store.close()

@@ -1,0 +1,155 @@
+"""The dispatcher ships to a live server over HTTP: a job of several processes, resume, and a
+refused key."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from conftest import run_python
+
+from metrana.api import Client
+from metrana.testing import RunningServer
+
+RANKS = """
+import multiprocessing as mp
+import sys
+
+import metrana
+
+POINTS = int(sys.argv[1])
+
+
+def rank_main(rank):
+    metrana.init(workspace_name="default", project_name="proj", run_name="http-job",
+                 close_strategy="CompleteAll")
+    for step in range(POINTS):
+        metrana.log("loss", rank + step / POINTS, labels={"rank": str(rank)})
+    metrana.close()
+
+
+if __name__ == "__main__":
+    spawn = mp.get_context("spawn")
+    ranks = [spawn.Process(target=rank_main, args=(r,)) for r in range(4)]
+    for process in ranks:
+        process.start()
+    for process in ranks:
+        process.join(240)
+    assert [p.exitcode for p in ranks] == [0, 0, 0, 0], [p.exitcode for p in ranks]
+"""
+
+
+def _http_env(server: RunningServer) -> dict[str, str]:
+    return {"METRANA_INGESTION_URL": server.url, "METRANA_API_KEY": server.api_key}
+
+
+def test_four_processes_of_50k_points_arrive_exactly_over_http(
+    tmp_path: Path, live_server: RunningServer, client: Client
+) -> None:
+    script = tmp_path / "ranks.py"
+    script.write_text(RANKS)
+    run_python(str(script), "50000", env=_http_env(live_server), timeout=300)
+
+    (experiment,) = client.list_experiments()
+    assert (experiment.name, experiment.status) == ("http-job", "finished")
+    listing = client.list_metrics(experiment.id, metric_name="loss")
+    assert sorted(s.labels["rank"] for s in listing.series) == ["0", "1", "2", "3"]
+    assert sum(len(s.points) for s in listing.series) == 200_000
+    for series in listing.series:
+        rank = int(series.labels["rank"])
+        assert [p.step for p in series.points] == list(range(50_000))
+        assert series.points[123].value == rank + 123 / 50_000
+
+
+RESUMING = """
+import sys
+import metrana
+
+metrana.init(workspace_name="default", project_name="proj", run_name="resumed",
+             resume_strategy="Allow", close_strategy="CompleteAll")
+for i in range(int(sys.argv[1])):
+    metrana.log("reward", float(i))
+metrana.close()
+"""
+
+
+def test_a_resumed_run_continues_auto_incremented_steps(
+    tmp_path: Path, live_server: RunningServer, client: Client
+) -> None:
+    script = tmp_path / "resume.py"
+    script.write_text(RESUMING)
+    run_python(str(script), "10", env={**_http_env(live_server), "METRANA_ORCHESTRATION_ID": "a"})
+    run_python(str(script), "5", env={**_http_env(live_server), "METRANA_ORCHESTRATION_ID": "b"})
+
+    (experiment,) = client.list_experiments()
+    (series,) = client.list_metrics(experiment.id).series
+    assert [p.step for p in series.points] == list(range(15))
+    assert [p.value for p in series.points] == [float(i) for i in range(10)] + [
+        float(i) for i in range(5)
+    ]
+
+
+REFUSED = """
+import sys
+import time
+import metrana
+
+started = time.monotonic()
+try:
+    metrana.init(workspace_name="default", project_name="proj", run_name="refused",
+                 api_key="mtr_this-key-does-not-exist")
+except metrana.MetranaError as error:
+    print(type(error).__name__, round(time.monotonic() - started, 2))
+    print(error)
+    sys.exit(0)
+sys.exit("init() did not fail")
+"""
+
+
+def test_an_unknown_key_fails_init_fast_and_writes_nothing(
+    tmp_path: Path, live_server: RunningServer, client: Client
+) -> None:
+    script = tmp_path / "refused.py"
+    script.write_text(REFUSED)
+    env = {"METRANA_INGESTION_URL": live_server.url}
+    output = run_python(str(script), env=env, timeout=60).stdout.splitlines()
+    kind, seconds = output[0].split()
+    assert kind == "MetranaDispatcherError"
+    assert float(seconds) < 10
+    assert "refused the API key (401)" in output[1]
+    assert "unknown or revoked key" in output[1]
+    assert client.list_experiments() == []
+    assert client.list_folders() == []
+
+
+def test_an_unreachable_server_fails_init_within_its_timeout(tmp_path: Path) -> None:
+    script = tmp_path / "refused.py"
+    script.write_text(REFUSED.replace("mtr_this-key-does-not-exist", "mtr_any"))
+    env = {
+        "METRANA_INGESTION_URL": "http://127.0.0.1:9",  # discard port: nothing listens
+        "METRANA_INIT_TIMEOUT": "5",
+        "METRANA_RETRY_MAX_ELAPSED": "2",
+    }
+    started = time.monotonic()
+    output = run_python(str(script), env=env, timeout=60).stdout.splitlines()
+    assert output[0].split()[0] == "MetranaDispatcherError"
+    assert "cannot reach the server at http://127.0.0.1:9" in output[1]
+    assert time.monotonic() - started < 30
+
+
+def test_resume_never_refuses_another_jobs_run_over_http(
+    tmp_path: Path, live_server: RunningServer
+) -> None:
+    script = tmp_path / "resume.py"
+    script.write_text(RESUMING)
+    run_python(str(script), "1", env={**_http_env(live_server), "METRANA_ORCHESTRATION_ID": "a"})
+    never = tmp_path / "never.py"
+    never.write_text(
+        REFUSED.replace('api_key="mtr_this-key-does-not-exist"', 'resume_strategy="Never"').replace(
+            'run_name="refused"', 'run_name="resumed"'
+        )
+    )
+    env = {**_http_env(live_server), "METRANA_ORCHESTRATION_ID": "b"}
+    output = run_python(str(never), env=env).stdout.splitlines()
+    assert output[0].split()[0] == "MetranaRunExistsError"
+    assert "already exists" in output[1]

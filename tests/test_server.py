@@ -1,0 +1,359 @@
+"""Every client method against a live server on a random loopback port."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import httpx
+import pytest
+
+from metrana._fault_proxy import Fault, FaultProxy
+from metrana.api import Client, ComparisonMetricSeries, MetricsApiRequestError
+from metrana.api._routes import API_PREFIX, INGEST_PATH, PROTOBUF_CONTENT_TYPE, ROUTES
+from metrana.proto import IngestResponse
+from metrana.proto._codec import encode_batch
+from metrana.storage import SeriesColumns, SqliteStore
+from metrana.testing import RunningServer, serve_in_thread
+
+
+def _experiment(client: Client, name: str = "run-1", folder: str = "proj") -> int:
+    folders = {f.name: f.id for f in client.list_folders()}
+    folder_id = folders.get(folder) or client.create_folder(folder).id
+    return client.create_experiment(folder_id, name).id
+
+
+def test_auth_status_names_the_key_and_workspace(client: Client) -> None:
+    status = client.auth_status()
+    assert (status.workspace_name, status.key_kind, status.key_name) == ("default", "api", "test")
+    assert status.experiment_id is None
+
+
+def test_unknown_or_missing_key_gets_401_and_touches_nothing(live_server: RunningServer) -> None:
+    with (
+        Client("mtr_not-a-key", host=live_server.url) as stranger,
+        pytest.raises(MetricsApiRequestError) as error,
+    ):
+        stranger.create_folder("intruder")
+    assert (error.value.status, error.value.code) == (401, "unauthorized")
+    assert "unknown or revoked key" in str(error.value)
+    response = httpx.get(live_server.url + API_PREFIX + "/folders")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "unauthorized"
+    with Client(live_server.api_key, host=live_server.url) as owner:
+        assert owner.list_folders() == []
+
+
+def test_nested_folders_rename_patch_and_moves(client: Client) -> None:
+    top = client.create_folder("vision", description="image models")
+    sub = client.create_folder("resnet", parent_id=top.id)
+    leaf = client.create_folder("ablations", parent_id=sub.id)
+    assert leaf.path == ["vision", "resnet", "ablations"]
+    assert [f.name for f in client.list_folders()] == ["vision"]
+    assert [f.id for f in client.list_folders(parent_id=sub.id)] == [leaf.id]
+
+    assert client.patch_folder(top.id, description="CV").description == "CV"
+    assert client.rename_folder(sub.id, "resnet50").name == "resnet50"
+    assert client.get_folder(leaf.id).path == ["vision", "resnet50", "ablations"]
+
+    moved = client.move_folder(leaf.id, None)
+    assert (moved.parent_id, moved.path) == (None, ["ablations"])
+    assert sorted(f.name for f in client.list_folders()) == ["ablations", "vision"]
+
+    with pytest.raises(MetricsApiRequestError) as cycle:
+        client.move_folder(top.id, sub.id)
+    assert (cycle.value.status, cycle.value.code) == (409, "conflict")
+    assert "into itself or one of its sub-folders" in str(cycle.value)
+    with pytest.raises(MetricsApiRequestError) as duplicate:
+        client.create_folder("vision")
+    assert duplicate.value.status == 409
+    with pytest.raises(MetricsApiRequestError) as missing:
+        client.get_folder(999)
+    assert (missing.value.status, missing.value.code) == (404, "not_found")
+
+
+def test_experiments_create_list_status_and_move(client: Client) -> None:
+    a = client.create_folder("a")
+    b = client.create_folder("b")
+    experiment = client.create_experiment(
+        a.id, "sweep-1", description="lr sweep", metadata={"lr": 0.1, "tags": ["x"]}
+    )
+    assert (experiment.status, experiment.metadata) == ("running", {"lr": 0.1, "tags": ["x"]})
+    client.create_experiment(a.id, "sweep-2")
+
+    finished = client.update_experiment_status(experiment.id, "finished")
+    assert finished.status == "finished"
+    assert [e.name for e in client.list_experiments(status="finished")] == ["sweep-1"]
+    assert [e.name for e in client.list_experiments(folder_id=a.id)] == ["sweep-1", "sweep-2"]
+
+    assert client.move_experiment(experiment.id, b.id).folder_id == b.id
+    assert [e.name for e in client.list_experiments(folder_id=b.id)] == ["sweep-1"]
+    assert client.get_experiment(experiment.id).description == "lr sweep"
+
+    with pytest.raises(MetricsApiRequestError) as bad_status:
+        client.update_experiment_status(experiment.id, "exploded")
+    assert (bad_status.value.status, bad_status.value.code) == (400, "invalid_request")
+
+
+def test_run_handshake_creates_then_resumes(client: Client) -> None:
+    from metrana.api import RunHandshakeRequest
+
+    request = RunHandshakeRequest(project_name="p", run_name="r", orchestration_id="job-1")
+    first = client.run_handshake(request)
+    assert first.created and first.resume == []
+    client.ingest_metrics(first.experiment_id, [{"metric_name": "loss", "value": 1.0, "step": 7}])
+    again = client.run_handshake(request)
+    assert (again.experiment_id, again.created) == (first.experiment_id, False)
+    assert [(s.metric_name, s.last_step) for s in again.resume] == [("loss", 7)]
+
+    never = RunHandshakeRequest(
+        project_name="p", run_name="r", orchestration_id="job-2", resume_strategy="Never"
+    )
+    with pytest.raises(MetricsApiRequestError) as exists:
+        client.run_handshake(never)
+    assert (exists.value.status, exists.value.code) == (409, "run_exists")
+
+
+def test_ingest_metrics_twice_stores_each_point_once(client: Client) -> None:
+    experiment_id = _experiment(client)
+    metrics = [
+        {"client_event_id": f"e{i}", "metric_name": "loss", "value": 1.0 / (i + 1)}
+        for i in range(10)
+    ]
+    metrics.append(
+        {"client_event_id": "nan", "metric_name": "acc", "value": math.nan, "step": 3,
+         "labels": {"split": "val"}}
+    )  # fmt: skip
+    first = client.ingest_metrics(experiment_id, metrics)
+    assert (first.accepted, first.duplicates) == (11, 0)
+    second = client.ingest_metrics(experiment_id, metrics)
+    assert (second.accepted, second.duplicates) == (0, 11)
+
+    listing = client.list_metrics(experiment_id)
+    by_name = {s.metric_name: s for s in listing.series}
+    assert [p.step for p in by_name["loss"].points] == list(range(10))
+    assert by_name["loss"].points[1].value == 0.5
+    assert by_name["acc"].labels == {"split": "val"}
+    assert [p.step for p in by_name["acc"].points] == [3]
+    assert math.isnan(float(by_name["acc"].points[0].value))
+    assert (
+        len(client.list_metrics(experiment_id, metric_name="loss", limit=4).series[0].points) == 4
+    )
+
+
+def test_compare_metrics_aligns_two_experiments_by_step(client: Client) -> None:
+    first = _experiment(client, "a")
+    second = _experiment(client, "b")
+    client.ingest_metrics(
+        first, [{"metric_name": "loss", "value": float(s), "step": s} for s in range(0, 5)]
+    )
+    client.ingest_metrics(
+        second,
+        [
+            {"metric_name": "loss", "value": 10.0 + s, "step": s, "labels": {"rank": str(r)}}
+            for s in range(2, 7)
+            for r in (0, 1)
+        ],
+    )
+    answer = client.compare_metrics(
+        [
+            ComparisonMetricSeries(first, "loss"),
+            ComparisonMetricSeries(second, "loss", metadata_key="rank", metadata_value="1"),
+        ]
+    )
+    assert [(row.step, row.values) for row in answer.rows] == [
+        (0, [0.0, None]),
+        (1, [1.0, None]),
+        (2, [2.0, 12.0]),
+        (3, [3.0, 13.0]),
+        (4, [4.0, 14.0]),
+        (5, [None, 15.0]),
+        (6, [None, 16.0]),
+    ]
+    limited = client.compare_metrics([ComparisonMetricSeries(first, "loss")], limit=2)
+    assert [row.step for row in limited.rows] == [0, 1]
+    with pytest.raises(MetricsApiRequestError) as ambiguous:
+        client.compare_metrics([ComparisonMetricSeries(second, "loss")])
+    assert ambiguous.value.status == 400
+    assert "2 series match" in str(ambiguous.value)
+
+
+def test_metric_catalog_and_label_values(client: Client) -> None:
+    top = client.create_folder("top")
+    inner = client.create_folder("inner", parent_id=top.id)
+    other = client.create_folder("other")
+    one = client.create_experiment(inner.id, "one").id
+    two = client.create_experiment(other.id, "two").id
+    client.ingest_metrics(
+        one, [{"metric_name": "reward", "value": 1, "labels": {"env": "cartpole"}}]
+    )
+    client.ingest_metrics(
+        two,
+        [
+            {"metric_name": "reward", "value": 2, "scale": "EPISODE", "labels": {"env": "pong"}},
+            {"metric_name": "loss", "value": 0.5},
+        ],
+    )
+    catalog = {entry.metric_name: entry for entry in client.list_metric_catalog()}
+    assert sorted(catalog) == ["loss", "reward"]
+    reward = catalog["reward"]
+    assert (reward.scales, reward.label_keys) == (["EPISODE", "ML_STEP"], ["env"])
+    assert (reward.experiments, reward.series) == (2, 2)
+    under_top = client.list_metric_catalog(folder_id=top.id)
+    assert [(e.metric_name, e.experiments) for e in under_top] == [("reward", 1)]
+    values = client.inspect_metric_catalog_values("reward", "env")
+    assert values.values == ["cartpole", "pong"]
+
+
+def test_ingestion_key_revocation_takes_effect_at_once(
+    client: Client, live_server: RunningServer
+) -> None:
+    experiment_id = _experiment(client)
+    created = client.create_ingestion_key(experiment_id, name="trainer")
+    assert created.secret.startswith("mti_") and created.key.prefix == created.secret[:12]
+    body = encode_batch(
+        "producer-1", 1, experiment_id, {("loss", "ML_STEP", "{}"): SeriesColumns([0], [1.0], [5])}
+    )
+    url = live_server.url + API_PREFIX + INGEST_PATH
+    headers = {"Authorization": f"Bearer {created.secret}", "Content-Type": PROTOBUF_CONTENT_TYPE}
+    ok = httpx.post(url, content=body, headers=headers)
+    assert ok.status_code == 200
+    answer = IngestResponse()
+    answer.ParseFromString(ok.content)
+    assert (answer.accepted, answer.duplicates, answer.replayed) == (1, 0, False)
+    again = IngestResponse()
+    again.ParseFromString(httpx.post(url, content=body, headers=headers).content)
+    assert (again.accepted, again.replayed) == (1, True)
+
+    revoked = client.revoke_ingestion_key(created.key.id)
+    assert revoked.revoked
+    refused = httpx.post(url, content=body, headers=headers)
+    assert refused.status_code == 401
+    listed = client.list_ingestion_keys(experiment_id)
+    assert [(k.name, k.revoked) for k in listed] == [("trainer", True)]
+    assert len(client.list_metrics(experiment_id).series[0].points) == 1
+
+
+def test_ingestion_key_may_not_read_or_write_elsewhere(
+    client: Client, live_server: RunningServer
+) -> None:
+    mine = _experiment(client, "mine")
+    theirs = _experiment(client, "theirs")
+    secret = client.create_ingestion_key(mine).secret
+    with Client(secret, host=live_server.url) as scoped:
+        with pytest.raises(MetricsApiRequestError) as reading:
+            scoped.list_folders()
+        assert (reading.value.status, reading.value.code) == (403, "forbidden")
+        status = scoped.auth_status()
+        assert (status.key_kind, status.experiment_id) == ("ingestion", mine)
+    headers = {"Authorization": f"Bearer {secret}", "Content-Type": PROTOBUF_CONTENT_TYPE}
+    body = encode_batch("p", 1, theirs, {("x", "ML_STEP", "{}"): SeriesColumns([0], [1], [1])})
+    response = httpx.post(live_server.url + API_PREFIX + INGEST_PATH, content=body, headers=headers)
+    assert response.status_code == 403
+    assert client.list_metrics(theirs).series == []
+
+
+def test_annotations_round_trip(client: Client) -> None:
+    experiment_id = _experiment(client)
+    first = client.create_annotation(experiment_id, "lr decayed", step=1000, metadata={"lr": 0.01})
+    second = client.create_annotation(experiment_id, "checkpoint saved", timestamp_ns=123)
+    listed = client.list_annotations(experiment_id)
+    assert [(a.id, a.text, a.step, a.metadata) for a in listed] == [
+        (first.id, "lr decayed", 1000, {"lr": 0.01}),
+        (second.id, "checkpoint saved", None, {}),
+    ]
+    assert listed[1].timestamp_ns == 123
+
+
+def test_post_retried_after_a_dropped_response_acts_once(live_server: RunningServer) -> None:
+    with FaultProxy(live_server.url) as proxy:
+        proxy.set_fault(Fault.drop_response(times=1, path_prefix=API_PREFIX + "/folders"))
+        with Client(live_server.api_key, host=proxy.url) as client:
+            folder = client.create_folder("once")
+            assert [f.name for f in client.list_folders()] == ["once"]
+            proxy.set_fault(Fault.drop_response(times=1, path_prefix=API_PREFIX + "/experiments"))
+            experiment = client.create_experiment(folder.id, "exp")
+            assert [e.id for e in client.list_experiments()] == [experiment.id]
+        posts = [r for r in proxy.requests if r.method == "POST"]
+        assert [(r.path, r.fault) for r in posts] == [
+            (API_PREFIX + "/folders", "drop_response"),
+            (API_PREFIX + "/folders", ""),
+            (API_PREFIX + "/experiments", "drop_response"),
+            (API_PREFIX + "/experiments", ""),
+        ]
+
+
+def test_reused_idempotency_key_with_another_body_is_a_conflict(
+    live_server: RunningServer,
+) -> None:
+    url = live_server.url + API_PREFIX + "/folders"
+    headers = {"Authorization": f"Bearer {live_server.api_key}", "Idempotency-Key": "k-1"}
+    first = httpx.post(url, json={"name": "a"}, headers=headers)
+    replay = httpx.post(url, json={"name": "a"}, headers=headers)
+    assert first.status_code == replay.status_code == 200
+    assert first.json() == replay.json()
+    other = httpx.post(url, json={"name": "b"}, headers=headers)
+    assert other.status_code == 409
+    assert "already used for a different request" in other.json()["error"]["message"]
+
+
+def test_protobuf_ingest_rejects_bad_input_without_writing(
+    client: Client, live_server: RunningServer
+) -> None:
+    experiment_id = _experiment(client)
+    url = live_server.url + API_PREFIX + INGEST_PATH
+    auth = {"Authorization": f"Bearer {live_server.api_key}"}
+    wrong_type = httpx.post(url, content=b"{}", headers={**auth, "Content-Type": "text/json"})
+    assert (wrong_type.status_code, wrong_type.json()["error"]["code"]) == (
+        415,
+        "unsupported_media_type",
+    )
+    garbage = httpx.post(
+        url, content=b"\xff\x00garbage", headers={**auth, "Content-Type": PROTOBUF_CONTENT_TYPE}
+    )
+    assert (garbage.status_code, garbage.json()["error"]["code"]) == (400, "invalid_batch")
+    assert client.list_metrics(experiment_id).series == []
+
+
+def test_oversized_body_gets_413(tmp_path: Path) -> None:
+    with serve_in_thread(str(tmp_path / "small.sqlite"), max_body_bytes=1000) as server:
+        response = httpx.post(
+            server.url + API_PREFIX + INGEST_PATH,
+            content=b"x" * 5000,
+            headers={
+                "Authorization": f"Bearer {server.api_key}",
+                "Content-Type": PROTOBUF_CONTENT_TYPE,
+            },
+        )
+    assert response.status_code == 413
+    assert "over the server's limit of 1000 bytes" in response.json()["error"]["message"]
+
+
+def test_openapi_document_lists_every_route(live_server: RunningServer) -> None:
+    document = httpx.get(live_server.url + API_PREFIX + "/openapi.json").json()
+    operations = {
+        operation["operationId"]
+        for path in document["paths"].values()
+        for operation in path.values()
+    }
+    assert operations == {route.name for route in ROUTES} | {"ingest_protobuf"}
+    assert "Experiment" in document["components"]["schemas"]
+    assert httpx.get(live_server.url + "/healthz").json()["status"] == "ok"
+
+
+def test_server_serves_what_was_logged_into_the_embedded_store(tmp_path: Path) -> None:
+    path = str(tmp_path / "store.sqlite")
+    store = SqliteStore(path)
+    handle = store.open_run("research", "proj", None, "local-run", "job", allow_resume=True)
+    store.write_points(
+        handle.experiment_id, {("loss", "ML_STEP", "{}"): SeriesColumns([0, 1], [2.0, 1.0], [1, 2])}
+    )
+    store.close()
+    with (
+        serve_in_thread(path, workspace="research") as server,
+        Client(server.api_key, host=server.url) as client,
+    ):
+        (experiment,) = client.list_experiments()
+        assert experiment.name == "local-run"
+        points = client.list_metrics(experiment.id).series[0].points
+        assert [(p.step, p.value) for p in points] == [(0, 2.0), (1, 1.0)]
