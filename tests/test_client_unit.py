@@ -342,21 +342,12 @@ CASES: list[tuple[str, tuple[Any, ...], dict[str, Any], str, str, dict[str, str]
         None,
         {"items": [ANNOTATION]},
     ),
-    (
-        "create_annotation",
-        (7, "lr drop"),
-        {"step": 100},
-        "POST",
-        "/experiments/7/annotations",
-        {},
-        {"text": "lr drop", "step": 100, "timestamp_ns": None, "metadata": {}},
-        ANNOTATION,
-    ),
 ]
 
 
 def test_the_cases_cover_every_route_and_both_clients_have_every_method() -> None:
-    covered = {case[0] for case in CASES} | {"ingest_metrics"}  # ingest: tests of its own
+    # ingest and annotate use an ingestion key: tests of their own
+    covered = {case[0] for case in CASES} | {"ingest_metrics", "create_annotation"}
     assert covered == set(ROUTES_BY_NAME)
     for route in ROUTES:
         assert callable(getattr(Client, route.name)), route.name
@@ -665,6 +656,24 @@ def test_ingest_mints_a_key_once_and_sends_points_with_it() -> None:
     }
     assert acc["labels"] == {"split": "a"} and acc["scale"] == "EPISODE" and acc["value"] == 1
     assert body(second)["metrics"][0]["client_event_id"] != nan["client_event_id"]
+
+
+def test_annotations_are_sent_with_the_cached_ingestion_key() -> None:
+    def handle(request: httpx.Request) -> httpx.Response:
+        if raw_path(request).endswith("/ingestion-keys"):
+            return key_created("mik_1")
+        return ok(INGEST_RESULT) if raw_path(request).endswith("/metrics") else ok(ANNOTATION)
+
+    server = Server(handle)
+    with server.client() as client:
+        client.ingest_metrics(7, [{"metric_name": "loss", "value": 1.0}])
+        annotation = client.create_annotation(7, "lr drop", step=100)
+    assert annotation.text == ANNOTATION["text"]
+    mint, _, annotate = server.requests
+    assert raw_path(mint).endswith("/ingestion-keys")
+    assert (annotate.method, raw_path(annotate)) == ("POST", "/api/v1/experiments/7/annotations")
+    assert bearer(annotate) == "mik_1"
+    assert body(annotate) == {"text": "lr drop", "step": 100, "timestamp_ns": None, "metadata": {}}
 
 
 def test_keys_are_cached_per_experiment_and_can_be_forgotten() -> None:

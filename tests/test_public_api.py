@@ -3,7 +3,10 @@ import metrana
 
 def test_exported_names_are_exactly_the_public_api() -> None:
     assert set(metrana.__all__) == {
+        "AsyncClient",
         "BackpressureStrategy",
+        "Client",
+        "ComparisonMetricSeries",
         "CloseStrategy",
         "ErrorStrategy",
         "LogLevel",
@@ -20,6 +23,10 @@ def test_exported_names_are_exactly_the_public_api() -> None:
         "MetranaNotInitializedError",
         "MetranaRunExistsError",
         "MetranaTimeoutError",
+        "MetricsApiAuthError",
+        "MetricsApiError",
+        "MetricsApiRequestError",
+        "MetricsApiResponseError",
         "ResumeStrategy",
         "SessionStats",
         "StandardMetricScale",
@@ -41,6 +48,7 @@ def test_exported_names_are_exactly_the_public_api() -> None:
         "api",
         "server",
         "proto",
+        "testing",
     }
 
 
@@ -53,3 +61,19 @@ def test_every_error_derives_from_metrana_error() -> None:
     assert issubclass(metrana.MetranaInvalidMetricTypeError, TypeError)
     assert issubclass(metrana.MetranaConfigError, ValueError)
     assert issubclass(metrana.MetranaTimeoutError, TimeoutError)
+
+
+def test_the_rest_client_is_exported_but_loaded_on_first_use() -> None:
+    from metrana import api
+
+    assert metrana.Client is api.Client
+    assert metrana.AsyncClient is api.AsyncClient
+    assert metrana.ComparisonMetricSeries is api.ComparisonMetricSeries
+    assert issubclass(metrana.MetricsApiRequestError, metrana.MetricsApiError)
+    assert issubclass(metrana.MetricsApiError, metrana.MetranaError)
+    try:
+        metrana.NoSuchThing  # noqa: B018
+    except AttributeError as error:
+        assert "no attribute 'NoSuchThing'" in str(error)
+    else:
+        raise AssertionError("unknown attributes must raise AttributeError")

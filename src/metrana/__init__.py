@@ -10,6 +10,9 @@ Three calls from any process of a training job::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
+
 from ._enums import (
     BackpressureStrategy,
     CloseStrategy,
@@ -38,9 +41,46 @@ from ._stats import SessionStats, Stats, WriterStats
 
 __version__ = "0.1.0"
 
+if _TYPE_CHECKING:
+    from .api import (
+        AsyncClient,
+        Client,
+        ComparisonMetricSeries,
+        MetricsApiAuthError,
+        MetricsApiError,
+        MetricsApiRequestError,
+        MetricsApiResponseError,
+    )
+
+# The REST client pulls in httpx; it is loaded on first use so that `import metrana` stays
+# cheap in every training process.
+_REST_CLIENT_NAMES = frozenset(
+    {
+        "AsyncClient",
+        "Client",
+        "ComparisonMetricSeries",
+        "MetricsApiAuthError",
+        "MetricsApiError",
+        "MetricsApiRequestError",
+        "MetricsApiResponseError",
+    }
+)
+
+
+def __getattr__(name: str) -> _Any:
+    if name in _REST_CLIENT_NAMES:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'metrana' has no attribute {name!r}")
+
+
 __all__ = [
+    "AsyncClient",
     "BackpressureStrategy",
+    "Client",
     "CloseStrategy",
+    "ComparisonMetricSeries",
     "ErrorStrategy",
     "LogLevel",
     "MetranaAlreadyInitializedError",
@@ -56,6 +96,10 @@ __all__ = [
     "MetranaNotInitializedError",
     "MetranaRunExistsError",
     "MetranaTimeoutError",
+    "MetricsApiAuthError",
+    "MetricsApiError",
+    "MetricsApiRequestError",
+    "MetricsApiResponseError",
     "ResumeStrategy",
     "SessionStats",
     "StandardMetricScale",

@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import msgspec
 
@@ -22,6 +22,8 @@ from . import _types as t
 from ._auth import load_credentials
 from ._errors import MetricsApiAuthError, MetricsApiRequestError
 from ._transport import Exchange, Op, Sleep
+
+R = TypeVar("R")
 
 CLIENT_KEY_NAME = "client"
 LOCAL_KEY = "local"
@@ -177,6 +179,24 @@ class Operations(Exchange):
         wait = self._not_before - time.monotonic()
         if wait > 0:
             yield Sleep(wait)
+        result = yield from self._with_ingestion_key(
+            "ingest_metrics", t.IngestResult, experiment_id, body, self.ingest_timeout
+        )
+        if result.pacing_seconds > 0:
+            with self._lock:
+                self._not_before = max(self._not_before, time.monotonic() + result.pacing_seconds)
+        return result
+
+    def _with_ingestion_key(
+        self,
+        route: str,
+        response: type[R],
+        experiment_id: int,
+        body: msgspec.Struct,
+        timeout: float | None = None,
+    ) -> Op[R]:
+        """Call ``route`` with the experiment's ingestion key, minted on first use; on a 401 the
+        key is forgotten, a new one minted and the request sent again, once."""
         reminted = False
         while True:
             secret = self._ingestion_secrets.get(experiment_id)
@@ -186,26 +206,21 @@ class Operations(Exchange):
                 with self._lock:
                     self._ingestion_secrets[experiment_id] = secret
             try:
-                result = yield from self.call(
-                    "ingest_metrics",
-                    t.IngestResult,
-                    path={"experiment_id": experiment_id},
-                    body=body,
-                    token=secret,
-                    timeout=self.ingest_timeout,
+                return (
+                    yield from self.call(
+                        route,
+                        response,
+                        path={"experiment_id": experiment_id},
+                        body=body,
+                        token=secret,
+                        timeout=timeout,
+                    )
                 )
             except MetricsApiRequestError as error:
                 if error.status != 401 or reminted:
                     raise
                 reminted = True  # revoked or expired: mint another, once
                 self.forget_ingestion_credential(experiment_id, secret)
-                continue
-            if result.pacing_seconds > 0:
-                with self._lock:
-                    self._not_before = max(
-                        self._not_before, time.monotonic() + result.pacing_seconds
-                    )
-            return result
 
     def forget_ingestion_credential(self, experiment_id: int, secret: str | None = None) -> None:
         """Drop the cached ingestion key of ``experiment_id`` (only if it is still ``secret``,
@@ -268,10 +283,7 @@ class Operations(Exchange):
         body = t.AnnotationCreate(
             text=text, step=step, timestamp_ns=timestamp_ns, metadata=dict(metadata or {})
         )
-        # With the API key, not an ingestion key: annotating is a user's act on an experiment.
-        return self.call(
-            "create_annotation", t.Annotation, path={"experiment_id": experiment_id}, body=body
-        )
+        return self._with_ingestion_key("create_annotation", t.Annotation, experiment_id, body)
 
 
 def open_operations(

@@ -46,7 +46,7 @@ def _url(sock: socket.socket) -> str:
 
 
 def _uvicorn(
-    store: SqliteStore, max_body_bytes: int, log_level: str, graceful: float | None = None
+    store: SqliteStore, max_body_bytes: int, log_level: str, graceful: int | None = None
 ) -> uvicorn.Server:
     app = create_app(store, max_body_bytes=max_body_bytes)
     config = uvicorn.Config(
@@ -111,7 +111,7 @@ def serve_in_thread(
     store = SqliteStore(store_path)
     _, secret = store.create_api_key(workspace, "test")
     sock = bind("127.0.0.1", 0)
-    server = _uvicorn(store, max_body_bytes, "error", graceful=1.0)
+    server = _uvicorn(store, max_body_bytes, "error", graceful=1)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="metrana-server", daemon=True
     )
