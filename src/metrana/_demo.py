@@ -13,7 +13,7 @@ from typing import Any
 
 import metrana
 
-from ._config import resolve_config
+from ._config import orchestration_id, resolve_config
 from .storage import SqliteStore
 
 
@@ -62,6 +62,9 @@ def _rank(rank: int, run_name: str, steps: int, workers: int, progress: Any) -> 
 def run_demo(ranks: int = 4, steps: int = 25_000, workers: int = 2) -> int:
     """Run the simulation; print progress and a summary of what the store holds."""
     run_name = f"demo-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    # Like torchrun's TORCHELASTIC_RUN_ID: one job id, inherited by every spawned rank, so
+    # that all ranks share one session and one dispatcher.
+    orchestration_id()
     ctx = mp.get_context("spawn")
     progress: Synchronized[int] = ctx.Value("q", 0)
     expected_rank_points = ranks * steps * 2 + steps

@@ -90,6 +90,11 @@ class Spool:
         tmp.write_bytes(data)
         os.replace(tmp, self.dir / "run.json")
 
+    def forget_run(self) -> None:
+        """Remove the run description (the spool is delivered and can go)."""
+        with contextlib.suppress(FileNotFoundError):
+            (self.dir / "run.json").unlink()
+
     def read_run(self) -> Config:
         return msgspec.json.decode((self.dir / "run.json").read_bytes(), type=Config)
 
