@@ -188,8 +188,11 @@ def run_scenario(capacity: int, max_events: int, operations: list[tuple[str, int
                 payload = make_payload(serial, argument)
                 expected = model.append(payload)
                 assert writer.append(record(payload)) is expected, (operation, argument)
-            elif operation == "read":
+            elif operation in ("read", "drain"):
                 assert reader.read(argument) == model.read(argument)
+                if operation == "drain":  # what the dispatcher does once delivered
+                    reader.commit()
+                    model.commit(model.cursor)
             elif operation == "commit":
                 reader.commit()
                 model.commit(model.cursor)
@@ -233,10 +236,11 @@ def run_scenario(capacity: int, max_events: int, operations: list[tuple[str, int
 
 def operation_lists(lengths: st.SearchStrategy[int]) -> st.SearchStrategy[list[tuple[str, int]]]:
     appends = st.tuples(st.just("append"), lengths)
-    reads = st.tuples(st.just("read"), st.integers(1, 6))
-    commits = st.tuples(st.just("commit"), st.just(0))
-    others = st.tuples(st.sampled_from(["rewind", "reopen", "save", "commit_saved"]), st.just(0))
-    return st.lists(st.one_of(appends, appends, reads, reads, commits, others), max_size=60)
+    reads = st.tuples(st.sampled_from(["read", "drain"]), st.integers(1, 6))  # drain: + commit
+    others = st.tuples(
+        st.sampled_from(["commit", "rewind", "reopen", "save", "commit_saved"]), st.just(0)
+    )
+    return st.lists(st.one_of(appends, appends, reads, others), min_size=10, max_size=100)
 
 
 MAX_EVENTS = (0, 1, 2, 3, 5, 1000)  # 0 = unbounded: segments are chained
@@ -255,7 +259,7 @@ def lap_safe_scenario(draw: st.DrawFn) -> tuple[int, int, list[tuple[str, int]]]
     """Records of 24·k bytes in rings whose capacity is not a multiple of 24: every lap starts
     at offset 0, so no record ever ends exactly at the end of the data (see LAP_END_BUG).
     Payload lengths still vary within a record size (padding to 8 bytes)."""
-    capacity = draw(st.sampled_from((64, 112, 136, 256, 1000)))
+    capacity = draw(st.sampled_from((40, 64, 112, 136, 256)))
     max_events = draw(st.sampled_from(MAX_EVENTS))
     lengths = st.builds(
         lambda k, d: 24 * k - 8 - d, st.integers(1, capacity // 24), st.integers(0, 7)
@@ -607,6 +611,7 @@ def child_main() -> None:
         while not append(buffer):
             refused += 1
             writer.set_slot(_ring.M_DROPPED, refused)
+            os.sched_yield()  # let the reader run if it shares this core
             if time.monotonic() > deadline:
                 raise SystemExit(f"the ring stayed full at record {index}")
     writer.publish_written()
@@ -661,9 +666,9 @@ def test_a_reader_in_another_process_receives_every_record_once_in_order(max_eve
         reader = wait_for_reader(directory, process, deadline)
         received: list[bytes] = []
         rewinds = 0
-        # Commit nothing until the writer provably had to wait for this reader (bounded: the
-        # ring was full, its 50 events refused) or chained segments (unbounded): afterwards the
-        # writer can only go on because this process reads and commits concurrently.
+        # Commit nothing until the writer provably had to wait for this reader (bounded: its 50
+        # events were refused; from then on it only goes on as this process commits) or chained
+        # 20 segments (unbounded: this process follows it from segment to segment).
         holding = True
         while len(received) < count:
             check_alive(process, deadline, f"record {len(received)}")
@@ -677,6 +682,7 @@ def test_a_reader_in_another_process_receives_every_record_once_in_order(max_eve
                 reader.commit()
             batch = reader.read(rng.randint(1, 64))
             if not batch:
+                os.sched_yield()
                 continue
             start = len(received)
             assert batch == expected[start : start + len(batch)]
@@ -729,6 +735,9 @@ def test_a_writer_killed_mid_append_leaves_only_whole_records(
         while len(received) < 3000:
             check_alive(process, deadline, f"record {len(received)}")
             batch = reader.read(64)
+            if not batch:
+                os.sched_yield()
+                continue
             start = len(received)
             assert batch == [payload(i) for i in range(start, start + len(batch))]
             received.extend(batch)
