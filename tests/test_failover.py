@@ -14,9 +14,12 @@ from collections import Counter
 from pathlib import Path
 
 import msgspec
+import pytest
 from conftest import export_points, kill_tree
 
 from metrana._session import process_alive
+from metrana.api import Client
+from metrana.testing import RunningServer
 
 JOB = """
 import multiprocessing as mp
@@ -28,7 +31,7 @@ RUN, POINTS = sys.argv[1], int(sys.argv[2])
 
 
 def writer(index):
-    metrana.init(workspace_name="ws", project_name="failover", run_name=RUN,
+    metrana.init(workspace_name="default", project_name="failover", run_name=RUN,
                  backpressure_strategy="Block", close_strategy="CompleteAll")
     for step in range(POINTS):
         metrana.log("loss", float(step), step=step, labels={"writer": str(index)})
@@ -49,6 +52,17 @@ if __name__ == "__main__":
 """
 
 
+def _points_over_http(server: RunningServer) -> list[dict[str, object]]:
+    with Client(server.api_key, host=server.url) as client:
+        (experiment,) = client.list_experiments()
+        listing = client.list_metrics(experiment.id)
+    return [
+        {"metric": s.metric_name, "labels": s.labels, "step": p.step}
+        for s in listing.series
+        for p in s.points
+    ]
+
+
 def _live_dispatcher(session_root: Path) -> int | None:
     for info_path in session_root.glob("*/dispatcher.json"):
         try:
@@ -60,18 +74,25 @@ def _live_dispatcher(session_root: Path) -> int | None:
     return None
 
 
+@pytest.mark.parametrize("target", ["embedded", "http"])
 def test_dispatcher_killed_repeatedly_loses_nothing_and_stores_nothing_twice(
-    tmp_path: Path,
+    tmp_path: Path, target: str, request: pytest.FixtureRequest
 ) -> None:
     script = tmp_path / "job.py"
     script.write_text(textwrap.dedent(JOB))
     points = 40_000
     session_root = Path(os.environ["METRANA_SESSION_ROOT"])
+    env = dict(os.environ)
+    server: RunningServer | None = None
+    if target == "http":
+        server = request.getfixturevalue("live_server")
+        env.update(METRANA_INGESTION_URL=server.url, METRANA_API_KEY=server.api_key)
     job = subprocess.Popen(
         [sys.executable, str(script), "kills", str(points)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
     rng = random.Random(7)
     kills = 0
@@ -90,8 +111,15 @@ def test_dispatcher_killed_repeatedly_loses_nothing_and_stores_nothing_twice(
         kill_tree(job.pid)
     assert job.returncode == 0, err
     assert kills >= 3, f"only {kills} dispatchers were killed; the job ended too soon"
-    stored = export_points("ws", "failover", "kills")
+    if server is None:
+        stored = export_points("default", "failover", "kills")
+    else:
+        stored = _points_over_http(server)
     identities = Counter((p["metric"], p["labels"]["writer"], p["step"]) for p in stored)  # type: ignore[index]
     assert max(identities.values()) == 1
     loss = [k for k in identities if k[0] == "loss"]
     assert len(loss) == 4 * points
+    # Points sent again by a successor are replays, not two writers colliding on a step.
+    logs = [p.read_text() for p in session_root.glob("*/dispatcher.log")]
+    assert logs, "the dispatchers' log was not kept"
+    assert not any("already stored at the same step" in text for text in logs)

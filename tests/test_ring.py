@@ -43,11 +43,10 @@ PROPERTY_SETTINGS = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
-LAP_END_BUG = (
-    "ring bug: the fast path of RingWriter.append leaves offset == capacity when a record ends "
-    "exactly at the end of the data; the next append that is not refused writes at "
-    "view[capacity:] and raises ValueError (and so does every later one)"
-)
+# A regression once lived here: a fast-path record ending exactly at the end of the data left
+# the writer's offset at the capacity, and the next append wrote past the end. The any-size
+# property test and the real-size test below guard it; the lap-safe scenarios keep every lap
+# starting at offset 0 to exercise padding differently.
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -257,7 +256,7 @@ def any_scenario(draw: st.DrawFn) -> tuple[int, int, list[tuple[str, int]]]:
 @st.composite
 def lap_safe_scenario(draw: st.DrawFn) -> tuple[int, int, list[tuple[str, int]]]:
     """Records of 24·k bytes in rings whose capacity is not a multiple of 24: every lap starts
-    at offset 0, so no record ever ends exactly at the end of the data (see LAP_END_BUG).
+    at offset 0, so no record ever ends exactly at the end of the data.
     Payload lengths still vary within a record size (padding to 8 bytes)."""
     capacity = draw(st.sampled_from((40, 64, 112, 136, 256)))
     max_events = draw(st.sampled_from(MAX_EVENTS))
@@ -278,7 +277,6 @@ def test_ring_reads_back_what_was_written_with_wraps_pads_full_rings_and_chainin
     run_scenario(*scenario)
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=LAP_END_BUG)
 @PROPERTY_SETTINGS
 @given(scenario=any_scenario())
 @example(scenario=(32, 1000, [("append", 24), ("read", 1), ("commit", 0), ("append", 0)]))
@@ -291,7 +289,6 @@ def test_ring_reads_back_what_was_written_for_any_record_sizes(
 # -- deterministic cases --------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=LAP_END_BUG)
 @pytest.mark.parametrize("max_events", [2000, 0], ids=["bounded", "unbounded"])
 def test_append_after_a_record_that_ends_exactly_at_the_end_of_the_data(max_events: int) -> None:
     """Real segment sizes: fill the first lap exactly, free one record, append again."""
@@ -550,17 +547,22 @@ def test_a_published_position_over_a_missing_or_stale_header_is_refused(lap: int
         writer.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "ring bug: RingReader.commit stores the read position and the record count as two "
-        "stores; a dispatcher killed between them leaves M_COMMITTED behind for good (the "
-        "successor counts from it), so the writer's event limit stays short by that many "
-        "records: here the empty ring refuses every append"
-    ),
-)
-def test_a_reader_killed_inside_commit_leaves_the_ring_usable() -> None:
+def _intent(directory: Path, segment: int, position: int, records: int) -> None:
+    """What commit() stores first: the commit it is about to make."""
+    with (directory / _ring.meta_name(WRITER)).open("r+b") as file:
+        mm = mmap.mmap(file.fileno(), 0)
+    meta = memoryview(mm).cast("Q")
+    try:
+        meta[_ring.M_COMMIT_SEGMENT] = segment
+        meta[_ring.M_COMMIT_POSITION] = position
+        meta[_ring.M_COMMIT_RECORDS] = records
+    finally:
+        meta.release()
+        mm.close()
+
+
+@pytest.mark.parametrize("stores_done", [1, 2], ids=["after-intent", "after-read-position"])
+def test_a_reader_killed_inside_commit_leaves_the_ring_consistent(stores_done: int) -> None:
     directory = ring_dir()
     writer = make_writer(directory, 4096, 4)
     reader = open_reader(directory)
@@ -569,15 +571,20 @@ def test_a_reader_killed_inside_commit_leaves_the_ring_usable() -> None:
         for payload in payloads[:4]:
             assert writer.append(record(payload)) is True
         assert reader.read(10) == payloads[:4]
-        # commit() killed after its first store (the read position), before the count
-        with mapped_segment(directory) as (slots, _, _):
-            slots[_ring.S_READ_POS] = reader.cursor.position
+        # commit() killed after its first store(s): the intent, then the read position
+        _intent(directory, reader.cursor.segment, reader.cursor.position, reader.cursor.records)
+        if stores_done == 2:
+            with mapped_segment(directory) as (slots, _, _):
+                slots[_ring.S_READ_POS] = reader.cursor.position
         reader.close()
         reader = open_reader(directory)
-        assert reader.read(10) == []  # nothing re-read, nothing lost
+        expected = [] if stores_done == 2 else payloads[:4]  # re-read only if not committed
+        assert reader.read(10) == expected
         reader.commit()
+        assert reader.committed.records == 4
         assert reader.drained() is True
         assert [writer.append(record(payload)) for payload in payloads[4:]] == [True] * 4
+        assert reader.read(10) == payloads[4:]
     finally:
         reader.close()
         writer.close()
@@ -591,8 +598,8 @@ CAPACITY = 1024  # not a multiple of 24: see payload()
 
 
 def payload(index: int) -> bytes:
-    """Record ``index`` of the two-process tests: 24, 48 or 72 bytes once padded (never ending
-    exactly at the end of a 1024-byte ring, see LAP_END_BUG), payload lengths not multiples of
+    """Record ``index`` of the two-process tests: 24, 48 or 72 bytes once padded (laps never end
+    exactly at the end of a 1024-byte ring), payload lengths not multiples of
     8, the index in the first 8 bytes."""
     length = 24 * (1 + index % 3) - 8 - index % 5
     return (index.to_bytes(8, "little") + bytes(range(index % 64, index % 64 + 64)))[:length]

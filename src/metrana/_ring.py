@@ -37,6 +37,7 @@ once it has committed past them.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 from collections.abc import Callable
@@ -60,8 +61,15 @@ UNBOUNDED_SEGMENT = 4 * 1024 * 1024
 M_MAGIC, M_VERSION, M_PID, M_CREATE_MS, M_MAX_EVENTS, M_SEGMENT_BYTES = 0, 1, 2, 3, 4, 5
 M_WRITTEN, M_DROPPED, M_STATE, M_CLOSE_STRATEGY, M_WRITE_SEGMENT, M_LOGGED = 8, 9, 10, 11, 12, 13
 M_DECLARED = 14
-M_COMMITTED, M_DISCARDED, M_DUPLICATES, M_CLOSE_ACK, M_STORED = 16, 17, 18, 19, 20
+M_COMMITTED, M_DISCARDED, M_CLOSE_ACK = 16, 17, 19
 M_COMMITTED_POINTS, M_REJECTED = 21, 22
+# Records ever handed to the target (a high-water mark): a successor dispatcher knows that what
+# it re-reads below it may already be stored, and counts those duplicates as replays.
+M_SUBMITTED = 23
+# The commit being made (segment, position, records), written before the commit's other
+# stores, so that a reader opened after a consumer was killed mid-commit finds a consistent
+# (position, record count) pair.
+M_COMMIT_SEGMENT, M_COMMIT_POSITION, M_COMMIT_RECORDS = 24, 25, 26
 # segment slots
 S_MAGIC, S_NUMBER, S_CAPACITY, S_WRITE_POS, S_SEALED, S_READ_POS = 0, 1, 2, 8, 9, 16
 
@@ -263,6 +271,8 @@ class RingWriter:
         def slow(payload: bytearray, n: int, size: int) -> bool:
             nonlocal position, offset, written, fast_limit, event_limit
             nonlocal segment, view, u64, slots
+            if offset == capacity:  # the fast path ended a record exactly at the end of a lap
+                offset = 0
             meta[M_WRITTEN] = written
             if max_events:
                 event_limit = meta[M_COMMITTED] + max_events
@@ -355,10 +365,26 @@ class RingReader:
         self.create_ms = int(meta[M_CREATE_MS])
         self._decode = decode
         self._segments: dict[int, _Segment] = {}
-        first = self._first_segment()
-        start = self._open_segment(first)
-        self.committed = Cursor(first, int(start.slots[S_READ_POS]), int(meta[M_COMMITTED]))
+        self.committed = self._recover_commit()
         self.cursor = self.committed.copy()
+
+    def _recover_commit(self) -> Cursor:
+        """The committed cursor, completing a commit that a killed consumer left half done."""
+        meta = self.meta
+        intent = Cursor(
+            int(meta[M_COMMIT_SEGMENT]), int(meta[M_COMMIT_POSITION]), int(meta[M_COMMIT_RECORDS])
+        )
+        first = self._first_segment()
+        if intent.records and intent.segment >= first:
+            try:
+                read_position = self._open_segment(intent.segment).slots[S_READ_POS]
+            except FileNotFoundError:
+                read_position = -1
+            if int(meta[M_COMMITTED]) == intent.records or read_position == intent.position:
+                self._apply_commit(intent, scan=True)  # finish it: count, then older segments
+                return intent
+        start = self._open_segment(first)
+        return Cursor(first, int(start.slots[S_READ_POS]), int(meta[M_COMMITTED]))
 
     def _first_segment(self) -> int:
         prefix = f"w-{self.writer_id}."
@@ -437,18 +463,32 @@ class RingReader:
         target = (cursor or self.cursor).copy()
         if target.records < self.committed.records:
             return  # never move backwards
-        for number in sorted(self._segments):
-            if number < target.segment:
-                segment = self._segments.pop(number)
-                segment.close()
-                try:
-                    segment.path.unlink()
-                except FileNotFoundError:
-                    pass
-        segment = self._open_segment(target.segment)
-        segment.slots[S_READ_POS] = target.position
-        self.meta[M_COMMITTED] = target.records
+        meta = self.meta
+        meta[M_COMMIT_SEGMENT] = target.segment
+        meta[M_COMMIT_POSITION] = target.position
+        meta[M_COMMIT_RECORDS] = target.records
+        self._open_segment(target.segment).slots[S_READ_POS] = target.position
+        self._apply_commit(target)
         self.committed = target
+
+    def _apply_commit(self, target: Cursor, scan: bool = False) -> None:
+        """The steps of a commit after the read position: the count, then freed segments
+        (those this reader opened, or with ``scan`` every file on disk)."""
+        self.meta[M_COMMITTED] = target.records
+        numbers = set(self._segments)
+        if scan:
+            prefix = f"w-{self.writer_id}."
+            numbers.update(
+                int(p.name[len(prefix) : -len(".seg")])
+                for p in self.directory.glob(f"{prefix}*.seg")
+            )
+        for number in sorted(numbers):
+            if number < target.segment:
+                segment = self._segments.pop(number, None)
+                if segment is not None:
+                    segment.close()
+                with contextlib.suppress(FileNotFoundError):
+                    (self.directory / segment_name(self.writer_id, number)).unlink()
 
     def drained(self) -> bool:
         """True when every record written so far has been committed."""

@@ -85,9 +85,9 @@ def init(
         # for lack of writers sees it and stays.
         writer = Writer(config, session, next_steps=_closed_steps.get(str(session.dir)))
         try:
-            process = session.ensure_dispatcher(config, config.init_timeout)
+            process, handshake = session.join(config, config.init_timeout)
             writer.adopt(process)
-            writer.apply_handshake(session.wait_handshake(config.init_timeout, process))
+            writer.apply_handshake(handshake)
         except BaseException:
             writer.abandon()
             raise

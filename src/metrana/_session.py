@@ -40,6 +40,13 @@ __all__ = [
 ]
 
 
+JOIN_ATTEMPTS = 8
+
+
+class _DispatcherVanished(MetranaDispatcherError):
+    """The dispatcher died before its handshake without saying why (killed): start another."""
+
+
 class Handshake(msgspec.Struct):
     """The dispatcher's answer to the run handshake, read by every writer at ``init()``."""
 
@@ -217,6 +224,10 @@ class Session:
                 if info is not None and info.pid == process.pid:
                     return process
                 code = process.poll()
+                if code is not None and code < 0:
+                    raise _DispatcherVanished(
+                        f"the dispatcher was killed (signal {-code}) before taking its lock"
+                    )
                 if code is not None:
                     raise MetranaDispatcherError(
                         f"the dispatcher exited with code {code} before taking its lock; "
@@ -243,10 +254,34 @@ class Session:
         finally:
             log.close()
 
+    def join(
+        self, config: Config, timeout: float
+    ) -> tuple[subprocess.Popen[bytes] | None, Handshake]:
+        """Make sure a dispatcher runs and answer its handshake.
+
+        A dispatcher killed before its handshake (a signal, the OOM killer) is replaced, a few
+        times and within ``timeout``; one that fails on its own (its handshake says why, or it
+        exits with an error) is reported at once."""
+        deadline = time.monotonic() + timeout
+        attempt = 0
+        while True:
+            remaining = max(0.5, deadline - time.monotonic())
+            try:
+                process = self.ensure_dispatcher(config, remaining)
+                return process, self.wait_handshake(remaining, process)
+            except _DispatcherVanished as vanished:
+                attempt += 1
+                if attempt >= JOIN_ATTEMPTS or time.monotonic() > deadline:
+                    raise MetranaDispatcherError(
+                        f"{vanished}; gave up after {attempt} dispatchers; "
+                        f"its log ({self.log_path}): {self.log_tail()}"
+                    ) from None
+
     def wait_handshake(self, timeout: float, process: subprocess.Popen[bytes] | None) -> Handshake:
         """Wait for the live dispatcher's handshake; raise if it failed or never came."""
         deadline = time.monotonic() + timeout
         delay = 0.001
+        next_liveness = time.monotonic() + 0.05
         while True:
             handshake = self.read_handshake()
             if handshake is not None:
@@ -257,11 +292,21 @@ class Session:
                     raise MetranaRunExistsError(message)
                 raise MetranaDispatcherError(message)
             if process is not None and process.poll() is not None:
+                if process.returncode < 0:
+                    raise _DispatcherVanished(
+                        f"the dispatcher was killed (signal {-process.returncode}) before its "
+                        "handshake"
+                    )
                 raise MetranaDispatcherError(
                     f"the dispatcher exited with code {process.returncode} before its "
                     f"handshake; its log: {self.log_tail()}"
                 )
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if process is None and now >= next_liveness:
+                next_liveness = now + 0.05
+                if not self.dispatcher_alive() and self.read_handshake() is None:
+                    raise _DispatcherVanished("the dispatcher died before its handshake")
+            if now > deadline:
                 raise MetranaDispatcherError(
                     f"no handshake from the dispatcher within {timeout:.0f} s; "
                     f"its log ({self.log_path}): {self.log_tail()}"

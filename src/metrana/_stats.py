@@ -21,6 +21,7 @@ class DispatcherStats(msgspec.Struct):
     updated_ns: int
     stored: int = 0
     duplicates: int = 0
+    replay_duplicates: int = 0  # of duplicates: points sent again after a failure or restart
     rejected: int = 0
     batches: int = 0
     inflight: int = 0

@@ -55,17 +55,19 @@ class _Writer:
 class _Batch:
     """A batch handed to the target, and the ring positions it lets us commit once acked."""
 
-    __slots__ = ("columns", "commits", "future")
+    __slots__ = ("columns", "commits", "future", "replay")
 
     def __init__(
         self,
         future: Future[WriteResult],
         commits: list[tuple[_Writer, _ring.Cursor, int]],
         columns: dict[SeriesKey, SeriesColumns] | None = None,
+        replay: bool = False,
     ) -> None:
         self.future = future
         self.commits = commits
         self.columns = columns or {}
+        self.replay = replay  # holds records that an earlier attempt may have stored
 
 
 def _done(result: WriteResult) -> Future[WriteResult]:
@@ -87,6 +89,7 @@ class Dispatcher:
         self.died = 0
         self.stored = 0
         self.duplicates = 0
+        self.replay_duplicates = 0
         self._collision_warned: set[str] = set()
         self.inflight: deque[_Batch] = deque()
         self._broken: set[str] = set()
@@ -169,6 +172,7 @@ class Dispatcher:
     def publish_stats(self) -> None:
         stats = self.stats
         stats.stored, stats.duplicates, stats.rejected = self.stored, self.duplicates, self.rejected
+        stats.replay_duplicates = self.replay_duplicates
         stats.inflight, stats.writers = len(self.inflight), len(self.writers)
         stats.spooled, stats.replayed = self.spooled, self.replayed
         with contextlib.suppress(OSError):
@@ -239,8 +243,11 @@ class Dispatcher:
             return True
         columns: dict[SeriesKey, SeriesColumns] = {}
         commits: list[tuple[_Writer, _ring.Cursor, int]] = []
+        replay = False
         for writer_id, writer in list(self.writers.items()):
             try:
+                if writer.reader.cursor.records < writer.reader.slot(_ring.M_SUBMITTED):
+                    replay = True
                 records = writer.reader.read(RECORDS_PER_WRITER)
                 if not records:
                     continue
@@ -259,8 +266,11 @@ class Dispatcher:
         if self.spooling and columns:
             self._spool_and_commit(columns, commits)
             return True
+        for writer, cursor, _ in commits:
+            if cursor.records > writer.reader.slot(_ring.M_SUBMITTED):
+                writer.reader.set_slot(_ring.M_SUBMITTED, cursor.records)
         future = self.target.submit(columns) if columns else _done(WriteResult(0, 0))
-        inflight.append(_Batch(future, commits, columns))
+        inflight.append(_Batch(future, commits, columns, replay))
         return True
 
     # -- the disk spool (A1) ------------------------------------------------------------------
@@ -335,8 +345,13 @@ class Dispatcher:
         self.stats.batches += 1
         self.stored += result.accepted
         self.duplicates += result.duplicates
-        for name, count in result.duplicates_by_series.items():
-            self._warn_collision(name, count)
+        if batch.replay:
+            # Sent again after a failure or a dispatcher restart: these duplicates are the
+            # store recognising points it already had, not two writers colliding.
+            self.replay_duplicates += result.duplicates
+        else:
+            for name, count in result.duplicates_by_series.items():
+                self._warn_collision(name, count)
         for writer, cursor, points in batch.commits:
             reader = writer.reader
             if writer.forgotten:
@@ -357,13 +372,17 @@ class Dispatcher:
                 writer.reader.add_to_slot(_ring.M_REJECTED, count)
 
     def _abandon_inflight(self) -> None:
-        """A batch failed: forget every batch in flight and re-read from committed positions.
+        """A batch failed: commit the acknowledged batches before it, forget the rest and
+        re-read from the committed positions.
 
-        Batches that did reach the target are sent again; the target's (series, step)
-        identity stores them once."""
+        Later batches that did reach the target are sent again, marked as replays; the
+        target's (series, step) identity stores them once."""
         for batch in self.inflight:
             with contextlib.suppress(Exception):
                 batch.future.exception(timeout=30)
+        while self.inflight and self.inflight[0].future.exception() is None:
+            batch = self.inflight.popleft()
+            self._acknowledge(batch, batch.future.result())
         self.inflight.clear()
         for writer in self.writers.values():
             writer.reader.rewind()
