@@ -138,3 +138,14 @@ def test_an_offline_run_is_delivered_later_by_sync(
 
 def test_health_needs_no_key(live_server: RunningServer) -> None:
     assert httpx.get(live_server.url + "/api/v1/health").json()["status"] == "ok"
+
+
+def test_keys_on_a_missing_store_or_unknown_key_fail_cleanly(tmp_path: Path) -> None:
+    missing = cli("keys", "list", "--store", str(tmp_path / "typo.sqlite"), check=False)
+    assert missing.returncode != 0 and "no store at" in missing.stderr
+    assert not (tmp_path / "typo.sqlite").exists()
+    store = str(tmp_path / "s.sqlite")
+    cli("keys", "create", "--store", store)
+    unknown = cli("keys", "revoke", "99", "--store", store, check=False)
+    assert unknown.returncode == 1
+    assert unknown.stderr.strip() == "metrana: no API key with id '99'"

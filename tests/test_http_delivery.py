@@ -8,6 +8,7 @@ from pathlib import Path
 
 from conftest import run_python
 
+import metrana
 from metrana.api import Client
 from metrana.testing import RunningServer
 
@@ -153,3 +154,43 @@ def test_resume_never_refuses_another_jobs_run_over_http(
     output = run_python(str(never), env=env).stdout.splitlines()
     assert output[0].split()[0] == "MetranaRunExistsError"
     assert "already exists" in output[1]
+
+
+def test_a_key_of_another_workspace_fails_init_with_a_config_error(
+    tmp_path: Path, live_server: RunningServer, client: Client
+) -> None:
+    script = tmp_path / "wrong.py"
+    script.write_text(
+        REFUSED.replace('api_key="mtr_this-key-does-not-exist"', "").replace(
+            'workspace_name="default"', 'workspace_name="elsewhere"'
+        )
+    )
+    output = run_python(str(script), env=_http_env(live_server)).stdout.splitlines()
+    assert output[0].split()[0] == "MetranaConfigError"
+    assert "this API key belongs to workspace 'default', not 'elsewhere'" in output[1]
+    assert client.list_experiments() == []
+
+
+def test_a_revoked_ingestion_key_is_replaced_and_nothing_is_lost(
+    live_server: RunningServer, client: Client
+) -> None:
+    metrana.init(
+        api_key=live_server.api_key,
+        workspace_name="default",
+        project_name="proj",
+        run_name="revoked",
+        ingestion_url=live_server.url,
+    )
+    for step in range(100):
+        metrana.log("loss", float(step))
+    metrana.flush(timeout=30)
+    (experiment,) = client.list_experiments()
+    for key in client.list_ingestion_keys(experiment.id):
+        client.revoke_ingestion_key(key.id)
+    for step in range(100, 200):
+        metrana.log("loss", float(step))
+    metrana.close(close_strategy="CompleteAll", timeout=30)
+    (series,) = client.list_metrics(experiment.id).series
+    assert [p.step for p in series.points] == list(range(200))
+    keys = client.list_ingestion_keys(experiment.id)
+    assert [(k.name, k.revoked) for k in keys] == [("dispatcher", True), ("dispatcher", False)]

@@ -28,7 +28,7 @@ import msgspec
 import psutil
 
 from ._config import Config
-from ._errors import MetranaDispatcherError, MetranaRunExistsError
+from ._errors import MetranaConfigError, MetranaDispatcherError, MetranaRunExistsError
 
 __all__ = [
     "DispatcherInfo",
@@ -290,6 +290,8 @@ class Session:
                 message = handshake.error or "the dispatcher could not open the run"
                 if handshake.error_kind == "run_exists":
                     raise MetranaRunExistsError(message)
+                if handshake.error_kind == "config":
+                    raise MetranaConfigError(message)
                 raise MetranaDispatcherError(message)
             if process is not None and process.poll() is not None:
                 if process.returncode < 0:

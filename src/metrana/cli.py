@@ -13,7 +13,7 @@ import msgspec
 
 from ._config import default_store_path, metrana_home
 from ._errors import MetranaError
-from .storage import PointRow, SqliteStore
+from .storage import PointRow, SqliteStore, StorageError
 
 
 def _default_store() -> str:
@@ -109,14 +109,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .server import serve
+    try:
+        from .server import serve
+    except ImportError as error:
+        raise SystemExit(
+            f"metrana serve needs the server extra ({error.name} is missing): "
+            "pip install 'metrana[server]'"
+        ) from None
 
     serve(args.store, host=args.host, port=args.port, max_body_bytes=args.max_body_bytes)
     return 0
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    store = SqliteStore(args.store)
+    # create may start a new store (for a new server); list and revoke need an existing one
+    store = SqliteStore(args.store) if args.keys_command == "create" else _open_store(args.store)
     if args.keys_command == "create":
         info, secret = store.create_api_key(args.workspace, args.name)
         if args.json:
@@ -270,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except MetranaError as error:
+    except (MetranaError, StorageError) as error:
         print(f"metrana: {error}", file=sys.stderr)
         return 1
     return code

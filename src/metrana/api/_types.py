@@ -135,6 +135,8 @@ class RunHandshakeRequest(msgspec.Struct):
     orchestration_id: str
     experiment_name: str | None = None
     resume_strategy: Literal["Allow", "Never"] = "Allow"
+    # The workspace the job asked for; the API key's workspace must be it (None: the key's).
+    workspace_name: str | None = None
 
 
 class SeriesLastStep(msgspec.Struct):

@@ -13,7 +13,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import httpx
 
 from .._config import Config, retry_policy
-from .._errors import MetranaDispatcherError, MetranaRunExistsError
+from .._errors import MetranaConfigError, MetranaDispatcherError, MetranaRunExistsError
 from .._logging import logger
 from .._retry import Pacer, is_retryable_status, parse_retry_after
 from ..api import Client, MetricsApiRequestError
@@ -44,6 +44,8 @@ class HttpTarget:
         self._sequence_lock = threading.Lock()
         self._pacer = Pacer()
         self._http: httpx.Client | None = None
+        self._key_lock = threading.Lock()
+        self._key_generation = 0
         self._pool = ThreadPoolExecutor(self.max_inflight, thread_name_prefix="metrana-send")
 
     def open_run(self, config: Config) -> RunHandle:
@@ -54,6 +56,7 @@ class HttpTarget:
             orchestration_id=config.orchestration_id,
             experiment_name=run.experiment_name,
             resume_strategy="Never" if config.resume_strategy.value == "Never" else "Allow",
+            workspace_name=run.workspace_name,
         )
         try:
             answer = self.client.run_handshake(request)
@@ -61,6 +64,8 @@ class HttpTarget:
         except MetricsApiRequestError as error:
             if error.code == "run_exists":
                 raise MetranaRunExistsError(error.server_message) from error
+            if error.code == "wrong_workspace":
+                raise MetranaConfigError(error.server_message) from error
             if error.status in (401, 403):
                 raise MetranaDispatcherError(
                     f"the server at {self.url} refused the API key ({error.status}): "
@@ -127,9 +132,11 @@ class HttpTarget:
         assert self._http is not None
         started = time.monotonic()
         attempt = 0
+        reminted = False
         while True:
             self._pacer.wait()
             retry_after: float | None = None
+            generation = self._key_generation
             try:
                 response = self._http.post(API_PREFIX + INGEST_PATH, content=body)
             except httpx.TransportError as error:
@@ -146,6 +153,11 @@ class HttpTarget:
                 if response.status_code == 413:
                     raise _TooLarge
                 message = _error_message(response)
+                if response.status_code == 401 and not reminted:
+                    # The ingestion key was revoked: mint another with the API key, once.
+                    reminted = True
+                    self._remint_key(generation, message)
+                    continue
                 if response.status_code in (400, 422):
                     raise RejectedBatch(
                         f"the server rejected a batch ({response.status_code}): {message}",
@@ -170,6 +182,23 @@ class HttpTarget:
                 "ingest attempt %d failed (%s); retrying in %.2f s", attempt, problem, delay
             )
             time.sleep(delay)
+
+    def _remint_key(self, generation: int, why: str) -> None:
+        """Replace a refused ingestion key (once per refusal, whichever thread sees it first)."""
+        assert self._http is not None
+        with self._key_lock:
+            if self._key_generation != generation:
+                return  # another sender already replaced it
+            logger.warning("the server refused the ingestion key (%s); minting a new one", why)
+            try:
+                key = self.client.create_ingestion_key(self.experiment_id, name="dispatcher")
+            except MetricsApiRequestError as error:
+                raise DeliveryFailure(
+                    f"the ingestion key was refused and a new one could not be minted "
+                    f"({error.status}): {error.server_message}"
+                ) from None
+            self._http.headers["Authorization"] = f"Bearer {key.secret}"
+            self._key_generation += 1
 
     def set_status(self, status: str) -> None:
         self.client.update_experiment_status(self.experiment_id, status)

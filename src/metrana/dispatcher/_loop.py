@@ -11,7 +11,7 @@ import contextlib
 import os
 import time
 from collections import deque
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from typing import Any
 
 from .. import _ring
@@ -239,7 +239,7 @@ class Dispatcher:
             moved = self._maybe_replay() or moved
         if len(inflight) >= self.max_inflight:
             if not moved:
-                inflight[0].future.exception(timeout=0.05)  # wait a little for the oldest
+                wait([inflight[0].future], timeout=0.05)  # a little, for the oldest
             return True
         columns: dict[SeriesKey, SeriesColumns] = {}
         commits: list[tuple[_Writer, _ring.Cursor, int]] = []

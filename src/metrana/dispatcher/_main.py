@@ -11,7 +11,7 @@ from types import FrameType
 
 import filelock
 
-from .._errors import MetranaRunExistsError
+from .._errors import MetranaConfigError, MetranaRunExistsError
 from .._logging import configure, logger
 from .._session import DispatcherInfo, Handshake, Session, process_create_ms
 from ._loop import Dispatcher
@@ -54,11 +54,10 @@ def _run(session: Session) -> int:
     try:
         target = make_target(config)
         handle = target.open_run(config)
-    except MetranaRunExistsError as error:
+    except (MetranaRunExistsError, MetranaConfigError) as error:
+        kind = "run_exists" if isinstance(error, MetranaRunExistsError) else "config"
         session.write_handshake(
-            Handshake(
-                status="failed", dispatcher_pid=pid, error=str(error), error_kind="run_exists"
-            )
+            Handshake(status="failed", dispatcher_pid=pid, error=str(error), error_kind=kind)
         )
         logger.error("%s", error)
         return 1

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sqlite3
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -30,6 +32,8 @@ from ._handlers import HANDLERS, Context
 from ._openapi import openapi_document
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+IDEMPOTENCY_TTL_NS = 24 * 3600 * 10**9  # a retried request comes within minutes, not a day
+IDEMPOTENCY_SWEEP_EVERY = 1000
 IDEMPOTENT_METHODS = frozenset({"GET"})
 
 log = logging.getLogger("metrana.server")
@@ -82,6 +86,7 @@ class _Api:
         self.store = store
         self.max_body_bytes = max_body_bytes
         self._openapi = msgspec.json.encode(openapi_document())
+        self._idempotent_requests = 0
 
     # -- shared steps -----------------------------------------------------------------------
 
@@ -127,6 +132,10 @@ class _Api:
             problem = from_storage(error)
             headers = {"Retry-After": "1"} if problem.status == 503 else None
             return error_response(problem.status, problem.code, problem.message, headers)
+        except sqlite3.Error as error:
+            return error_response(
+                503, "storage_unavailable", f"storage: {error}", {"Retry-After": "1"}
+            )
         except OverflowError:
             return error_response(400, "invalid_request", "a number is out of range (64-bit)")
         except Exception:
@@ -161,6 +170,10 @@ class _Api:
                     status, answer = await run_in_threadpool(
                         self.store.idempotent, scope, key[:200], fingerprint, act
                     )
+                    self._idempotent_requests += 1
+                    if self._idempotent_requests % IDEMPOTENCY_SWEEP_EVERY == 0:
+                        cutoff = time.time_ns() - IDEMPOTENCY_TTL_NS
+                        await run_in_threadpool(self.store.forget_idempotency, cutoff)
                 else:
                     status, answer = await run_in_threadpool(act)
                 return Response(answer, status, media_type="application/json")

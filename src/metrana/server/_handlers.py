@@ -94,6 +94,15 @@ def move_experiment(c: Context) -> t.Experiment:
 
 def run_handshake(c: Context) -> t.RunHandshakeResponse:
     request: t.RunHandshakeRequest = c.body
+    workspace = c.principal.workspace_name
+    if request.workspace_name is not None and request.workspace_name != workspace:
+        raise ApiError(
+            403,
+            "wrong_workspace",
+            f"this API key belongs to workspace {workspace!r}, not {request.workspace_name!r}; "
+            f"use a key of {request.workspace_name!r} (metrana keys create --workspace "
+            f"{request.workspace_name}) or workspace_name={workspace!r}",
+        )
     handle = c.store.open_run(
         c.principal.workspace_name,
         request.project_name,

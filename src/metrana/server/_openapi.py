@@ -58,7 +58,7 @@ def openapi_document() -> dict[str, Any]:
                 **{code: {"description": text, **error} for code, text in _ERRORS.items()},
             },
         }
-        if route.method in ("POST", "PATCH"):
+        if route.method in ("POST", "PATCH", "DELETE"):
             operation["parameters"].append(
                 {"name": "Idempotency-Key", "in": "header", "required": False,
                  "schema": {"type": "string", "maxLength": 200}}
