@@ -268,6 +268,7 @@ CASES: list[tuple[str, tuple[Any, ...], dict[str, Any], str, str, dict[str, str]
             "orchestration_id": "o",
             "experiment_name": None,
             "resume_strategy": "Allow",
+            "workspace_name": None,
         },
         HANDSHAKE,
     ),
