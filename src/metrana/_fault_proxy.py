@@ -94,6 +94,9 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     proxy: FaultProxy
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that hung up on a faulted request is expected here, not news."""
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
