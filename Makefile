@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The examples' test-only extra (torch CPU build, gymnasium) on top: only `make test` needs it.
+EXAMPLES_STAMP := $(VENV)/.installed-examples
+LINTED := src tests stress scripts examples
 
 .PHONY: demo test lint typecheck bench stress clean
 
@@ -12,17 +15,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Rebuilt whenever $(STAMP) is, hence whenever pyproject.toml changes.
+$(EXAMPLES_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,examples]'
+	touch $(EXAMPLES_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/metrana demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests stress scripts
-	$(BIN)/ruff format --check src tests stress scripts
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+test: lint typecheck $(EXAMPLES_STAMP)
 	$(BIN)/pytest
 
 bench: $(STAMP)
