@@ -81,6 +81,8 @@ def test_dispatcher_killed_repeatedly_loses_nothing_and_stores_nothing_twice(
     script = tmp_path / "job.py"
     script.write_text(textwrap.dedent(JOB))
     points = 40_000
+    # over HTTP a dispatcher needs ~0.5 s to start and shake hands: kill less often
+    rounds, pause = (50, (0.02, 0.15)) if target == "embedded" else (15, (0.1, 0.5))
     session_root = Path(os.environ["METRANA_SESSION_ROOT"])
     env = dict(os.environ)
     server: RunningServer | None = None
@@ -99,8 +101,8 @@ def test_dispatcher_killed_repeatedly_loses_nothing_and_stores_nothing_twice(
     killed: set[int] = set()
     try:
         deadline = time.monotonic() + 120
-        while job.poll() is None and time.monotonic() < deadline and kills < 15:
-            time.sleep(rng.uniform(0.05, 0.4))
+        while job.poll() is None and time.monotonic() < deadline and kills < rounds:
+            time.sleep(rng.uniform(*pause))
             pid = _live_dispatcher(session_root)
             if pid is not None and pid not in killed:
                 os.kill(pid, signal.SIGKILL)
@@ -110,7 +112,7 @@ def test_dispatcher_killed_repeatedly_loses_nothing_and_stores_nothing_twice(
     finally:
         kill_tree(job.pid)
     assert job.returncode == 0, err
-    assert kills >= 3, f"only {kills} dispatchers were killed; the job ended too soon"
+    assert kills >= rounds // 2, f"only {kills} dispatchers were killed; the job ended too soon"
     if server is None:
         stored = export_points("default", "failover", "kills")
     else:

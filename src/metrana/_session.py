@@ -40,9 +40,6 @@ __all__ = [
 ]
 
 
-JOIN_ATTEMPTS = 8
-
-
 class _DispatcherVanished(MetranaDispatcherError):
     """The dispatcher died before its handshake without saying why (killed): start another."""
 
@@ -259,9 +256,9 @@ class Session:
     ) -> tuple[subprocess.Popen[bytes] | None, Handshake]:
         """Make sure a dispatcher runs and answer its handshake.
 
-        A dispatcher killed before its handshake (a signal, the OOM killer) is replaced, a few
-        times and within ``timeout``; one that fails on its own (its handshake says why, or it
-        exits with an error) is reported at once."""
+        A dispatcher killed before its handshake (a signal, the OOM killer) is replaced until
+        ``timeout``; one that fails on its own (its handshake says why, or it exits with an
+        error) is reported at once."""
         deadline = time.monotonic() + timeout
         attempt = 0
         while True:
@@ -271,7 +268,7 @@ class Session:
                 return process, self.wait_handshake(remaining, process)
             except _DispatcherVanished as vanished:
                 attempt += 1
-                if attempt >= JOIN_ATTEMPTS or time.monotonic() > deadline:
+                if time.monotonic() > deadline:
                     raise MetranaDispatcherError(
                         f"{vanished}; gave up after {attempt} dispatchers; "
                         f"its log ({self.log_path}): {self.log_tail()}"
