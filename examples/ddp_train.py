@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import time
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -40,6 +41,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--workspace", default="examples")
     parser.add_argument("--project", default="ddp")
     parser.add_argument("--run-name", default="ddp-demo")
+    parser.add_argument(
+        "--report-dir", default=None, help="each rank writes rank-N.json there (for tests)"
+    )
     return parser.parse_args()
 
 
@@ -91,21 +95,19 @@ def main() -> None:
         scheduler.step()
 
     stats = metrana.stats()
-    # One line per rank, for people and for tests: which session and dispatcher this rank used.
-    print(
-        "metrana-rank "
-        + json.dumps(
-            {
-                "rank": rank,
-                "pid": os.getpid(),
-                "session": stats.session.session_dir,
-                "dispatcher": stats.session.dispatcher.pid if stats.session.dispatcher else None,
-                "logged": stats.process.logged if stats.process else None,
-                "final_global_loss": global_loss.item(),
-            }
-        ),
-        flush=True,
-    )
+    # Which session and dispatcher this rank used: all ranks share one of each.
+    report = {
+        "rank": rank,
+        "pid": os.getpid(),
+        "session": stats.session.session_dir,
+        "dispatcher": stats.session.dispatcher.pid if stats.session.dispatcher else None,
+        "logged": stats.process.logged if stats.process else None,
+        "final_global_loss": global_loss.item(),
+    }
+    print(f"metrana-rank {json.dumps(report)}", flush=True)
+    if args.report_dir:
+        # The ranks share one stdout, where their lines may interleave: a file each is exact.
+        Path(args.report_dir, f"rank-{rank}.json").write_text(json.dumps(report))
     metrana.close()
     dist.barrier()  # every rank's points are stored before any rank leaves
     dist.destroy_process_group()
