@@ -118,7 +118,8 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind == "slow":
             time.sleep(fault.delay)
             fault = None
-        if fault is not None and fault.kind == "drop":
+        if fault is not None and fault.kind in ("drop", "refuse"):
+            # refuse: new connections are refused; one kept alive from before is cut
             proxy._record(arrived, self.command, self.path, 0, kind)
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)

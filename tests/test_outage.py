@@ -1,0 +1,103 @@
+"""The server unreachable for longer than the retry budget: batches go to the disk spool, then
+are replayed oldest first when it answers again; nothing lost, nothing twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import dispatcher_pids
+
+import metrana
+from metrana._fault_proxy import Fault, FaultProxy
+from metrana.api import Client
+from metrana.dispatcher._spool import spool_root
+from metrana.testing import RunningServer
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def _spooled_files(home: Path) -> list[Path]:
+    return sorted(spool_root(home).glob("*/*.spool"))
+
+
+def _stored_steps(client: Client) -> list[int]:
+    experiments = client.list_experiments()
+    if not experiments:
+        return []
+    series = client.list_metrics(experiments[0].id).series
+    return sorted(p.step for s in series for p in s.points)
+
+
+def _outage(
+    isolated: Path,
+    live_server: RunningServer,
+    client: Client,
+    monkeypatch: pytest.MonkeyPatch,
+    kill_while_spooling: bool,
+) -> None:
+    monkeypatch.setenv("METRANA_RETRY_MAX_ELAPSED", "0.5")
+    monkeypatch.setenv("METRANA_RETRY_MAX_ATTEMPTS", "3")
+    with FaultProxy(live_server.url) as proxy:
+        metrana.init(
+            api_key=live_server.api_key,
+            workspace_name="default",
+            project_name="proj",
+            run_name="outage",
+            ingestion_url=proxy.url,
+        )
+        for step in range(1_000):
+            metrana.log("loss", float(step), step=step)
+        metrana.flush(timeout=30)
+        assert _stored_steps(client) == list(range(1_000))
+
+        proxy.set_fault(Fault.refuse())  # the server is gone for longer than the budget
+        for step in range(1_000, 6_000):
+            metrana.log("loss", float(step), step=step)
+        metrana.flush(timeout=60)  # returns once everything is acknowledged or spooled
+        assert _spooled_files(isolated), "nothing was spooled during the outage"
+        assert _stored_steps(client) == list(range(1_000))
+
+        if kill_while_spooling:
+            (pid,) = dispatcher_pids(Path(os.environ["METRANA_SESSION_ROOT"]))
+            os.kill(pid, signal.SIGKILL)
+            psutil.Process(pid).wait(10)
+            # a new dispatcher (started by this writer's watchdog) takes over the spool
+            _wait_for(
+                lambda: any(
+                    p != pid for p in dispatcher_pids(Path(os.environ["METRANA_SESSION_ROOT"]))
+                ),
+                30,
+                "a replacement dispatcher",
+            )
+        for step in range(6_000, 7_000):
+            metrana.log("loss", float(step), step=step)
+
+        proxy.set_fault(None)  # the server is back
+        _wait_for(lambda: len(_stored_steps(client)) == 7_000, 60, "the spool to be replayed")
+        metrana.close(close_strategy="CompleteAll", timeout=30)
+    assert _stored_steps(client) == list(range(7_000))
+    _wait_for(lambda: not _spooled_files(isolated), 30, "the spool to be emptied")
+
+
+def test_an_outage_past_the_retry_budget_spools_then_replays_exactly_once(
+    isolated: Path, live_server: RunningServer, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _outage(isolated, live_server, client, monkeypatch, kill_while_spooling=False)
+
+
+def test_a_dispatcher_killed_while_spooling_is_replaced_and_loses_nothing(
+    isolated: Path, live_server: RunningServer, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _outage(isolated, live_server, client, monkeypatch, kill_while_spooling=True)
