@@ -96,3 +96,9 @@ class ErrorWatcher:
         if fresh:
             self.seen = max(entry.id for entry in fresh)
         return fresh
+
+    def counts(self) -> dict[int, int]:
+        """How often each error on the channel happened so far, by id (a repeat of an error
+        bumps its count without making it new)."""
+        state = read_errors(self.path)
+        return {} if state is None else {entry.id: entry.count for entry in state.errors}

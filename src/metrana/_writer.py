@@ -185,7 +185,9 @@ class Writer:
         self._stop = threading.Event()
         self._watchdog: threading.Thread | None = None
         self._errors = ErrorWatcher(session.dir)
+        self._errors_lock = threading.Lock()  # the watchdog and close() both poll
         self.delivery_errors: list[DeliveryErrorEntry] = []
+        self._unraised: list[str] = []  # RaiseOnLog: messages the next log() raises
 
     def apply_handshake(self, handshake: Handshake) -> None:
         """Take the run's resume table: auto-incremented steps continue after stored ones."""
@@ -387,32 +389,42 @@ class Writer:
 
     def poll_errors(self) -> None:
         """Act on delivery errors the dispatcher published since the last look."""
-        fresh = self._errors.new_errors()
-        if not fresh:
+        with self._errors_lock:
+            fresh = self._errors.new_errors()
+            if not fresh:
+                return
+            strategy = self.config.error_strategy
+            self.delivery_errors.extend(fresh)
+            if strategy is ErrorStrategy.WARN:
+                for entry in fresh:
+                    logger.warning("delivery error (%s): %s", entry.kind, entry.message)
+            elif strategy is ErrorStrategy.RAISE_ON_LOG:
+                # Errors not yet raised accumulate: the next log() raises them all.
+                self._unraised.extend(entry.message for entry in fresh)
+                self.log = self._raise_on_log  # type: ignore[method-assign]
+
+    def _raise_on_log(self, *args: Any, **kwargs: Any) -> None:
+        """Stands in for ``log()`` until the next call, which raises the new errors."""
+        with self._errors_lock:
+            messages, self._unraised = self._unraised, []
+            self.__dict__.pop("log", None)  # back to the normal method
+        if not messages:  # another thread's call raised them
+            Writer.log(self, *args, **kwargs)
             return
-        strategy = self.config.error_strategy
-        self.delivery_errors.extend(fresh)
-        if strategy is ErrorStrategy.WARN:
-            for entry in fresh:
-                logger.warning("delivery error (%s): %s", entry.kind, entry.message)
-        elif strategy is ErrorStrategy.RAISE_ON_LOG:
-            message = "; ".join(entry.message for entry in fresh)
-
-            def raise_once(*args: Any, **kwargs: Any) -> None:
-                del self.log  # back to the normal method
-                raise MetranaDeliveryError(
-                    f"the dispatcher could not deliver data: {message} "
-                    "(this point was not logged; later ones are)"
-                )
-
-            self.log = raise_once  # type: ignore[method-assign]
+        raise MetranaDeliveryError(
+            f"the dispatcher could not deliver data: {'; '.join(messages)} "
+            "(this point was not logged; later ones are)"
+        )
 
     def raise_delivery_errors(self) -> None:
-        """Error strategy RaiseOnClose: raise what was published during this writer's life."""
+        """Error strategy RaiseOnClose: raise what was published during this writer's life,
+        each error with how often it happened (as the channel counts it now)."""
         self.poll_errors()
         if self.config.error_strategy is ErrorStrategy.RAISE_ON_CLOSE and self.delivery_errors:
+            counts = self._errors.counts()
             details = "; ".join(
-                f"{entry.message} (x{entry.count})" for entry in self.delivery_errors
+                f"{entry.message} (x{max(entry.count, counts.get(entry.id, 0))})"
+                for entry in self.delivery_errors
             )
             raise MetranaDeliveryError(f"the dispatcher could not deliver data: {details}")
 
