@@ -66,8 +66,7 @@ def http(server: RunningServer) -> Iterator[httpx.Client]:
 
 
 def _points() -> int:
-    with STORE.reading() as conn:
-        return int(conn.execute("SELECT COUNT(*) FROM points").fetchone()[0])
+    return STORE.count_points()
 
 
 @hypothesis.settings(max_examples=120, deadline=None, derandomize=True)

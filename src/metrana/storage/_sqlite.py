@@ -1,13 +1,11 @@
 """The SQLite storage engine: the embedded store, and the server's default.
 
-WAL mode, one ``BEGIN IMMEDIATE`` transaction per batch, ``executemany`` inserts; points are
-keyed by (series, step) and the first write wins (``INSERT OR IGNORE``). SQLite turns NaN into
-NULL, so a NULL value reads back as NaN; ints and floats keep their type (untyped column).
+WAL mode, one ``BEGIN IMMEDIATE`` transaction per batch; points are stored as columnar chunks
+(see ``_chunks``), keyed by (series, step), and the first write wins.
 """
 
 from __future__ import annotations
 
-import math
 import sqlite3
 import threading
 import time
@@ -17,6 +15,7 @@ from pathlib import Path
 
 import msgspec
 
+from . import _chunks
 from ._base import (
     PointRow,
     RunHandle,
@@ -66,13 +65,6 @@ CREATE TABLE IF NOT EXISTS series (
     labels TEXT NOT NULL,
     UNIQUE (experiment_id, metric_name, scale, labels)
 );
-CREATE TABLE IF NOT EXISTS points (
-    series_id INTEGER NOT NULL,
-    step INTEGER NOT NULL,
-    value,
-    timestamp_ns INTEGER NOT NULL,
-    PRIMARY KEY (series_id, step)
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS client_events (
     experiment_id INTEGER NOT NULL,
     client_event_id TEXT NOT NULL,
@@ -157,9 +149,10 @@ class SqliteStore(RestQueries):
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         with self.transaction():
-            for statement in SCHEMA.split(";"):
+            for statement in (SCHEMA + _chunks.SCHEMA).split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            _chunks.migrate_point_rows(conn)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -278,7 +271,7 @@ class SqliteStore(RestQueries):
                 (str(name), str(scale), str(labels), int(last))
                 for name, scale, labels, last in conn.execute(
                     "SELECT s.metric_name, s.scale, s.labels, "
-                    "(SELECT MAX(step) FROM points p WHERE p.series_id = s.id) AS last "
+                    "(SELECT MAX(c.last_step) FROM chunks c WHERE c.series_id = s.id) AS last "
                     "FROM series s WHERE s.experiment_id=? AND last IS NOT NULL",
                     (experiment_id,),
                 )
@@ -359,19 +352,7 @@ class SqliteStore(RestQueries):
         duplicates = 0
         by_series: dict[str, int] = {}
         for key, columns in batch.items():
-            series_id = self._series_id(conn, experiment_id, key)
-            cursor = conn.executemany(
-                "INSERT OR IGNORE INTO points (series_id, step, value, timestamp_ns) "
-                "VALUES (?,?,?,?)",
-                zip(
-                    [series_id] * len(columns.steps),
-                    columns.steps,
-                    columns.values,
-                    columns.timestamps,
-                    strict=True,
-                ),
-            )
-            stored = cursor.rowcount
+            stored = _chunks.write(conn, self._series_id(conn, experiment_id, key), columns)
             dup = len(columns.steps) - stored
             accepted += stored
             if dup:
@@ -390,8 +371,8 @@ class SqliteStore(RestQueries):
                        CASE WHEN pf.id IS NULL THEN NULL ELSE f.name END,
                        e.name, e.status,
                        (SELECT COUNT(*) FROM series s WHERE s.experiment_id = e.id),
-                       (SELECT COUNT(*) FROM points p JOIN series s ON p.series_id = s.id
-                         WHERE s.experiment_id = e.id)
+                       (SELECT IFNULL(SUM(c.count), 0) FROM chunks c
+                         JOIN series s ON c.series_id = s.id WHERE s.experiment_id = e.id)
                 FROM experiments e
                 JOIN workspaces w ON w.id = e.workspace_id
                 JOIN folders f ON f.id = e.folder_id
@@ -432,18 +413,26 @@ class SqliteStore(RestQueries):
     def points(self, experiment_id: int) -> Iterator[PointRow]:
         """Every point of a run, ordered by series then step."""
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT s.metric_name, s.scale, s.labels, p.step, p.value, p.timestamp_ns "
-                "FROM points p JOIN series s ON p.series_id = s.id "
-                "WHERE s.experiment_id=? ORDER BY s.metric_name, s.scale, s.labels, p.step",
+            series = self._conn.execute(
+                "SELECT id, metric_name, scale, labels FROM series WHERE experiment_id=? "
+                "ORDER BY metric_name, scale, labels",
                 (experiment_id,),
             ).fetchall()
-        for name, scale, labels, step, value, timestamp in rows:
-            yield PointRow(
-                metric=name,
-                scale=scale,
-                labels=_labels_decoder.decode(labels),
-                step=step,
-                value=math.nan if value is None else value,
-                timestamp_ns=timestamp,
-            )
+            columns = [(row, _chunks.read(self._conn, row[0])) for row in series]
+        for (_, name, scale, labels), (steps, values, timestamps) in columns:
+            decoded = _labels_decoder.decode(labels)
+            for step, value, timestamp in zip(steps, values, timestamps, strict=True):
+                yield PointRow(name, scale, decoded, step, value, timestamp)
+
+    def count_points(self, experiment_id: int | None = None) -> int:
+        """Points stored (in one run, or in the whole store)."""
+        with self.reading() as conn:
+            if experiment_id is None:
+                row = conn.execute("SELECT IFNULL(SUM(count), 0) FROM chunks").fetchone()
+            else:
+                row = conn.execute(
+                    "SELECT IFNULL(SUM(c.count), 0) FROM chunks c JOIN series s "
+                    "ON c.series_id = s.id WHERE s.experiment_id=?",
+                    (experiment_id,),
+                ).fetchone()
+        return int(row[0])

@@ -8,24 +8,26 @@ another workspace reads as not found.
 from __future__ import annotations
 
 import hashlib
-import math
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from ..api import _types as t
+from . import _chunks
 from ._base import (
     ApiKeyInfo,
     ConflictError,
     InvalidRequestError,
     NotFoundError,
     Principal,
+    SeriesColumns,
     SeriesKey,
+    WriteResult,
 )
 
 API_KEY_PREFIX = "mtr_"
@@ -57,6 +59,13 @@ class RestQueries:
         def _series_id(
             self, conn: sqlite3.Connection, experiment_id: int, key: SeriesKey
         ) -> int: ...
+
+        def _write_columns(
+            self,
+            conn: sqlite3.Connection,
+            experiment_id: int,
+            batch: Mapping[SeriesKey, SeriesColumns],
+        ) -> WriteResult: ...
 
     # -- workspaces and API keys ------------------------------------------------------------
 
@@ -431,25 +440,20 @@ class RestQueries:
         if scale is not None:
             query += " AND scale=?"
             args.append(scale)
-        point_query = "SELECT step, value, timestamp_ns FROM points WHERE series_id=? ORDER BY step"
-        if limit is not None:
-            point_query += f" LIMIT {int(limit)}"
         with self.reading() as conn:
             self._experiment_row(conn, workspace_id, experiment_id)
-            series = [
-                t.MetricSeries(
-                    metric_name=name,
-                    scale=series_scale,
-                    labels=_labels_decoder.decode(labels),
-                    points=[
-                        t.MetricPoint(step, t.encode_value(_value(value)), timestamp)
-                        for step, value, timestamp in conn.execute(point_query, (series_id,))
-                    ],
+            series = []
+            for series_id, name, series_scale, labels in conn.execute(
+                query + " ORDER BY metric_name, scale, labels", args
+            ).fetchall():
+                steps, values, timestamps = _chunks.read(conn, series_id, limit)
+                points = [
+                    t.MetricPoint(step, t.encode_value(value), timestamp)
+                    for step, value, timestamp in zip(steps, values, timestamps, strict=True)
+                ]
+                series.append(
+                    t.MetricSeries(name, series_scale, _labels_decoder.decode(labels), points)
                 )
-                for series_id, name, series_scale, labels in conn.execute(
-                    query + " ORDER BY metric_name, scale, labels", args
-                ).fetchall()
-            ]
         return t.MetricList(experiment_id=experiment_id, series=series)
 
     def compare_metrics(self, workspace_id: int, request: t.CompareRequest) -> t.CompareResponse:
@@ -460,15 +464,8 @@ class RestQueries:
         with self.reading() as conn:
             for wanted in request.series:
                 self._experiment_row(conn, workspace_id, wanted.experiment_id)
-                series_id = self._pick_series(conn, wanted)
-                columns.append(
-                    {
-                        int(step): _value(value)
-                        for step, value in conn.execute(
-                            "SELECT step, value FROM points WHERE series_id=?", (series_id,)
-                        )
-                    }
-                )
+                steps, values, _ = _chunks.read(conn, self._pick_series(conn, wanted))
+                columns.append(dict(zip(steps, values, strict=True)))
         steps = sorted(set().union(*columns))[: max(0, request.limit)]
         rows = [
             t.CompareRow(
@@ -561,10 +558,12 @@ class RestQueries:
         """Store JSON-ingested points in one transaction. A ``client_event_id`` seen before, or a
         (series, step) already stored, counts as a duplicate; an omitted step continues the
         series after its last stored step."""
-        accepted = duplicates = 0
+        duplicates = 0
+        batch: dict[SeriesKey, SeriesColumns] = {}
+        now = time.time_ns()
         with self.transaction() as conn:
             self._experiment_row(conn, workspace_id, experiment_id)
-            next_steps: dict[int, int] = {}
+            next_steps: dict[SeriesKey, int] = {}
             for metric in metrics:
                 _check_name("metric_name", metric.metric_name)
                 seen = conn.execute(
@@ -576,31 +575,21 @@ class RestQueries:
                     duplicates += 1
                     continue
                 key = (metric.metric_name, metric.scale, _json.encode(metric.labels).decode())
-                series_id = self._series_id(conn, experiment_id, key)
                 step = metric.step
                 if step is None:
-                    step = next_steps.get(series_id)
+                    step = next_steps.get(key)
                     if step is None:
-                        (last,) = conn.execute(
-                            "SELECT MAX(step) FROM points WHERE series_id=?", (series_id,)
-                        ).fetchone()
-                        step = 0 if last is None else int(last) + 1
+                        last = _chunks.last_step(conn, self._series_id(conn, experiment_id, key))
+                        step = 0 if last is None else last + 1
                 if step < 0:
                     raise InvalidRequestError(f"step {step} of {metric.metric_name!r} is < 0")
-                next_steps[series_id] = step + 1
-                stored = conn.execute(
-                    "INSERT OR IGNORE INTO points (series_id, step, value, timestamp_ns) "
-                    "VALUES (?,?,?,?)",
-                    (
-                        series_id,
-                        step,
-                        t.decode_value(metric.value),
-                        metric.timestamp_ns or time.time_ns(),
-                    ),
-                ).rowcount
-                accepted += stored
-                duplicates += 1 - stored
-        return t.IngestResult(accepted=accepted, duplicates=duplicates)
+                next_steps[key] = max(step + 1, next_steps.get(key, 0))
+                columns = batch.setdefault(key, SeriesColumns([], [], []))
+                columns.steps.append(step)
+                columns.values.append(t.decode_value(metric.value))
+                columns.timestamps.append(metric.timestamp_ns or now)
+            result = self._write_columns(conn, experiment_id, batch)
+        return t.IngestResult(accepted=result.accepted, duplicates=duplicates + result.duplicates)
 
     # -- annotations ----------------------------------------------------------------------
 
@@ -684,10 +673,6 @@ class RestQueries:
 
 def _now() -> int:
     return time.time_ns()
-
-
-def _value(stored: float | int | None) -> float | int:
-    return math.nan if stored is None else stored
 
 
 def _json_path(key: str) -> str:

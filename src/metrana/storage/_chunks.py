@@ -1,0 +1,144 @@
+"""Points stored as columnar chunks: one row per (series, batch) instead of one per point.
+
+A chunk holds a series' points of one batch, sorted by step, as a msgpack
+``[steps, values, timestamps]`` (ints stay ints, NaN stays NaN), with its first and last step
+and its point count. No two chunks of a series share a step: a batch's points whose step is
+already stored are dropped (first write wins) and counted as duplicates.
+
+The common case costs one indexed lookup per series: a batch whose steps all come after the
+series' last stored step (logging moves forward) is stored whole. Anything else reads the
+chunks whose step range overlaps the batch and removes the steps already there.
+"""
+
+from __future__ import annotations
+
+import operator
+import sqlite3
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+
+from ._base import SeriesColumns
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS chunks (
+    series_id INTEGER NOT NULL,
+    first_step INTEGER NOT NULL,
+    last_step INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (series_id, first_step)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS chunks_by_last_step ON chunks(series_id, last_step);
+"""
+
+Column = tuple[list[int], list[Any], list[int]]
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(tuple[list[int], list[float | int], list[int]])
+
+
+def last_step(conn: sqlite3.Connection, series_id: int) -> int | None:
+    row = conn.execute("SELECT MAX(last_step) FROM chunks WHERE series_id=?", (series_id,))
+    value = row.fetchone()[0]
+    return None if value is None else int(value)
+
+
+def _increasing(steps: list[int]) -> bool:
+    return all(map(operator.lt, steps, steps[1:]))
+
+
+def write(conn: sqlite3.Connection, series_id: int, columns: SeriesColumns) -> int:
+    """Store the points of ``columns`` whose step is new; answer how many were stored."""
+    steps = columns.steps
+    if not steps:
+        return 0
+    last = last_step(conn, series_id)
+    if (last is None or steps[0] > last) and _increasing(steps):
+        chunk: Column = (steps, columns.values, columns.timestamps)
+    else:
+        chunk = _new_points(conn, series_id, columns)
+        if not chunk[0]:
+            return 0
+    conn.execute(
+        "INSERT INTO chunks (series_id, first_step, last_step, count, data) VALUES (?,?,?,?,?)",
+        (series_id, chunk[0][0], chunk[0][-1], len(chunk[0]), _encoder.encode(chunk)),
+    )
+    return len(chunk[0])
+
+
+def _new_points(conn: sqlite3.Connection, series_id: int, columns: SeriesColumns) -> Column:
+    """The points of ``columns`` not stored yet (the first of equal steps wins), by step."""
+    low, high = min(columns.steps), max(columns.steps)
+    taken: set[int] = set()
+    for (data,) in conn.execute(
+        "SELECT data FROM chunks WHERE series_id=? AND last_step>=? AND first_step<=?",
+        (series_id, low, high),
+    ):
+        taken.update(s for s in _decoder.decode(data)[0] if low <= s <= high)
+    kept: dict[int, tuple[Any, int]] = {}
+    for step, value, timestamp in zip(
+        columns.steps, columns.values, columns.timestamps, strict=True
+    ):
+        if step not in taken and step not in kept:
+            kept[step] = (value, timestamp)
+    order = sorted(kept)
+    return order, [kept[s][0] for s in order], [kept[s][1] for s in order]
+
+
+def read(conn: sqlite3.Connection, series_id: int, limit: int | None = None) -> Column:
+    """A series' points in step order (the first ``limit`` of them)."""
+    steps: list[int] = []
+    values: list[Any] = []
+    timestamps: list[int] = []
+    previous_last = -1
+    ordered = True
+    for first, last, data in conn.execute(
+        "SELECT first_step, last_step, data FROM chunks WHERE series_id=? ORDER BY first_step",
+        (series_id,),
+    ):
+        if first <= previous_last:
+            ordered = False  # chunks interleave: sort at the end
+        previous_last = max(previous_last, last)
+        chunk_steps, chunk_values, chunk_timestamps = _decoder.decode(data)
+        steps += chunk_steps
+        values += chunk_values
+        timestamps += chunk_timestamps
+        if ordered and limit is not None and len(steps) >= limit:
+            break
+    if not ordered:
+        order = sorted(range(len(steps)), key=steps.__getitem__)
+        steps = [steps[i] for i in order]
+        values = [values[i] for i in order]
+        timestamps = [timestamps[i] for i in order]
+    if limit is not None:
+        return steps[:limit], values[:limit], timestamps[:limit]
+    return steps, values, timestamps
+
+
+def iter_points(conn: sqlite3.Connection, series_id: int) -> Iterator[tuple[int, Any, int]]:
+    steps, values, timestamps = read(conn, series_id)
+    return zip(steps, values, timestamps, strict=True)
+
+
+def migrate_point_rows(conn: sqlite3.Connection) -> None:
+    """Stores written before chunks kept a row per point in ``points``: move them over."""
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='points'"
+    ).fetchone()
+    if exists is None:
+        return
+    series_ids = [r[0] for r in conn.execute("SELECT DISTINCT series_id FROM points")]
+    for series_id in series_ids:
+        rows = conn.execute(
+            "SELECT step, value, timestamp_ns FROM points WHERE series_id=? ORDER BY step",
+            (series_id,),
+        ).fetchall()
+        columns = SeriesColumns(
+            [r[0] for r in rows],
+            [float("nan") if r[1] is None else r[1] for r in rows],
+            [r[2] for r in rows],
+        )
+        write(conn, series_id, columns)
+    conn.execute("DROP TABLE points")
