@@ -932,15 +932,6 @@ def test_resume_never_refuses_another_job_but_not_the_same_job(
     assert experiment.orchestration_id == "job-a"
 
 
-STALE_RESUME_TABLE = (
-    "a process of the same job that joins a session whose dispatcher is still alive gets the "
-    "resume table the dispatcher read when it opened the run (handshake.json); steps stored "
-    "since then are not in it, so auto-steps restart from there and the new points are "
-    "dropped as duplicates (first write wins)"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=STALE_RESUME_TABLE)
 def test_a_restart_of_the_same_job_continues_steps_while_its_dispatcher_lives(
     start_job: StartJob, proxy: CountingProxy, client: Client
 ) -> None:
@@ -1016,16 +1007,9 @@ def test_log_level_filters_writers_and_dispatcher(
 # -- retry pacing and concurrency ------------------------------------------------------------
 
 
-RETRY_AFTER_PER_REQUEST = (
-    "dispatcher/_http.py honours Retry-After only for the retry of the batch that got the 429 "
-    "(it sleeps in that worker thread); the shared Pacer is not told, so the other workers "
-    "keep sending new batches during the second the server asked for"
-)
-
-
 @pytest.mark.parametrize(
     "workers",
-    [1, pytest.param(4, marks=pytest.mark.xfail(strict=True, reason=RETRY_AFTER_PER_REQUEST))],
+    [1, 4],
 )
 def test_no_ingest_request_before_retry_after_has_passed(
     workers: int, start_job: StartJob, proxy: CountingProxy, client: Client

@@ -88,6 +88,12 @@ def init(
             process, handshake = session.join(config, config.init_timeout)
             writer.adopt(process)
             writer.apply_handshake(handshake)
+            if process is None:
+                # Joining a dispatcher that was already running: the handshake's table is as
+                # old as the run's opening. Steps logged since (say, by this job's processes
+                # before a restart) are in the dispatcher's table once their rings are read.
+                session.wait_finished_rings(min(5.0, config.init_timeout))
+                writer.apply_resume(session.read_resume())
         except BaseException:
             writer.abandon()
             raise

@@ -44,6 +44,26 @@ class _DispatcherVanished(MetranaDispatcherError):
     """The dispatcher died before its handshake without saying why (killed): start another."""
 
 
+def _finished_not_drained(meta_path: Path) -> bool:
+    """A ring whose writer closed or died, with records the dispatcher has not committed."""
+    from . import _ring
+
+    try:
+        with open(meta_path, "rb") as handle:
+            data = handle.read(_ring.META_BYTES)
+    except OSError:
+        return False
+    if len(data) < _ring.META_BYTES:
+        return False
+    meta = memoryview(data).cast("Q")
+    if meta[_ring.M_MAGIC] != _ring.MAGIC_META:
+        return False
+    closed = meta[_ring.M_STATE] == _ring.STATE_CLOSED
+    if not closed and process_alive(int(meta[_ring.M_PID]), int(meta[_ring.M_CREATE_MS])):
+        return False
+    return bool(meta[_ring.M_WRITTEN] > meta[_ring.M_COMMITTED])
+
+
 class Handshake(msgspec.Struct):
     """The dispatcher's answer to the run handshake, read by every writer at ``init()``."""
 
@@ -250,6 +270,32 @@ class Session:
             )
         finally:
             log.close()
+
+    @property
+    def resume_path(self) -> Path:
+        return self.dir / "resume.json"
+
+    def write_resume(self, table: list[tuple[str, str, str, int]]) -> None:
+        """The dispatcher's table of the last step it has read per series (for joiners)."""
+        _atomic_write(self.resume_path, msgspec.json.encode(table))
+
+    def read_resume(self) -> list[tuple[str, str, str, int]]:
+        table: list[tuple[str, str, str, int]] | None = _read_struct(
+            self.resume_path, list[tuple[str, str, str, int]]
+        )
+        return table or []
+
+    def wait_finished_rings(self, timeout: float) -> bool:
+        """Wait until the rings of writers that closed or died are drained (the dispatcher
+        removes them then), so that the resume table covers every step they logged."""
+        deadline = time.monotonic() + timeout
+        while True:
+            unfinished = [meta for meta in self.ring_metas() if _finished_not_drained(meta)]
+            if not unfinished:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
 
     def join(
         self, config: Config, timeout: float

@@ -192,7 +192,11 @@ class Writer:
     def apply_handshake(self, handshake: Handshake) -> None:
         """Take the run's resume table: auto-incremented steps continue after stored ones."""
         self.handshake = handshake
-        for name, scale, labels, last in handshake.resume:
+        self.apply_resume(handshake.resume)
+
+    def apply_resume(self, table: list[tuple[str, str, str, int]]) -> None:
+        """Auto-incremented steps continue after the last step of each series in ``table``."""
+        for name, scale, labels, last in table:
             key = (name, scale, labels)
             self._resume[key] = max(self._resume.get(key, 0), last + 1)
 

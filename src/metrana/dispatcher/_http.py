@@ -171,6 +171,8 @@ class HttpTarget:
                     )
                 problem = f"{response.status_code}: {message}"
                 retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                if retry_after is not None:
+                    self._pacer.hint(retry_after)  # every sender waits, not just this one
             attempt += 1
             delay = self.policy.delay(attempt, retry_after)
             if not self.policy.allows(attempt, started, delay):

@@ -103,6 +103,9 @@ class Dispatcher:
         self.stats = DispatcherStats(pid=os.getpid(), started_ns=time.time_ns(), updated_ns=0)
         self._stats_published = -1.0
         self.max_inflight = max(1, min(target.max_inflight, config.dispatch_queue_max_size))
+        # The last step read per series, published for writers that join later (resume.json)
+        self.last_steps: dict[SeriesKey, int] = {}
+        self._last_steps_changed = False
 
     def stop(self) -> None:
         self._running = False
@@ -119,6 +122,7 @@ class Dispatcher:
             now = time.monotonic()
             if now >= next_scan:
                 self.scan()
+                self.publish_last_steps()
                 next_scan = now + SCAN_INTERVAL
             if now >= next_liveness:
                 self.check_liveness()
@@ -168,6 +172,21 @@ class Dispatcher:
                 "run, or by `metrana sync`",
                 self.spool.dir,
             )
+
+    def _note_last_steps(self, columns: dict[SeriesKey, SeriesColumns]) -> None:
+        last_steps = self.last_steps
+        for key, series in columns.items():
+            if series.steps:
+                last = max(series.steps)
+                if last > last_steps.get(key, -1):
+                    last_steps[key] = last
+                    self._last_steps_changed = True
+
+    def publish_last_steps(self) -> None:
+        if self._last_steps_changed:
+            self._last_steps_changed = False
+            with contextlib.suppress(OSError):
+                self.session.write_resume([(*key, last) for key, last in self.last_steps.items()])
 
     def publish_stats(self) -> None:
         stats = self.stats
@@ -264,8 +283,10 @@ class Dispatcher:
         if not commits:
             return moved
         if self.spooling and columns:
+            self._note_last_steps(columns)
             self._spool_and_commit(columns, commits)
             return True
+        self._note_last_steps(columns)
         for writer, cursor, _ in commits:
             if cursor.records > writer.reader.slot(_ring.M_SUBMITTED):
                 writer.reader.set_slot(_ring.M_SUBMITTED, cursor.records)
@@ -342,6 +363,8 @@ class Dispatcher:
         return True
 
     def _acknowledge(self, batch: _Batch, result: WriteResult) -> None:
+        # before the commit: a writer that sees its ring drained finds these steps published
+        self.publish_last_steps()
         self.stats.batches += 1
         self.stored += result.accepted
         self.duplicates += result.duplicates
