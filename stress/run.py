@@ -56,13 +56,21 @@ def _log_points(index: int, points: int, progress: Any, pid: Any, duration: floa
     pid.value = os.getpid()
     labels = {"writer": str(index)}
     started = time.monotonic()
-    for step in range(points):
-        metrana.log("value", value_of(index, step), step=step, labels=labels)
-        if step % 256 == 255:
-            progress.value = step + 1
-            ahead = started + duration * step / points - time.monotonic()
-            if ahead > 0:
-                time.sleep(ahead)
+    step = 0
+    try:
+        for step in range(points):
+            metrana.log("value", value_of(index, step), step=step, labels=labels)
+            if step % 256 == 255:
+                progress.value = step + 1
+                ahead = started + duration * step / points - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
+    except BaseException as error:
+        # log() raised: the points before it were accepted; the harness reports the crash
+        progress.value = step
+        pid.value = -os.getpid()
+        print(f"\nwriter {index} failed at step {step}: {error!r}", file=sys.stderr, flush=True)
+        raise
     progress.value = points
 
 
@@ -212,7 +220,7 @@ def _inject(
             # already finished: killing that one would prove nothing
             candidates = [
                 i for i in range(args.writers)
-                if i not in log.killed_writers and pids[i].value
+                if i not in log.killed_writers and pids[i].value > 0
                 and 0 < progress[i].value < args.points // 2
             ]  # fmt: skip
             if not candidates:
@@ -282,9 +290,11 @@ def _verify(
     stored: dict[int, list[tuple[int, float]]],
     progress: list[Any],
     killed: set[int],
+    crashed: set[int],
 ) -> tuple[bool, dict[str, int]]:
     figures = Counter[str]()
-    ok = True
+    ok = not crashed  # a log() that raised is a failure of its own, whatever was stored
+    figures["crashed"] = len(crashed)
     for index in range(args.writers):
         points = sorted(stored.get(index, []))
         steps = [step for step, _ in points]
@@ -292,7 +302,7 @@ def _verify(
         figures["duplicates"] += len(steps) - len(set(steps))
         wrong = sum(1 for step, value in points if value != value_of(index, step))
         figures["wrong"] += wrong
-        if index in killed:
+        if index in killed or index in crashed:
             reached = progress[index].value
             figures["killed_reached"] += reached
             prefix = steps == list(range(len(steps)))
@@ -393,7 +403,8 @@ def run(args: argparse.Namespace) -> int:
         else:
             stored = _stored_embedded(workdir / "home")
         killed = set(faults.killed_writers)
-        ok, figures = _verify(args, stored, progress, killed)
+        crashed = {i for i in range(args.writers) if pids[i].value < 0}
+        ok, figures = _verify(args, stored, progress, killed, crashed)
         ok = ok and not timed_out
         verdict = "exactly once" if ok else "FAILED"
         fault_text = ", ".join(f"{n} {k}" for k, n in sorted(faults.counts.items())) or "none"
@@ -401,7 +412,8 @@ def run(args: argparse.Namespace) -> int:
             f"VERDICT {verdict}: {figures.get('stored', 0):,} points stored of "
             f"{figures.get('logged', 0):,} logged by surviving writers + "
             f"{figures.get('killed_reached', 0):,} known to have reached the rings of "
-            f"{len(killed)} killed writers; missing {figures.get('missing', 0)}, duplicates "
+            f"{len(killed)} killed writers; {figures.get('crashed', 0)} writers crashed; "
+            f"missing {figures.get('missing', 0)}, duplicates "
             f"{figures.get('duplicates', 0)}, wrong values {figures.get('wrong', 0)}; "
             f"faults: {fault_text}; {elapsed:.0f} s" + ("; TIMED OUT" if timed_out else ""),
             flush=True,

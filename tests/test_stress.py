@@ -21,7 +21,7 @@ def test_quick_stress_run_under_mixed_faults_stores_every_point_exactly_once() -
     verdict = result.stdout.strip().splitlines()[-1]
     assert result.returncode == 0, result.stdout + result.stderr
     assert verdict.startswith("VERDICT exactly once:"), verdict
-    assert "missing 0, duplicates 0, wrong values 0" in verdict
+    assert "0 writers crashed; missing 0, duplicates 0, wrong values 0" in verdict
     faults = dict(
         (kind, int(count))
         for count, kind in re.findall(r"(\d+) (\w+)", verdict.split("faults:")[1])
