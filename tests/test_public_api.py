@@ -35,8 +35,11 @@ def test_exported_names_are_exactly_the_public_api() -> None:
         "__version__",
         "close",
         "flush",
+        "get_last_step",
         "init",
         "log",
+        "log_rl_environment_step",
+        "log_rl_episode",
         "stats",
     }
     public = {name for name in dir(metrana) if not name.startswith("_")}

@@ -36,7 +36,8 @@ from ._errors import (
     MetranaRunExistsError,
     MetranaTimeoutError,
 )
-from ._run import close, flush, init, log, stats
+from ._rl import log_rl_environment_step, log_rl_episode
+from ._run import close, flush, get_last_step, init, log, stats
 from ._stats import SessionStats, Stats, WriterStats
 
 __version__ = "0.1.0"
@@ -108,7 +109,10 @@ __all__ = [
     "__version__",
     "close",
     "flush",
+    "get_last_step",
     "init",
     "log",
+    "log_rl_environment_step",
+    "log_rl_episode",
     "stats",
 ]

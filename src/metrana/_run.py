@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import os
 import threading
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._config import Config, resolve_config
@@ -105,8 +106,8 @@ def init(
 
 
 def log(
-    metric_name: str,
-    value: float | int,
+    metric_name: str | Mapping[str, float | int],
+    value: float | int | Sequence[float | int] | Any = None,
     scale: Any = None,
     step: int | None = None,
     labels: dict[str, str] | None = None,
@@ -118,6 +119,10 @@ def log(
     and the dispatcher delivers it. ``step`` auto-increments per series when omitted;
     ``timestamp`` is Unix nanoseconds (default: now).
 
+    Also accepted: ``log({"loss": l, "acc": a}, step=…)`` logs several metrics at one step;
+    a list, tuple or 1-D NumPy array ``value`` logs consecutive points from ``step`` (or from
+    the series' next step). Every value is checked before any is logged.
+
     Raises:
         MetranaNotInitializedError: before ``init()`` or after ``close()``.
         MetranaInvalidMetricError / MetranaInvalidMetricTypeError: bad input; nothing is logged.
@@ -128,6 +133,17 @@ def log(
     if writer is None:
         writer = _writer_after_fork()
     writer.log(metric_name, value, scale, step, labels, timestamp)
+
+
+def get_last_step(
+    metric_name: str, scale: Any = None, labels: dict[str, str] | None = None
+) -> int | None:
+    """The last step of a series as this process knows it: logged here, or stored before a
+    resume. None when the series has no step yet."""
+    writer = _writer
+    if writer is None:
+        writer = _writer_after_fork()
+    return writer.last_step(metric_name, scale, labels)
 
 
 def _writer_after_fork() -> Writer:

@@ -8,6 +8,7 @@ import os
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -188,6 +189,8 @@ class Writer:
         self._errors_lock = threading.Lock()  # the watchdog and close() both poll
         self.delivery_errors: list[DeliveryErrorEntry] = []
         self._unraised: list[str] = []  # RaiseOnLog: messages the next log() raises
+        self._fast_log = self._make_log()
+        self.log: Callable[..., None] = self._fast_log
 
     def apply_handshake(self, handshake: Handshake) -> None:
         """Take the run's resume table: auto-incremented steps continue after stored ones."""
@@ -217,39 +220,129 @@ class Writer:
 
     # -- the hot path -------------------------------------------------------------------------
 
-    def log(
+    def _make_log(self) -> Callable[..., None]:
+        """The hot path of ``log()``, as a closure over everything it touches (locals are
+        cheaper than attributes). Scalars take the straight line; dicts of metrics and
+        sequences of values go to :meth:`_log_many` and :meth:`_log_values`."""
+        plain = self._plain
+        series_of = self._series
+        encode_into = self._encode_into
+        buf = self._buf
+        append = self._append
+        full = self._full
+        declare = self._declare
+        acquire = self._lock.acquire
+        release = self._lock.release
+        time_ns = _time_ns
+        log_many = self._log_many
+        log_values = self._log_values
+
+        def log(
+            metric_name: Any,
+            value: Any = None,
+            scale: Any = None,
+            step: Any = None,
+            labels: Any = None,
+            timestamp: Any = None,
+        ) -> None:
+            if scale is None and labels is None:
+                try:
+                    series = plain.get(metric_name)
+                except TypeError:  # unhashable: a dict of metrics (or a bad name)
+                    return log_many(metric_name, value, scale, step, labels, timestamp)
+                if series is None:
+                    if type(metric_name) is not str:
+                        return log_many(metric_name, value, scale, step, labels, timestamp)
+                    series = series_of(metric_name, None, None)
+            elif type(metric_name) is str:
+                series = series_of(metric_name, scale, labels)
+            else:
+                return log_many(metric_name, value, scale, step, labels, timestamp)
+            kind = type(value)
+            if kind is not float and kind is not int:
+                if kind is list or kind is tuple or getattr(value, "ndim", 0) > 0:
+                    return log_values(series, value, step, timestamp)
+                value = check_value(value)
+            if timestamp is None:
+                timestamp = time_ns()
+            elif type(timestamp) is not int or timestamp < 0:
+                timestamp = _check_timestamp(timestamp)
+            if step is not None and (type(step) is not int or step < 0):
+                step = _check_step(step)
+            acquire()
+            try:
+                if not series.declared and not declare(series):
+                    return None
+                if step is None:
+                    step = series.next_step
+                encode_into((POINT, series.id, step, value, timestamp), buf, 8)
+                if (append(buf) or full(buf)) and step >= series.next_step:
+                    series.next_step = step + 1
+            finally:
+                release()
+            return None
+
+        return log
+
+    def _log_many(
         self,
-        metric_name: str,
-        value: float | int,
-        scale: Any = None,
-        step: int | None = None,
-        labels: dict[str, str] | None = None,
-        timestamp: int | None = None,
+        metrics: Any,
+        value: Any,
+        scale: Any,
+        step: Any,
+        labels: Any,
+        timestamp: Any,
     ) -> None:
-        if scale is None and labels is None:
-            series = self._plain.get(metric_name)
-            if series is None:
-                series = self._series(metric_name, None, None)
-        else:
-            series = self._series(metric_name, scale, labels)
-        kind = type(value)
-        if kind is not float and kind is not int:
-            value = check_value(value)
-        if timestamp is None:
-            timestamp = _time_ns()
-        elif type(timestamp) is not int or timestamp < 0:
-            timestamp = _check_timestamp(timestamp)
-        if step is not None and (type(step) is not int or step < 0):
+        """``log({"loss": l, "acc": a}, step=…)``: several metrics at one step. Every name and
+        value is checked before the first is logged."""
+        if not isinstance(metrics, Mapping):
+            _check_name(metrics)  # raises: neither a name nor a dict of metrics
+            raise AssertionError("unreachable")
+        if value is not None:
+            raise MetranaInvalidMetricTypeError(
+                "log(dict, ...) takes each value from the dict; do not pass value as well"
+            )
+        checked = []
+        for name, item in metrics.items():
+            _check_name(name)
+            if isinstance(item, list | tuple) or getattr(item, "ndim", 0) > 0:
+                raise MetranaInvalidMetricTypeError(
+                    f"log(dict) takes one value per metric; {name!r} has a sequence "
+                    "(log it on its own: log(name, values, step=...))"
+                )
+            checked.append((name, item if type(item) in (float, int) else check_value(item)))
+        for name, item in checked:
+            self.log(name, item, scale, step, labels, timestamp)
+
+    def _log_values(self, series: _Series, values: Any, step: Any, timestamp: Any) -> None:
+        """A list, tuple or 1-D NumPy array: consecutive points from ``step`` (or from the
+        series' next step), all with one timestamp. Nothing is logged if any value is bad."""
+        ndim = getattr(values, "ndim", None)
+        if ndim is not None:
+            if ndim != 1:
+                raise MetranaInvalidMetricTypeError(
+                    f"an array value must be 1-D (consecutive steps), got {ndim}-D"
+                )
+            values = values.tolist()
+        checked = [v if type(v) in (float, int) else check_value(v) for v in values]
+        timestamp = _time_ns() if timestamp is None else _check_timestamp(timestamp)
+        if step is not None:
             step = _check_step(step)
         buf = self._buf
         with self._lock:
-            if not series.declared and not self._declare(series):
+            if not checked or (not series.declared and not self._declare(series)):
                 return
-            if step is None:
-                step = series.next_step
-            self._encode_into((POINT, series.id, step, value, timestamp), buf, 8)
-            if (self._append(buf) or self._full(buf)) and step >= series.next_step:
-                series.next_step = step + 1
+            first = series.next_step if step is None else step
+            for offset, value in enumerate(checked):
+                at = first + offset
+                self._encode_into((POINT, series.id, at, value, timestamp), buf, 8)
+                if (self._append(buf) or self._full(buf)) and at >= series.next_step:
+                    series.next_step = at + 1
+
+    def last_step(self, metric_name: str, scale: Any = None, labels: Any = None) -> int | None:
+        """The last step of a series as this process knows it (logged here, or resumed)."""
+        series = self._series(metric_name, scale, labels)
+        return series.next_step - 1 if series.next_step > 0 else None
 
     # -- series interning -------------------------------------------------------------------------
 
@@ -405,15 +498,15 @@ class Writer:
             elif strategy is ErrorStrategy.RAISE_ON_LOG:
                 # Errors not yet raised accumulate: the next log() raises them all.
                 self._unraised.extend(entry.message for entry in fresh)
-                self.log = self._raise_on_log  # type: ignore[method-assign]
+                self.log = self._raise_on_log
 
     def _raise_on_log(self, *args: Any, **kwargs: Any) -> None:
         """Stands in for ``log()`` until the next call, which raises the new errors."""
         with self._errors_lock:
             messages, self._unraised = self._unraised, []
-            self.__dict__.pop("log", None)  # back to the normal method
+            self.log = self._fast_log  # back to the normal path
         if not messages:  # another thread's call raised them
-            Writer.log(self, *args, **kwargs)
+            self._fast_log(*args, **kwargs)
             return
         raise MetranaDeliveryError(
             f"the dispatcher could not deliver data: {'; '.join(messages)} "
