@@ -81,6 +81,8 @@ class Config(msgspec.Struct, frozen=True):
     close_timeout: float
     init_timeout: float
     block_timeout: float
+    system_metrics: bool = False
+    system_metrics_interval: float = 5.0
 
     @property
     def store_path(self) -> str:
@@ -236,6 +238,7 @@ def resolve_config(
     ingestion_url: Any = None,
     event_queue_max_size: Any = None,
     close_timeout: Any = None,
+    system_metrics: Any = None,
     environ: Mapping[str, str] | None = None,
 ) -> Config:
     """Resolve and validate every setting of ``init()``."""
@@ -332,6 +335,32 @@ def resolve_config(
         block_timeout=_float_setting(
             "block_timeout", None, "METRANA_BLOCK_TIMEOUT", DEFAULT_BLOCK_TIMEOUT, env
         ),
+        system_metrics=_bool_setting(
+            "system_metrics", system_metrics, "METRANA_SYSTEM_METRICS", False, env
+        ),
+        system_metrics_interval=_float_setting(
+            "system_metrics_interval", None, "METRANA_SYSTEM_METRICS_INTERVAL", 5.0, env
+        ),
+    )
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+def _bool_setting(
+    setting: str, argument: Any, env_name: str, default: bool, environ: Mapping[str, str]
+) -> bool:
+    value, source = _pick(argument, env_name, environ)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise MetranaConfigError(
+        f"invalid {setting} {value!r} (from {source}); accepted values: True/False, "
+        f"or {env_name}=1/0 (true/false, yes/no, on/off)"
     )
 
 

@@ -70,6 +70,8 @@ M_SUBMITTED = 23
 # stores, so that a reader opened after a consumer was killed mid-commit finds a consistent
 # (position, record count) pair.
 M_COMMIT_SEGMENT, M_COMMIT_POSITION, M_COMMIT_RECORDS = 24, 25, 26
+# The writer's rank plus one (0: unknown), from RANK / LOCAL_RANK, for system metrics and status.
+M_RANK = 27
 # segment slots
 S_MAGIC, S_NUMBER, S_CAPACITY, S_WRITE_POS, S_SEALED, S_READ_POS = 0, 1, 2, 8, 9, 16
 

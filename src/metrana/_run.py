@@ -46,12 +46,17 @@ def init(
     log_level: Any = None,
     num_dispatch_workers: int = 4,
     ingestion_url: str | None = None,
+    system_metrics: bool | None = None,
 ) -> None:
     """Join (or start) the run's session in this process.
 
     The first process of a job on a host starts the session's dispatcher; every other process
     with the same run identity and orchestration id joins it. Blocks until the dispatcher has
     created or resumed the run (``METRANA_INIT_TIMEOUT``, default 30 s).
+
+    With ``system_metrics=True`` (or ``METRANA_SYSTEM_METRICS=1``) the dispatcher samples every
+    writer process (CPU, RSS, threads, open files) and the host (memory, load) every
+    ``METRANA_SYSTEM_METRICS_INTERVAL`` seconds (default 5) into ``system/...`` series.
 
     Raises:
         MetranaAlreadyInitializedError: ``init()`` was already called in this process.
@@ -78,6 +83,7 @@ def init(
             log_level=log_level,
             num_dispatch_workers=num_dispatch_workers,
             ingestion_url=ingestion_url,
+            system_metrics=system_metrics,
         )
         configure(config.log_level)
         session = Session.for_config(config)

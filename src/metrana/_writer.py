@@ -165,6 +165,9 @@ class Writer:
             config.event_queue_max_size,
         )
         self._append = self.ring.append
+        rank = os.environ.get("RANK") or os.environ.get("LOCAL_RANK")
+        if rank is not None and rank.isdigit():
+            self.ring.meta[_ring.M_RANK] = int(rank) + 1
         self._lock = threading.Lock()
         self._buf = bytearray(64)
         self._encode_into = encoder.encode_into

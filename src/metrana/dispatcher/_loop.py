@@ -21,11 +21,12 @@ from .._error_channel import ErrorPublisher
 from .._errors import MetranaCorruptRingError
 from .._logging import logger
 from .._records import CLOSE, DECLARE, POINT, decoder
-from .._session import Session, process_alive
+from .._session import Session, process_alive, process_create_ms
 from .._stats import DispatcherStats, publish_dispatcher_stats
 from .._writer import CLOSE_STRATEGY_OF_CODE, labels_json
 from ..storage import SeriesColumns, SeriesKey, WriteResult
 from ._spool import Spool, SpoolFullError
+from ._system import SystemSampler
 from ._target import DeliveryFailure, RejectedBatch, Target
 
 SCAN_INTERVAL = 0.1
@@ -103,6 +104,11 @@ class Dispatcher:
         self.stats = DispatcherStats(pid=os.getpid(), started_ns=time.time_ns(), updated_ns=0)
         self._stats_published = -1.0
         self.max_inflight = max(1, min(target.max_inflight, config.dispatch_queue_max_size))
+        self.system: SystemSampler | None = None
+        if config.system_metrics:
+            self.system = SystemSampler(config.system_metrics_interval)
+        self._create_ms = process_create_ms()
+        self._system_points: dict[SeriesKey, SeriesColumns] = {}
         # The last step read per series, published for writers that join later (resume.json)
         self.last_steps: dict[SeriesKey, int] = {}
         self._last_steps_changed = False
@@ -125,6 +131,7 @@ class Dispatcher:
                 self.publish_last_steps()
                 next_scan = now + SCAN_INTERVAL
             if now >= next_liveness:
+                self.sample_system()
                 self.check_liveness()
                 self.publish_stats()
                 next_liveness = now + LIVENESS_INTERVAL
@@ -172,6 +179,21 @@ class Dispatcher:
                 "run, or by `metrana sync`",
                 self.spool.dir,
             )
+
+    def sample_system(self) -> None:
+        if self.system is None or not self.system.due(time.monotonic()):
+            return
+        writers = [
+            (w.reader.pid, w.reader.create_ms, w.reader.slot(_ring.M_RANK) - 1)
+            for w in self.writers.values()
+            if not w.dead
+        ]
+        writers.append((os.getpid(), self._create_ms, -1))  # the dispatcher itself
+        self.system.sample(writers, self._system_points)
+
+    def _take_system_points(self) -> dict[SeriesKey, SeriesColumns]:
+        points, self._system_points = self._system_points, {}
+        return points
 
     def _note_last_steps(self, columns: dict[SeriesKey, SeriesColumns]) -> None:
         last_steps = self.last_steps
@@ -263,6 +285,8 @@ class Dispatcher:
         columns: dict[SeriesKey, SeriesColumns] = {}
         commits: list[tuple[_Writer, _ring.Cursor, int]] = []
         replay = False
+        if self.system is not None:
+            columns = self._take_system_points()
         for writer_id, writer in list(self.writers.items()):
             try:
                 if writer.reader.cursor.records < writer.reader.slot(_ring.M_SUBMITTED):
@@ -280,7 +304,7 @@ class Dispatcher:
                 self._broken.add(writer_id)
                 continue
             commits.append((writer, writer.reader.cursor.copy(), points))
-        if not commits:
+        if not commits and not columns:
             return moved
         if self.spooling and columns:
             self._note_last_steps(columns)

@@ -1,0 +1,55 @@
+"""System metrics: the dispatcher samples the writer processes and the host."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import export_points, run_python
+
+SCRIPT = """
+import os, time, metrana
+os.environ["RANK"] = "3"
+metrana.init(workspace_name="ws", project_name="p", run_name="sys", close_strategy="CompleteAll")
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline:
+    metrana.log("loss", 1.0)
+    stats = metrana.stats().session.dispatcher
+    time.sleep(0.05)
+    if stats is not None and stats.stored > 0 and time.monotonic() > deadline - 29.2:
+        break
+metrana.close()
+print(os.getpid())
+"""
+
+
+@pytest.mark.parametrize("how", ["argument", "variable"])
+def test_system_metrics_sample_writers_and_host(how: str) -> None:
+    script = SCRIPT
+    env = {"METRANA_SYSTEM_METRICS_INTERVAL": "0.2"}
+    if how == "argument":
+        script = script.replace(
+            'close_strategy="CompleteAll"', 'close_strategy="CompleteAll", system_metrics=True'
+        )
+        env["METRANA_SYSTEM_METRICS"] = "0"  # the argument wins
+    else:
+        env["METRANA_SYSTEM_METRICS"] = "1"
+    pid = run_python("-c", script, env=env).stdout.strip()
+    points = export_points("ws", "p", "sys")
+    names = {str(p["metric"]) for p in points}
+    assert {"system/cpu_percent", "system/rss_bytes", "system/threads", "system/open_files",
+            "system/host_memory_used_bytes", "system/host_memory_percent",
+            "system/load_1m"} <= names  # fmt: skip
+    mine = [
+        p for p in points if p["metric"] == "system/rss_bytes" and p["labels"].get("pid") == pid
+    ]  # type: ignore[attr-defined]
+    assert mine, "the writer process was not sampled"
+    assert all(p["labels"]["rank"] == "3" for p in mine)  # type: ignore[index]
+    assert all(int(p["value"]) > 1_000_000 for p in mine)  # type: ignore[call-overload]
+    steps = [int(p["step"]) for p in mine]  # type: ignore[call-overload]
+    assert steps == sorted(set(steps))
+
+
+def test_system_metrics_are_off_by_default() -> None:
+    run_python("-c", SCRIPT)
+    assert not [
+        p for p in export_points("ws", "p", "sys") if str(p["metric"]).startswith("system/")
+    ]
