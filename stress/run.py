@@ -34,7 +34,6 @@ from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import psutil
 
 RUN = "stress"
@@ -177,17 +176,9 @@ class FaultLog:
 
 
 def _live_dispatchers(session_root: Path) -> list[int]:
-    from metrana._session import process_alive
+    from metrana._session import live_dispatchers
 
-    pids = []
-    for info_path in session_root.glob("*/dispatcher.json"):
-        try:
-            info = msgspec.json.decode(info_path.read_bytes())
-        except (OSError, msgspec.DecodeError):
-            continue
-        if process_alive(info["pid"], info["create_ms"]):
-            pids.append(int(info["pid"]))
-    return pids
+    return live_dispatchers(session_root)
 
 
 def _inject(

@@ -18,7 +18,7 @@ import pytest
 
 import metrana
 from metrana import _run
-from metrana._session import process_alive
+from metrana._session import live_dispatchers
 from metrana.api import Client
 from metrana.testing import RunningServer, serve_in_thread
 
@@ -63,15 +63,7 @@ def client(live_server: RunningServer) -> Iterator[Client]:
 
 def dispatcher_pids(session_root: Path) -> list[int]:
     """Live dispatchers of the sessions under ``session_root`` (by pid and create time)."""
-    pids = []
-    for info_path in session_root.glob("*/dispatcher.json"):
-        try:
-            info = msgspec.json.decode(info_path.read_bytes())
-        except (OSError, msgspec.DecodeError):
-            continue
-        if process_alive(info["pid"], info["create_ms"]):
-            pids.append(int(info["pid"]))
-    return pids
+    return live_dispatchers(session_root)
 
 
 def kill_dispatchers(session_root: Path) -> None:
@@ -124,6 +116,17 @@ def kill_tree(pid: int) -> None:
         except psutil.NoSuchProcess:
             pass
     psutil.wait_procs([*children, parent], timeout=5)
+
+
+def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run ``metrana ARGS`` with the test's environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "metrana.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=check,
+    )
 
 
 def store_path() -> Path:

@@ -10,22 +10,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import kill_tree
+from conftest import cli, kill_tree
 
 import metrana
 from metrana.api import Client, MetricsApiRequestError
 from metrana.dispatcher._spool import spool_root
 from metrana.testing import RunningServer
-
-
-def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "metrana.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=check,
-    )
 
 
 def test_serve_prints_the_first_key_once_and_answers(tmp_path: Path) -> None:

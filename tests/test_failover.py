@@ -13,11 +13,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import msgspec
 import pytest
 from conftest import export_points, kill_tree
 
-from metrana._session import process_alive
+from metrana._session import live_dispatchers
 from metrana.api import Client
 from metrana.testing import RunningServer
 
@@ -63,17 +62,6 @@ def _points_over_http(server: RunningServer) -> list[dict[str, object]]:
     ]
 
 
-def _live_dispatcher(session_root: Path) -> int | None:
-    for info_path in session_root.glob("*/dispatcher.json"):
-        try:
-            info = msgspec.json.decode(info_path.read_bytes())
-        except (OSError, msgspec.DecodeError):
-            continue
-        if process_alive(info["pid"], info["create_ms"]):
-            return int(info["pid"])
-    return None
-
-
 @pytest.mark.parametrize("target", ["embedded", "http"])
 def test_dispatcher_killed_repeatedly_loses_nothing_and_stores_nothing_twice(
     tmp_path: Path, target: str, request: pytest.FixtureRequest
@@ -103,7 +91,7 @@ def test_dispatcher_killed_repeatedly_loses_nothing_and_stores_nothing_twice(
         deadline = time.monotonic() + 120
         while job.poll() is None and time.monotonic() < deadline and kills < rounds:
             time.sleep(rng.uniform(*pause))
-            pid = _live_dispatcher(session_root)
+            pid = next(iter(live_dispatchers(session_root)), None)
             if pid is not None and pid not in killed:
                 os.kill(pid, signal.SIGKILL)
                 killed.add(pid)

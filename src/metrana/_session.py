@@ -44,6 +44,17 @@ class _DispatcherVanished(MetranaDispatcherError):
     """The dispatcher died before its handshake without saying why (killed): start another."""
 
 
+def live_dispatchers(session_root: Path) -> list[int]:
+    """Pids of the live dispatchers of the sessions under ``session_root`` (by pid and create
+    time, so a reused pid is not mistaken for one)."""
+    pids = []
+    for info_path in session_root.glob("*/dispatcher.json"):
+        info = _read_struct(info_path, DispatcherInfo)
+        if info is not None and process_alive(info.pid, info.create_ms):
+            pids.append(info.pid)
+    return pids
+
+
 def _finished_not_drained(meta_path: Path) -> bool:
     """A ring whose writer closed or died, with records the dispatcher has not committed."""
     from . import _ring
