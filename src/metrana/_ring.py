@@ -431,23 +431,31 @@ class RingReader:
             end = slots[S_WRITE_POS]
             position = cursor.position
             capacity = segment.capacity
-            u32 = segment.u32
+            u64 = segment.u64
             view = segment.view
-            while position < end and len(out) < limit:
+            append = out.append
+            room = limit - len(out)
+            read = 0
+            while position < end and read < room:
                 offset = position % capacity
-                length = u32[offset >> 2]
-                if u32[(offset >> 2) + 1] != check_word(position):
+                header = u64[offset >> 3]
+                # the check word, inlined (see check_word): this loop runs once per record
+                if header >> 32 != ((position >> 3) ^ 0x9E3779B9) & 0xFFFFFFFF:
+                    cursor.records += read
+                    cursor.position = position
                     raise MetranaCorruptRingError(
                         f"ring {segment.path}: record at position {position} has a bad check "
                         "word; the file was modified by something other than its writer"
                     )
+                length = header & 0xFFFFFFFF
                 if length == PAD:
                     position += capacity - offset
                     continue
                 start = offset + RECORD_HEADER
-                out.append(decode(view[start : start + length]))
+                append(decode(view[start : start + length]))
                 position += (length + RECORD_HEADER + 7) & -8
-                cursor.records += 1
+                read += 1
+            cursor.records += read
             cursor.position = position
             if position >= end and sealed:
                 cursor.segment += 1
