@@ -14,6 +14,8 @@ from typing import Any
 import metrana
 
 from ._config import orchestration_id, resolve_config
+from ._session import Session, session_root
+from ._stats import read_dispatcher_stats
 from .storage import SqliteStore
 
 
@@ -60,7 +62,10 @@ def _rank(rank: int, run_name: str, steps: int, workers: int, progress: Any) -> 
 
 
 def run_demo(ranks: int = 4, steps: int = 25_000, workers: int = 2) -> int:
-    """Run the simulation; print progress and a summary of what the store holds."""
+    """Run the simulation; show progress bars (stderr) and print a summary of what the store
+    holds (stdout)."""
+    from .cli import stderr_progress
+
     run_name = f"demo-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     # Like torchrun's TORCHELASTIC_RUN_ID: one job id, inherited by every spawned rank, so
     # that all ranks share one session and one dispatcher.
@@ -69,10 +74,16 @@ def run_demo(ranks: int = 4, steps: int = 25_000, workers: int = 2) -> int:
     progress: Synchronized[int] = ctx.Value("q", 0)
     expected_rank_points = ranks * steps * 2 + steps
     expected_env_points = ranks * workers * (steps // 20)
+    expected = expected_rank_points + expected_env_points
     print(
         f"metrana demo: {ranks} spawned ranks x {steps} steps, each forking {workers} "
         f"environment workers -> run {run_name!r}"
     )
+    config = resolve_config(
+        workspace_name="demo", project_name="simulated-training", run_name=run_name
+    )
+    # The ranks' session (same run and job id): its dispatcher's counters drive the "stored" bar.
+    session_dir = session_root() / Session.key(config)
     started = time.monotonic()
     processes = [
         ctx.Process(target=_rank, args=(r, run_name, steps, workers, progress))
@@ -81,23 +92,31 @@ def run_demo(ranks: int = 4, steps: int = 25_000, workers: int = 2) -> int:
     for process in processes:
         process.start()
     total_steps = ranks * steps
-    while any(p.is_alive() for p in processes):
-        done = progress.value
-        bar = "#" * int(30 * done / total_steps)
-        sys.stdout.write(f"\r  training [{bar:<30}] {done:>9,}/{total_steps:,} steps")
-        sys.stdout.flush()
-        time.sleep(0.2)
-    sys.stdout.write(f"\r  training [{'#' * 30}] {total_steps:>9,}/{total_steps:,} steps\n")
+    stored = 0
+
+    def refresh() -> None:
+        nonlocal stored
+        stats = read_dispatcher_stats(session_dir)
+        if stats is not None:
+            stored = max(stored, min(stats.stored, expected))
+        bars.update(training, completed=progress.value)
+        bars.update(storing, completed=stored)
+
+    with stderr_progress() as bars:
+        training = bars.add_task("training", total=total_steps)
+        storing = bars.add_task("stored  ", total=expected)
+        while any(p.is_alive() for p in processes):
+            refresh()
+            time.sleep(0.2)
+        for process in processes:
+            process.join()
+        elapsed = time.monotonic() - started
+        refresh()
+        store = SqliteStore(config.store_path)
+        run = store.find_run("demo", "simulated-training", run_name)
+        if run is not None:  # the final count, from the store itself
+            bars.update(storing, completed=run.points)
     failed = [p.exitcode for p in processes if p.exitcode != 0]
-    for process in processes:
-        process.join()
-    elapsed = time.monotonic() - started
-    config = resolve_config(
-        workspace_name="demo", project_name="simulated-training", run_name=run_name
-    )
-    store = SqliteStore(config.store_path)
-    run = store.find_run("demo", "simulated-training", run_name)
-    expected = expected_rank_points + expected_env_points
     print(f"\nStored in {config.store_path}:")
     if run is None:
         print("  the run was not found in the store")
