@@ -14,7 +14,7 @@ from typing import Any
 import metrana
 
 from ._config import orchestration_id, resolve_config
-from ._session import Session, session_root
+from ._session import Session, live_dispatchers, session_root
 from ._stats import read_dispatcher_stats
 from .storage import SqliteStore
 
@@ -112,6 +112,11 @@ def run_demo(ranks: int = 4, steps: int = 25_000, workers: int = 2) -> int:
             process.join()
         elapsed = time.monotonic() - started
         refresh()
+        # The dispatcher marks the run finished once its last writer is gone; give it a moment
+        # so that the summary shows the run's final status.
+        deadline = time.monotonic() + 10
+        while Session(session_dir).dispatcher_alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
         store = SqliteStore(config.store_path)
         run = store.find_run("demo", "simulated-training", run_name)
         if run is not None:  # the final count, from the store itself
