@@ -14,7 +14,7 @@ from typing import Any
 import metrana
 
 from ._config import orchestration_id, resolve_config
-from ._session import Session, live_dispatchers, session_root
+from ._session import Session, session_root
 from ._stats import read_dispatcher_stats
 from .storage import SqliteStore
 
