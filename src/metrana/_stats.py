@@ -93,10 +93,13 @@ def writer_stats(meta: memoryview, writer_id: str, logged: int | None = None) ->
     if logged is None:
         logged = max(0, written - declared - (1 if closed else 0))
     committed_points = int(meta[_ring.M_COMMITTED_POINTS])
+    # The record count is republished by a live writer every 0.1 s; the dispatcher may have
+    # committed more than the last figure says.
+    logged = max(logged, committed_points)
     discarded = int(meta[_ring.M_DISCARDED])
     rejected = int(meta[_ring.M_REJECTED])
     max_events = int(meta[_ring.M_MAX_EVENTS])
-    in_ring = written - int(meta[_ring.M_COMMITTED])
+    in_ring = max(0, written - int(meta[_ring.M_COMMITTED]))
     return WriterStats(
         pid=int(meta[_ring.M_PID]),
         writer_id=writer_id,

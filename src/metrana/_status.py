@@ -311,13 +311,6 @@ def _session_status(directory: Path, previous: SessionStatus | None) -> SessionS
     elapsed = (now_ns - previous.sampled_ns) / 1e9 if previous else 0.0
     writers = []
     for stats in counters.writers:
-        # From outside, "logged" is the writer's published record count (republished every
-        # 0.1 s) while the dispatcher commits as it reads: between two publications the
-        # committed count can run ahead. What was committed was logged.
-        committed = stats.delivered + stats.dropped_on_close + stats.rejected
-        if stats.logged < committed:
-            stats.logged = committed
-        stats.ring_fill = max(0.0, stats.ring_fill)
         alive = _writer_alive(stats)
         rank, local_rank = _ranks(stats.pid) if alive else (None, None)
         before = previous_writers.get(stats.writer_id)
