@@ -194,6 +194,10 @@ def _inject(
     from metrana._fault_proxy import Fault
 
     rng = random.Random(args.seed)
+    # Faults start once every writer has joined: init() fails by design when the server is
+    # unreachable; what is tested here is delivery after that.
+    while not stop.is_set() and not all(pid.value for pid in pids):
+        stop.wait(0.05)
     kinds = ["kill_dispatcher"] * 4 + ["kill_writer"]
     if server is not None:
         kinds += ["restart_server", "status_503", "stall", "drop", "drop_response"]

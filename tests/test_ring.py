@@ -357,7 +357,7 @@ def test_a_full_ring_refuses_by_events_and_by_bytes_and_the_refused_record_is_ne
         with mapped_segment(directory, 0, "bytes") as (slots, _, words):
             assert slots[_ring.S_WRITE_POS] == 112
             assert slots[_ring.S_READ_POS] == 88
-            assert words[48 >> 3] == _ring.PAD | (_ring.check_word(48) << 32)
+            assert words[48 >> 3] == _ring.header(_ring.PAD, 48, 64)
         # a record larger than the data is an error, and leaves the ring as it was
         with pytest.raises(ValueError, match="does not fit"):
             writer.append(record(bytes(64)))
@@ -487,7 +487,7 @@ def test_a_record_whose_position_is_not_published_is_never_returned(lap: int, wr
         with mapped_segment(directory) as (slots, data, words):
             position = slots[_ring.S_WRITE_POS]
             offset = position % 64
-            header = len(torn) | (_ring.check_word(position) << 32)
+            header = _ring.header(len(torn), position, 64)
             start = offset + _ring.RECORD_HEADER
             if written in ("payload", "all"):
                 data[start : start + len(torn)] = torn
@@ -514,7 +514,7 @@ def test_a_record_whose_position_is_not_published_is_never_returned(lap: int, wr
 @pytest.mark.parametrize("lap", [1, 2])
 def test_a_published_position_over_a_missing_or_stale_header_is_refused(lap: int) -> None:
     """Defence in depth: if the position were published before the header, the check word (a
-    function of the record's position) tells the reader the header is not this lap's: it
+    function of the record's lap) tells the reader the header is not this lap's: it
     raises instead of returning zeros (lap 1) or an older lap's record (lap 2)."""
     directory = ring_dir()
     writer, published = _torn_setup(directory, lap)
@@ -531,7 +531,7 @@ def test_a_published_position_over_a_missing_or_stale_header_is_refused(lap: int
             if lap == 1:
                 assert stale == 0
             else:  # a well-formed header of lap 1, same length as the torn record
-                assert stale == len(torn) | (_ring.check_word(position - 64) << 32)
+                assert stale == _ring.header(len(torn), position - 64, 64)
             start = offset + _ring.RECORD_HEADER
             data[start : start + len(torn)] = torn
             slots[_ring.S_WRITE_POS] = position + record_size(len(torn))
@@ -540,7 +540,7 @@ def test_a_published_position_over_a_missing_or_stale_header_is_refused(lap: int
             with pytest.raises(MetranaCorruptRingError, match="bad check word"):
                 reader.read(10)
             assert reader.cursor.records == records  # nothing consumed
-            words[offset >> 3] = len(torn) | (_ring.check_word(position) << 32)
+            words[offset >> 3] = _ring.header(len(torn), position, 64)
             assert reader.read(10) == [torn]
     finally:
         reader.close()

@@ -26,8 +26,9 @@ bytes of data::
     reader-owned: 16 committed read position
 
 Positions are absolute and only increase; ``position % capacity`` is the offset in the data.
-A record is an 8-byte header (u32 payload length, u32 check word derived from the record's
-position) followed by the payload, padded to 8 bytes. A record never straddles the end of the
+A record is an 8-byte header (one u64: the payload length in bits 0-29, a check word derived
+from the record's lap, ``position // capacity``, in bits 30-59) followed by the payload, padded
+to 8 bytes. A record never straddles the end of the
 data: the writer writes a PAD header and continues at offset 0. The writer publishes the write
 position after the record's bytes, so the reader never sees a partial record; the check word
 also proves that the bytes belong to this lap, not an older one. With ``max events = 0`` a full
@@ -48,11 +49,13 @@ from ._errors import MetranaCorruptRingError
 
 MAGIC_META = 0x4D45545241_4D5441  # "METRA" "MTA"
 MAGIC_SEGMENT = 0x4D45545241_534547  # "METRA" "SEG"
-VERSION = 1
+VERSION = 2
 META_BYTES = 4096
 SEGMENT_HEADER = 4096
 RECORD_HEADER = 8
-PAD = 0xFFFFFFFF
+LENGTH_BITS = 30
+LENGTH_MASK = (1 << LENGTH_BITS) - 1
+PAD = LENGTH_MASK  # the length of a PAD header: skip to the end of the lap
 BYTES_PER_EVENT = 48
 MIN_SEGMENT = 64 * 1024
 UNBOUNDED_SEGMENT = 4 * 1024 * 1024
@@ -78,9 +81,18 @@ S_MAGIC, S_NUMBER, S_CAPACITY, S_WRITE_POS, S_SEALED, S_READ_POS = 0, 1, 2, 8, 9
 STATE_OPEN, STATE_CLOSED = 0, 1
 
 
-def check_word(position: int) -> int:
-    """The check word of a record at ``position``: differs from lap to lap."""
-    return ((position >> 3) ^ 0x9E3779B9) & 0xFFFFFFFF
+def check_word(position: int, capacity: int) -> int:
+    """The check word of a record at ``position``: differs from lap to lap (never 0)."""
+    return ((position // capacity) ^ 0x1E3779B9) & LENGTH_MASK or 1
+
+
+def header(length: int, position: int, capacity: int) -> int:
+    """The u64 header of a record of ``length`` payload bytes at ``position``.
+
+    The check word is per lap, so the writer computes it once a lap: the per-record store is
+    one OR of a small int and a two-digit one (a 64-bit check word made every header a
+    three-digit int, and the store three times slower)."""
+    return length | (check_word(position, capacity) << LENGTH_BITS)
 
 
 def segment_capacity(max_events: int) -> int:
@@ -245,6 +257,7 @@ class RingWriter:
         # Fast path bounds: below these, a record needs no wrap, no refresh, no chaining.
         fast_limit = capacity  # min(end of this lap, committed read position + capacity)
         event_limit = max_events if max_events else 1 << 62
+        lap_word = header(0, 0, capacity)  # the check word of the lap being written
 
         def count() -> int:
             return written
@@ -260,9 +273,7 @@ class RingWriter:
             size = (n + 7) & -8
             if written < event_limit and position + size <= fast_limit:
                 view[offset : offset + n] = payload
-                u64[offset >> 3] = (n - RECORD_HEADER) | (
-                    (((position >> 3) ^ 0x9E3779B9) & 0xFFFFFFFF) << 32
-                )
+                u64[offset >> 3] = (n - RECORD_HEADER) | lap_word
                 position += size
                 offset += size
                 written += 1
@@ -271,7 +282,7 @@ class RingWriter:
             return slow(payload, n, size)
 
         def slow(payload: bytearray, n: int, size: int) -> bool:
-            nonlocal position, offset, written, fast_limit, event_limit
+            nonlocal position, offset, written, fast_limit, event_limit, lap_word
             nonlocal segment, view, u64, slots
             if offset == capacity:  # the fast path ended a record exactly at the end of a lap
                 offset = 0
@@ -300,11 +311,11 @@ class RingWriter:
                 old.close()
                 position = offset = pad = read = 0
             if pad:
-                u64[offset >> 3] = PAD | (check_word(position) << 32)
+                u64[offset >> 3] = header(PAD, position, capacity)
                 position += pad
                 offset = 0
             view[offset : offset + n] = payload
-            u64[offset >> 3] = (n - RECORD_HEADER) | (check_word(position) << 32)
+            u64[offset >> 3] = header(n - RECORD_HEADER, position, capacity)
             position += size
             offset += size
             if offset == capacity:
@@ -312,6 +323,7 @@ class RingWriter:
             written += 1
             slots[S_WRITE_POS] = position
             fast_limit = min(read + capacity, position - offset + capacity)
+            lap_word = header(0, position, capacity)
             return True
 
         self._count = count
@@ -436,18 +448,22 @@ class RingReader:
             append = out.append
             room = limit - len(out)
             read = 0
+            lap_end = (position // capacity + 1) * capacity
+            expected = check_word(position, capacity)
             while position < end and read < room:
+                if position >= lap_end:
+                    lap_end = (position // capacity + 1) * capacity
+                    expected = check_word(position, capacity)
                 offset = position % capacity
-                header = u64[offset >> 3]
-                # the check word, inlined (see check_word): this loop runs once per record
-                if header >> 32 != ((position >> 3) ^ 0x9E3779B9) & 0xFFFFFFFF:
+                word = u64[offset >> 3]
+                if word >> LENGTH_BITS != expected:
                     cursor.records += read
                     cursor.position = position
                     raise MetranaCorruptRingError(
                         f"ring {segment.path}: record at position {position} has a bad check "
                         "word; the file was modified by something other than its writer"
                     )
-                length = header & 0xFFFFFFFF
+                length = word & LENGTH_MASK
                 if length == PAD:
                     position += capacity - offset
                     continue
