@@ -6,7 +6,6 @@ Exponential backoff with full jitter and a cap, bounded by a budget of attempts 
 
 from __future__ import annotations
 
-import email.utils
 import random
 import time
 
@@ -29,6 +28,8 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         return max(0.0, float(value))
     except ValueError:
         pass
+    import email.utils  # ~10 ms to import; only an HTTP-date Retry-After needs it
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):

@@ -18,14 +18,16 @@ import hashlib
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import filelock
 import msgspec
-import psutil
+
+# filelock and psutil cost ~25 ms to import: every training process pays `import metrana`,
+# so they load when first needed.
+if TYPE_CHECKING:
+    import filelock
 
 from ._config import Config
 from ._errors import MetranaConfigError, MetranaDispatcherError, MetranaRunExistsError
@@ -99,17 +101,23 @@ def session_root() -> Path:
         return Path(override)
     base = Path("/dev/shm")
     if not (base.is_dir() and os.access(base, os.W_OK)):
+        import tempfile
+
         base = Path(tempfile.gettempdir())
     return base / f"metrana-{os.getuid()}"
 
 
 def process_create_ms(pid: int | None = None) -> int:
     """A process's create time in milliseconds: with its pid, the identity of a process."""
+    import psutil
+
     return int(psutil.Process(pid).create_time() * 1000)
 
 
 def process_alive(pid: int, create_ms: int) -> bool:
     """True when the process ``pid`` exists, is not a zombie, and was created at ``create_ms``."""
+    import psutil
+
     try:
         process = psutil.Process(pid)
         if abs(int(process.create_time() * 1000) - create_ms) > 1:
@@ -218,10 +226,14 @@ class Session:
         return result
 
     def dispatcher_lock(self) -> filelock.BaseFileLock:
+        import filelock
+
         return filelock.FileLock(str(self.lock_path))
 
     def dispatcher_alive(self) -> bool:
         """True when some process holds the dispatcher lock."""
+        import filelock
+
         lock = self.dispatcher_lock()
         try:
             lock.acquire(timeout=0)
@@ -237,6 +249,8 @@ class Session:
         dispatcher. The dispatcher is a detached ``python -m metrana.dispatcher`` (never a fork
         of the caller) and is waited for until it holds its lock.
         """
+        import filelock
+
         with filelock.FileLock(str(self.spawn_lock_path), timeout=timeout):
             if self.dispatcher_alive():
                 return None

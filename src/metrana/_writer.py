@@ -469,11 +469,20 @@ class Writer:
 
     def _watch(self) -> None:
         next_check = time.monotonic() + WATCHDOG_INTERVAL
-        while not self._stop.wait(ERROR_POLL_INTERVAL):
+        interval = ERROR_POLL_INTERVAL
+        last_written = -1
+        while not self._stop.wait(interval):
             if os.getpid() != self.pid:
                 return
             try:
                 self.poll_errors()
+                written = self.ring.written
+                # An idle writer (an evaluator, a parked worker) wakes less and less often, up
+                # to once a second; the first log() after it brings the pace back.
+                interval = (
+                    ERROR_POLL_INTERVAL if written != last_written else min(interval * 2, 1.0)
+                )
+                last_written = written
                 self.ring.publish_written()
                 if time.monotonic() < next_check:
                     continue

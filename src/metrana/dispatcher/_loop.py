@@ -33,6 +33,10 @@ SCAN_INTERVAL = 0.1
 LIVENESS_INTERVAL = 0.5
 EXIT_GRACE = 2.0
 RECORDS_PER_WRITER = 20_000
+# Records per batch across all writers: each writer's share of a pass is this divided among
+# them (at least MIN_RECORDS_PER_WRITER), so that memory does not grow with the writer count.
+RECORDS_PER_BATCH = 64_000
+MIN_RECORDS_PER_WRITER = 1_000
 RETRY_DELAY_MAX = 5.0
 PROBE_INTERVAL = 2.0
 
@@ -287,11 +291,15 @@ class Dispatcher:
         replay = False
         if self.system is not None:
             columns = self._take_system_points()
+        share = min(
+            RECORDS_PER_WRITER,
+            max(MIN_RECORDS_PER_WRITER, RECORDS_PER_BATCH // max(1, len(self.writers))),
+        )
         for writer_id, writer in list(self.writers.items()):
             try:
                 if writer.reader.cursor.records < writer.reader.slot(_ring.M_SUBMITTED):
                     replay = True
-                records = writer.reader.read(RECORDS_PER_WRITER)
+                records = writer.reader.read(share)
                 if not records:
                     continue
                 points = self._collect(writer, records, columns)
