@@ -152,6 +152,12 @@ def writer_id_of(meta_path: Path) -> str:
     return meta_path.name[2 : -len(".meta")]
 
 
+def writer_process_of(meta_path: Path) -> tuple[int, int]:
+    """(pid, create time in ms) of the writer of a ring, from its id ``<pid>-<create ms>-<n>``."""
+    pid, create_ms, _ = writer_id_of(meta_path).split("-", 2)
+    return int(pid), int(create_ms)
+
+
 def _map(path: Path, size: int, create: bool) -> tuple[mmap.mmap, memoryview]:
     flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0)
     fd = os.open(path, flags, 0o600)

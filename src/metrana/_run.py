@@ -17,7 +17,7 @@ from ._errors import (
     MetranaNotInitializedError,
 )
 from ._logging import configure, logger
-from ._session import Handshake, Session, reap_sessions
+from ._session import Handshake, Session, reap_sessions, recover_orphans
 from ._stats import Stats, session_stats
 from ._writer import Writer
 
@@ -88,6 +88,7 @@ def init(
         configure(config.log_level)
         session = Session.for_config(config)
         reap_sessions()
+        recover_orphans()  # rings an earlier job left undelivered: a dispatcher takes them
         # The ring exists before the dispatcher is looked for, so a dispatcher about to exit
         # for lack of writers sees it and stays.
         writer = Writer(config, session, next_steps=_closed_steps.get(str(session.dir)))

@@ -171,6 +171,41 @@ def reap_sessions(root: Path | None = None, older_than: float = STALE_SESSION_SE
     return removed
 
 
+def recover_orphans(root: Path | None = None, timeout: float = 10.0) -> list[Session]:
+    """Start a dispatcher for every session whose rings hold data but whose processes are all
+    gone (the dispatcher died after the last writer): it delivers the rings, then exits.
+    Answer the sessions taken care of."""
+    base = session_root() if root is None else root
+    recovered = []
+    try:
+        candidates = [d for d in base.iterdir() if d.is_dir()]
+    except OSError:
+        return []
+    for directory in candidates:
+        session = Session(directory)
+        try:
+            metas = session.ring_metas()
+            if not metas or not session.config_path.exists() or session.dispatcher_alive():
+                continue
+            if any(_writer_alive(meta) for meta in metas):
+                continue  # a live writer's watchdog restarts the dispatcher itself
+            session.ensure_dispatcher(session.read_config(), timeout)
+        except (OSError, MetranaDispatcherError, msgspec.DecodeError):
+            continue
+        recovered.append(session)
+    return recovered
+
+
+def _writer_alive(meta_path: Path) -> bool:
+    from . import _ring
+
+    try:
+        pid, create_ms = _ring.writer_process_of(meta_path)
+    except ValueError:
+        return True  # not a writer's ring: not ours to take
+    return process_alive(pid, create_ms)
+
+
 class Session:
     """A session directory and the operations on it that writers and the dispatcher share."""
 

@@ -279,8 +279,19 @@ def cmd_login(args: argparse.Namespace) -> int:
 
 def cmd_sync(args: argparse.Namespace) -> int:
     import os
+    import time
 
+    from ._session import recover_orphans
     from ._sync import sync_spools
+
+    # Rings left in /dev/shm by a job whose processes all died: a dispatcher delivers them
+    # (or spools them, if the server is down) before the spools are replayed.
+    recovered = recover_orphans()
+    if recovered:
+        print(f"delivering the rings of {len(recovered)} orphaned session(s)", file=sys.stderr)
+        deadline = time.monotonic() + 300
+        while any(s.dispatcher_alive() for s in recovered) and time.monotonic() < deadline:
+            time.sleep(0.1)
 
     with _spool_progress() as progress:
         results = sync_spools(
