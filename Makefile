@@ -36,5 +36,10 @@ test: lint typecheck $(EXAMPLES_STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m stress bench
 
+# The short stress run; the long one: python -m stress run --writers 8 --points 650000
+# --duration 600 --fault-interval 3
+stress: $(STAMP)
+	$(BIN)/python -m stress run --quick
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
