@@ -23,6 +23,7 @@ from metrana.testing import RunningServer
 JOB = """
 import multiprocessing as mp
 import sys
+import time
 
 import metrana
 
@@ -36,6 +37,8 @@ def writer(index):
         metrana.log("loss", float(step), step=step, labels={"writer": str(index)})
         if step % 2000 == 0:
             metrana.log("progress", float(step), labels={"writer": str(index)})
+        if step % 100 == 99:
+            time.sleep(0.06)  # spread over ~25 s: a replacement takes ~0.4 s to start
     metrana.close(timeout=120)
 
 

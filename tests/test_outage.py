@@ -101,3 +101,47 @@ def test_a_dispatcher_killed_while_spooling_is_replaced_and_loses_nothing(
     isolated: Path, live_server: RunningServer, client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _outage(isolated, live_server, client, monkeypatch, kill_while_spooling=True)
+
+
+def test_two_outages_with_a_dispatcher_restart_between_lose_nothing(
+    isolated: Path, live_server: RunningServer, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The second outage's spool starts its batch ids at 1 again, under a new dispatcher: its
+    batches must not be taken for replays of the first outage's (regression)."""
+    monkeypatch.setenv("METRANA_RETRY_MAX_ELAPSED", "0.5")
+    monkeypatch.setenv("METRANA_RETRY_MAX_ATTEMPTS", "3")
+    session_root = Path(os.environ["METRANA_SESSION_ROOT"])
+    with FaultProxy(live_server.url) as proxy:
+        metrana.init(
+            api_key=live_server.api_key,
+            workspace_name="default",
+            project_name="proj",
+            run_name="two-outages",
+            ingestion_url=proxy.url,
+        )
+        step = 0
+        for outage in range(2):
+            proxy.set_fault(Fault.refuse())
+            for _ in range(2_000):
+                metrana.log("loss", float(step), step=step)
+                step += 1
+            metrana.flush(timeout=60)
+            assert _spooled_files(isolated)
+            proxy.set_fault(None)
+            _wait_for(
+                lambda logged=step: len(_stored_steps(client)) == logged,  # type: ignore[misc]
+                60,
+                "the spool replayed",
+            )
+            _wait_for(lambda: not _spooled_files(isolated), 30, "the spool emptied")
+            if outage == 0:  # a new dispatcher: a new Spool object over the same directory
+                (killed,) = dispatcher_pids(session_root)
+                os.kill(killed, signal.SIGKILL)
+                psutil.Process(killed).wait(10)
+                _wait_for(
+                    lambda old=killed: any(p != old for p in dispatcher_pids(session_root)),  # type: ignore[misc]
+                    30,
+                    "a replacement dispatcher",
+                )
+        metrana.close(close_strategy="CompleteAll", timeout=30)
+    assert _stored_steps(client) == list(range(4_000))

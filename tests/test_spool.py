@@ -70,3 +70,26 @@ def test_offline_mode_spools_every_point(isolated: Path) -> None:
     run = spool.read_run()
     assert (run.run.run_name, run.ingestion_url, run.api_key) == ("air-gapped", "offline", None)
     assert os.stat(directory).st_mode & 0o777 == 0o700
+
+
+def test_every_epoch_of_a_spool_has_its_own_producer_id(tmp_path: Path) -> None:
+    """Batch ids start again at 1 in an emptied spool; the server deduplicates replays by
+    (producer, batch id), so a new epoch must not reuse the producer id of the last one."""
+    spool = Spool(tmp_path / "s")
+    first = spool.producer_id
+    spool.append(_batch("m", range(3)))
+    reopened = Spool(tmp_path / "s")  # a successor with the batch still pending keeps it
+    assert reopened.producer_id == first
+    for batch in list(reopened.pending()):
+        reopened.acknowledge(batch)
+    assert reopened.clear_if_empty()
+    assert reopened.producer_id != first
+    assert reopened.append(_batch("m", range(3, 6))) == 2  # ids go on in this process
+    fresh = Spool(tmp_path / "s")
+    assert fresh.producer_id == reopened.producer_id
+    for batch in list(fresh.pending()):
+        fresh.acknowledge(batch)
+    fresh.clear_if_empty()
+    again = Spool(tmp_path / "s")  # empty: a new epoch, ids from 1, a new producer
+    assert again.append(_batch("m", range(6, 9))) == 1
+    assert again.producer_id not in (first, reopened.producer_id)

@@ -216,6 +216,7 @@ class Session:
         self.spawn_lock_path = directory / "spawn.lock"
         self.info_path = directory / "dispatcher.json"
         self.handshake_path = directory / "handshake.json"
+        self.previous_handshake_path = directory / "handshake.previous.json"
         self.log_path = directory / "dispatcher.log"
 
     @staticmethod
@@ -253,6 +254,11 @@ class Session:
         result: Handshake | None = _read_struct(self.handshake_path, Handshake)
         return result
 
+    def read_previous_handshake(self) -> Handshake | None:
+        """The handshake of the dispatcher this one replaced, if it had opened the run."""
+        result: Handshake | None = _read_struct(self.previous_handshake_path, Handshake)
+        return result if result is not None and result.status == "ready" else None
+
     def write_info(self, info: DispatcherInfo) -> None:
         _atomic_write(self.info_path, msgspec.json.encode(info))
 
@@ -289,8 +295,10 @@ class Session:
         with filelock.FileLock(str(self.spawn_lock_path), timeout=timeout):
             if self.dispatcher_alive():
                 return None
+            # Kept for the successor: if the target is unreachable when it starts, it carries
+            # on with the run its predecessor opened (spooling) instead of failing.
             with contextlib.suppress(FileNotFoundError):
-                self.handshake_path.unlink()
+                os.replace(self.handshake_path, self.previous_handshake_path)
             with contextlib.suppress(FileNotFoundError):
                 self.info_path.unlink()
             self.write_config(config)

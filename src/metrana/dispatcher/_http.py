@@ -22,7 +22,7 @@ from ..api._types import RunHandshakeRequest
 from ..proto import IngestResponse
 from ..proto._codec import encode_batch
 from ..storage import RunHandle, SeriesColumns, SeriesKey, WriteResult
-from ._target import DeliveryFailure, RejectedBatch
+from ._target import DeliveryFailure, RejectedBatch, TargetUnreachable
 
 Batch = Mapping[SeriesKey, SeriesColumns]
 
@@ -46,7 +46,20 @@ class HttpTarget:
         self._http: httpx.Client | None = None
         self._key_lock = threading.Lock()
         self._key_generation = 0
+        self._open_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(self.max_inflight, thread_name_prefix="metrana-send")
+
+    def adopt(self, experiment_id: int) -> None:
+        self.experiment_id = experiment_id  # opened for real before the first delivery
+
+    def _ensure_open(self) -> None:
+        with self._open_lock:
+            if self._http is not None:
+                return
+            try:
+                self.open_run(self.config)
+            except MetranaDispatcherError as error:
+                raise DeliveryFailure(str(error)) from None
 
     def open_run(self, config: Config) -> RunHandle:
         run = config.run
@@ -71,8 +84,8 @@ class HttpTarget:
                     f"the server at {self.url} refused the API key ({error.status}): "
                     f"{error.server_message}"
                 ) from error
-            if error.status == 0:
-                raise MetranaDispatcherError(
+            if error.status == 0 or is_retryable_status(error.status):
+                raise TargetUnreachable(
                     f"cannot reach the server at {self.url}: {error.server_message}"
                 ) from error
             raise MetranaDispatcherError(
@@ -106,6 +119,7 @@ class HttpTarget:
             return self._sequence
 
     def _deliver(self, batch: Batch, producer_id: str, sequence: int) -> WriteResult:
+        self._ensure_open()
         body = encode_batch(producer_id, sequence, self.experiment_id, batch)
         try:
             return self._send(body)

@@ -25,7 +25,7 @@ from .._session import Session, process_alive, process_create_ms
 from .._stats import DispatcherStats, publish_dispatcher_stats
 from .._writer import CLOSE_STRATEGY_OF_CODE, labels_json
 from ..storage import SeriesColumns, SeriesKey, WriteResult
-from ._spool import Spool, SpoolFullError
+from ._spool import Spool, SpooledBatch, SpoolFullError
 from ._system import SystemSampler
 from ._target import DeliveryFailure, RejectedBatch, Target
 
@@ -83,7 +83,12 @@ def _done(result: WriteResult) -> Future[WriteResult]:
 
 class Dispatcher:
     def __init__(
-        self, session: Session, config: Config, target: Target, spool: Spool | None = None
+        self,
+        session: Session,
+        config: Config,
+        target: Target,
+        spool: Spool | None = None,
+        spooling: bool = False,
     ) -> None:
         self.session = session
         self.config = config
@@ -99,8 +104,9 @@ class Dispatcher:
         self.inflight: deque[_Batch] = deque()
         self._broken: set[str] = set()
         self.spool = spool
-        self.spooling = target.offline or (spool is not None and not spool.empty())
-        self._next_probe = 0.0
+        self.spooling = target.offline or (spool is not None and (spooling or not spool.empty()))
+        self._next_probe = time.monotonic() + PROBE_INTERVAL if spooling else 0.0
+        self._probe: tuple[SpooledBatch, Future[WriteResult]] | None = None
         self.spooled = 0
         self.replayed = 0
         self.errors = ErrorPublisher(session.dir, config.error_queue_max_size)
@@ -362,36 +368,60 @@ class Dispatcher:
         self._next_probe = time.monotonic() + PROBE_INTERVAL
 
     def _maybe_replay(self) -> bool:
-        """Every few seconds, try the target with the oldest spooled batch; if it answers,
-        replay the whole spool in order, then ship live again."""
-        if self.target.offline or time.monotonic() < self._next_probe or self.inflight:
+        """Every few seconds, try the target with the oldest spooled batch, without waiting
+        for the answer (rings keep being spooled meanwhile); once it answers, replay the whole
+        spool in order, then ship live again."""
+        if self.target.offline or self.inflight:
             return False
         assert self.spool is not None
-        replayed = False
-        for spooled in self.spool.pending():
+        if self._probe is None:
+            if time.monotonic() < self._next_probe:
+                return False
+            oldest = next(iter(self.spool.pending()), None)
+            if oldest is None:
+                self.spooling = False
+                logger.info("spool empty; shipping live again")
+                return True
+            future = self.target.submit_spooled(
+                oldest.series, self.spool.producer_id, oldest.batch_id
+            )
+            self._probe = (oldest, future)
+            return False
+        spooled, future = self._probe
+        if not future.done():
+            return False
+        self._probe = None
+        if not self._replayed(spooled, future):
+            return False
+        for spooled in self.spool.pending():  # the target answers: the rest, in order
             future = self.target.submit_spooled(
                 spooled.series, self.spool.producer_id, spooled.batch_id
             )
-            try:
-                result = future.result()
-            except RejectedBatch as error:
-                logger.error("a spooled batch was rejected: %s", error)
-                self.errors.publish("rejected", str(error))
-            except DeliveryFailure as error:
-                logger.info(
-                    "target still unreachable (%s); next try in %.0f s", error, PROBE_INTERVAL
-                )
-                self._next_probe = time.monotonic() + PROBE_INTERVAL
-                return replayed
-            else:
-                self.stored += result.accepted
-                self.duplicates += result.duplicates
-                self.replayed += spooled.points
-            self.spool.acknowledge(spooled)
-            replayed = True
+            if not self._replayed(spooled, future):
+                return True
         self.spool.clear_if_empty()
         self.spooling = False
         logger.info("spool replayed; shipping live again")
+        return True
+
+    def _replayed(self, spooled: SpooledBatch, future: Future[WriteResult]) -> bool:
+        """Account for one replayed batch; False (and the next probe later) if the target
+        did not take it."""
+        assert self.spool is not None
+        try:
+            result = future.result()
+        except RejectedBatch as error:
+            logger.error("a spooled batch was rejected: %s", error)
+            self.errors.publish("rejected", str(error))
+        except DeliveryFailure as error:
+            logger.info("target still unreachable (%s); next try in %.0f s", error, PROBE_INTERVAL)
+            self._next_probe = time.monotonic() + PROBE_INTERVAL
+            return False
+        else:
+            self.stored += result.accepted
+            self.duplicates += result.duplicates
+            self.replayed += spooled.points
+        self.spool.acknowledge(spooled)
         return True
 
     def _acknowledge(self, batch: _Batch, result: WriteResult) -> None:

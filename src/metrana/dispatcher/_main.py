@@ -14,9 +14,10 @@ import filelock
 from .._errors import MetranaConfigError, MetranaRunExistsError
 from .._logging import configure, logger
 from .._session import DispatcherInfo, Handshake, Session, process_create_ms
+from ..storage import RunHandle
 from ._loop import Dispatcher
 from ._spool import Spool, spool_root
-from ._target import make_target
+from ._target import TargetUnreachable, make_target
 
 LOCK_TIMEOUT = 1.0
 
@@ -51,9 +52,28 @@ def _run(session: Session) -> int:
         handler.setFormatter(
             logging.Formatter("%(asctime)s dispatcher %(process)d %(levelname)s: %(message)s")
         )
+    spooling = False
     try:
         target = make_target(config)
-        handle = target.open_run(config)
+        try:
+            handle = target.open_run(config)
+        except TargetUnreachable as error:
+            previous = session.read_previous_handshake()
+            if previous is None or previous.experiment_id is None or config.is_embedded:
+                raise
+            # This dispatcher replaces one that had opened the run: carry on with that run,
+            # spooling, rather than leave the writers without a dispatcher during an outage.
+            logger.warning(
+                "%s; carrying on with run %d as opened by the previous dispatcher, spooling "
+                "until the target answers",
+                error,
+                previous.experiment_id,
+            )
+            target.adopt(previous.experiment_id)
+            handle = RunHandle(
+                experiment_id=previous.experiment_id, created=False, resume=previous.resume
+            )
+            spooling = True
     except (MetranaRunExistsError, MetranaConfigError) as error:
         kind = "run_exists" if isinstance(error, MetranaRunExistsError) else "config"
         session.write_handshake(
@@ -86,7 +106,7 @@ def _run(session: Session) -> int:
         spool = Spool(spool_root(config.home) / session.dir.name)
         spool.acquire(timeout=30)
         spool.write_run(config)
-    dispatcher = Dispatcher(session, config, target, spool)
+    dispatcher = Dispatcher(session, config, target, spool, spooling=spooling)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         dispatcher.stop()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import uuid
 import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -71,10 +72,18 @@ class Spool:
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.key = directory.name
-        self.producer_id = f"spool-{self.key}"
         self.max_bytes = spool_max_bytes() if max_bytes is None else max_bytes
         self._lock = filelock.FileLock(str(directory / "spool.lock"))
-        self._next_id = 1 + max((b.batch_id for b in self.pending()), default=0)
+        pending = [b.batch_id for b in self.pending()]
+        self._next_id = 1 + max(pending, default=0)
+        # (producer, batch id) is what the server deduplicates a replayed batch by. Batch ids
+        # start again at 1 in an empty spool, so every epoch of a spool (from empty to empty)
+        # gets a producer id of its own; the pending batches of an epoch keep theirs.
+        producer_path = self.dir / "producer"
+        if pending and producer_path.exists():
+            self.producer_id = producer_path.read_text().strip()
+        else:
+            self.producer_id = self._new_producer()
 
     # -- ownership ------------------------------------------------------------------------------
 
@@ -181,11 +190,19 @@ class Spool:
         return next(iter(self.pending()), None) is None
 
     def clear_if_empty(self) -> bool:
-        """Remove the spool's files once everything was replayed."""
+        """Remove the spool's files once everything was replayed (a new epoch begins)."""
         if not self.empty():
             return False
         for path in self.dir.glob("*.spool"):
             path.unlink()
         with contextlib.suppress(FileNotFoundError):
             (self.dir / "cursor.json").unlink()
+        self.producer_id = self._new_producer()
         return True
+
+    def _new_producer(self) -> str:
+        producer = f"spool-{self.key}-{uuid.uuid4().hex[:12]}"
+        tmp = self.dir / ".producer.tmp"
+        tmp.write_text(producer)
+        os.replace(tmp, self.dir / "producer")
+        return producer

@@ -8,7 +8,7 @@ from typing import Protocol
 
 from .._config import OFFLINE, Config
 from .._enums import ResumeStrategy
-from .._errors import MetranaRunExistsError
+from .._errors import MetranaDispatcherError, MetranaRunExistsError
 from ..storage import (
     RunHandle,
     SeriesColumns,
@@ -22,6 +22,11 @@ from ..storage import (
 
 class DeliveryFailure(Exception):
     """A batch could not be delivered now; the dispatcher re-reads and retries it later."""
+
+
+class TargetUnreachable(MetranaDispatcherError):
+    """The run could not be opened because the target did not answer (not because it said
+    no): a replacement dispatcher may carry on with its predecessor's run."""
 
 
 class RejectedBatch(DeliveryFailure):
@@ -39,6 +44,11 @@ class Target(Protocol):
     offline: bool
 
     def open_run(self, config: Config) -> RunHandle: ...
+
+    def adopt(self, experiment_id: int) -> None:
+        """Carry on with a run opened by a previous dispatcher (the target was unreachable);
+        the run is opened again before the first delivery."""
+        ...
 
     def submit_spooled(
         self, batch: Mapping[SeriesKey, SeriesColumns], producer_id: str, sequence: int
@@ -81,6 +91,9 @@ class EmbeddedTarget:
         self.experiment_id = handle.experiment_id
         return handle
 
+    def adopt(self, experiment_id: int) -> None:
+        self.experiment_id = experiment_id
+
     def submit(self, batch: Mapping[SeriesKey, SeriesColumns]) -> Future[WriteResult]:
         """Write in this thread: the future is done when the transaction committed."""
         future: Future[WriteResult] = Future()
@@ -121,6 +134,9 @@ class OfflineTarget:
 
     def open_run(self, config: Config) -> RunHandle:
         return RunHandle(experiment_id=0, created=True, resume=[])
+
+    def adopt(self, experiment_id: int) -> None:
+        pass
 
     def submit(self, batch: Mapping[SeriesKey, SeriesColumns]) -> Future[WriteResult]:
         future: Future[WriteResult] = Future()
