@@ -9,20 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import cli
 
 import metrana
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "metrana.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=check,
-    )
 
 
 @pytest.fixture
