@@ -146,6 +146,7 @@ class ServerProcess:
             self.api_key = self.process.stdout.readline().strip()
             line = self.process.stdout.readline()
         if not line.startswith("Metrana server on"):
+            self.stop()
             raise RuntimeError(f"metrana serve did not start: {line!r}")
 
     def stop(self) -> None:
@@ -322,7 +323,10 @@ def run(args: argparse.Namespace) -> int:
     if args.quick:
         args.writers, args.points, args.fault_interval, args.duration = 4, 60_000, 0.5, 8.0
     workdir = Path(tempfile.mkdtemp(prefix="metrana-stress-"))
-    session_root = Path("/dev/shm") / f"metrana-stress-{uuid.uuid4().hex[:8]}"
+    # the caller's session root if it set one (a test's, which its fixtures clean up)
+    session_root = Path(
+        os.environ.get("METRANA_SESSION_ROOT") or f"/dev/shm/metrana-stress-{uuid.uuid4().hex[:8]}"
+    )
     os.environ["METRANA_HOME"] = str(workdir / "home")
     os.environ["METRANA_SESSION_ROOT"] = str(session_root)
     os.environ["METRANA_ORCHESTRATION_ID"] = uuid.uuid4().hex

@@ -97,7 +97,8 @@ def run_python(
             f"child timed out after {timeout} s\nstdout:{out}\nstderr:{err}"
         ) from None
     finally:
-        kill_tree(process.pid)
+        if process.poll() is None:  # once reaped, its pid may belong to another process
+            kill_tree(process.pid)
     result = subprocess.CompletedProcess(process.args, process.returncode, out, err)
     if check and process.returncode != 0:
         raise AssertionError(f"child failed ({process.returncode})\nstdout:{out}\nstderr:{err}")

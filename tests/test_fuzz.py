@@ -5,6 +5,8 @@ No answer may be a 5xx, and nothing malformed may be written."""
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +25,9 @@ from metrana.storage import SeriesColumns, SqliteStore
 from metrana.testing import RunningServer, serve_in_thread
 
 _DIR = Path(tempfile.mkdtemp(prefix="metrana-fuzz-"))
+atexit.register(shutil.rmtree, _DIR, True)
 STORE = SqliteStore(_DIR / "fuzz.sqlite")
+atexit.register(STORE.close)  # registered last: runs first
 _, API_KEY = STORE.create_api_key("default", "fuzz")
 _HANDLE = STORE.open_run("default", "proj", None, "fuzzed", "job", allow_resume=True)
 EXPERIMENT = _HANDLE.experiment_id

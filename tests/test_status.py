@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import conftest
 import psutil
 from conftest import kill_tree
 
@@ -71,12 +72,8 @@ JOB = textwrap.dedent(
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "metrana.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    """``metrana ARGS``; the tests check the exit status themselves."""
+    return conftest.cli(*args, check=False)
 
 
 def status_json() -> list[dict[str, Any]]:

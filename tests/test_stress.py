@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from pathlib import Path
+
+import pytest
+from conftest import run_python
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_quick_stress_run_under_mixed_faults_stores_every_point_exactly_once() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "stress", "run", "--quick", "--seed", "5"],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        cwd=ROOT,
-    )
-    verdict = result.stdout.strip().splitlines()[-1]
+def test_quick_stress_run_under_mixed_faults_stores_every_point_exactly_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(ROOT)  # `python -m stress`; run_python kills the whole tree on timeout
+    result = run_python("-m", "stress", "run", "--quick", "--seed", "5", timeout=240, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+    verdict = result.stdout.strip().splitlines()[-1]
     assert verdict.startswith("VERDICT exactly once:"), verdict
     assert "0 writers crashed; missing 0, duplicates 0, wrong values 0" in verdict
     faults = dict(

@@ -9,13 +9,18 @@ SCRIPT = """
 import os, time, metrana
 os.environ["RANK"] = "3"
 metrana.init(workspace_name="ws", project_name="p", run_name="sys", close_strategy="CompleteAll")
+# Two samples cover every series (a process's first sample only starts its CPU measurement):
+# the host's 3 points, then 3 + 4 (the dispatcher) + 4 (this writer). Wait until the store has
+# at least that many points beyond this writer's own.
 deadline = time.monotonic() + 30
+logged = 0
 while time.monotonic() < deadline:
     metrana.log("loss", 1.0)
+    logged += 1
     stats = metrana.stats().session.dispatcher
-    time.sleep(0.05)
-    if stats is not None and stats.stored > 0 and time.monotonic() > deadline - 29.2:
+    if stats is not None and stats.stored >= logged + 14:
         break
+    time.sleep(0.05)
 metrana.close()
 print(os.getpid())
 """

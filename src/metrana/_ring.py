@@ -152,10 +152,30 @@ def writer_id_of(meta_path: Path) -> str:
     return meta_path.name[2 : -len(".meta")]
 
 
-def writer_process_of(meta_path: Path) -> tuple[int, int]:
-    """(pid, create time in ms) of the writer of a ring, from its id ``<pid>-<create ms>-<n>``."""
-    pid, create_ms, _ = writer_id_of(meta_path).split("-", 2)
+def read_meta(meta_path: Path) -> memoryview | None:
+    """A copy of a ring's meta slots, for readers outside the dispatcher (stats, status,
+    joiners); None when the file is gone, short or not a ring's."""
+    try:
+        with open(meta_path, "rb") as handle:
+            data = handle.read(META_BYTES)
+    except OSError:
+        return None
+    if len(data) < META_BYTES:
+        return None
+    meta = memoryview(data).cast("Q")
+    return meta if meta[M_MAGIC] == MAGIC_META else None
+
+
+def writer_process(writer_id: str) -> tuple[int, int]:
+    """(pid, create time in ms) of a writer, from its id ``<pid>-<create ms>-<n>``; raises
+    ValueError for an id of another form."""
+    pid, create_ms, _ = writer_id.split("-", 2)
     return int(pid), int(create_ms)
+
+
+def writer_process_of(meta_path: Path) -> tuple[int, int]:
+    """(pid, create time in ms) of the writer of a ring file."""
+    return writer_process(writer_id_of(meta_path))
 
 
 def _map(path: Path, size: int, create: bool) -> tuple[mmap.mmap, memoryview]:
@@ -406,11 +426,15 @@ class RingReader:
         start = self._open_segment(first)
         return Cursor(first, int(start.slots[S_READ_POS]), int(meta[M_COMMITTED]))
 
-    def _first_segment(self) -> int:
+    def _segment_numbers(self) -> list[int]:
+        """The numbers of this writer's segment files on disk."""
         prefix = f"w-{self.writer_id}."
-        numbers = [
+        return [
             int(p.name[len(prefix) : -len(".seg")]) for p in self.directory.glob(f"{prefix}*.seg")
         ]
+
+    def _first_segment(self) -> int:
+        numbers = self._segment_numbers()
         if not numbers:
             raise MetranaCorruptRingError(f"ring {self.meta_path} has no segment file")
         return min(numbers)
@@ -509,11 +533,7 @@ class RingReader:
         self.meta[M_COMMITTED] = target.records
         numbers = set(self._segments)
         if scan:
-            prefix = f"w-{self.writer_id}."
-            numbers.update(
-                int(p.name[len(prefix) : -len(".seg")])
-                for p in self.directory.glob(f"{prefix}*.seg")
-            )
+            numbers.update(self._segment_numbers())
         for number in sorted(numbers):
             if number < target.segment:
                 segment = self._segments.pop(number, None)

@@ -61,15 +61,8 @@ def _finished_not_drained(meta_path: Path) -> bool:
     """A ring whose writer closed or died, with records the dispatcher has not committed."""
     from . import _ring
 
-    try:
-        with open(meta_path, "rb") as handle:
-            data = handle.read(_ring.META_BYTES)
-    except OSError:
-        return False
-    if len(data) < _ring.META_BYTES:
-        return False
-    meta = memoryview(data).cast("Q")
-    if meta[_ring.M_MAGIC] != _ring.MAGIC_META:
+    meta = _ring.read_meta(meta_path)
+    if meta is None:
         return False
     closed = meta[_ring.M_STATE] == _ring.STATE_CLOSED
     if not closed and process_alive(int(meta[_ring.M_PID]), int(meta[_ring.M_CREATE_MS])):

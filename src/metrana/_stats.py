@@ -118,15 +118,8 @@ def session_stats(session_dir: Path) -> SessionStats:
     """Sum the counters of every ring in a session directory (read-only)."""
     writers: list[WriterStats] = []
     for meta_path in sorted(session_dir.glob("w-*.meta")):
-        try:
-            with open(meta_path, "rb") as handle:
-                data = handle.read(_ring.META_BYTES)
-        except OSError:
-            continue
-        if len(data) < _ring.META_BYTES:
-            continue
-        meta = memoryview(data).cast("Q")
-        if meta[_ring.M_MAGIC] != _ring.MAGIC_META:
+        meta = _ring.read_meta(meta_path)
+        if meta is None:
             continue
         try:
             writers.append(writer_stats(meta, _ring.writer_id_of(meta_path)))

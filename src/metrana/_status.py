@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import msgspec
 import psutil
 
+from . import _ring
 from ._config import Config
 from ._error_channel import errors_path, read_errors
 from ._session import Session, process_alive, session_root
@@ -206,18 +207,24 @@ def _ranks(pid: int) -> tuple[int | None, int | None]:
 
 
 def _writer_alive(stats: WriterStats) -> bool:
-    # A writer id is "<pid>-<create ms>-<generation>": with the pid, the process's identity.
-    parts = stats.writer_id.split("-")
-    if len(parts) == 3 and parts[1].isdigit():
-        return process_alive(stats.pid, int(parts[1]))
-    return psutil.pid_exists(stats.pid)
+    try:
+        return process_alive(*_ring.writer_process(stats.writer_id))
+    except ValueError:
+        return psutil.pid_exists(stats.pid)
 
 
 def _dropped(queue_full: int, close_strategy: int, rejected: int) -> Dropped:
     return Dropped(queue_full, close_strategy, rejected, queue_full + close_strategy + rejected)
 
 
-def _acknowledged(stats: DispatcherStats) -> int:
+# The dispatcher's counters, as status shows them (the fields of DispatcherStatus it copies).
+_DISPATCHER_COUNTERS = (
+    "stored", "duplicates", "replay_duplicates", "rejected",
+    "batches", "inflight", "spooled", "replayed",
+)  # fmt: skip
+
+
+def _acknowledged(stats: DispatcherStats | DispatcherStatus) -> int:
     return stats.stored + stats.duplicates + stats.rejected
 
 
@@ -258,10 +265,8 @@ def _dispatcher_status(
         stats_updated_ns=current.updated_ns if current else None,
     )
     if current is not None:
-        status.stored, status.duplicates = current.stored, current.duplicates
-        status.replay_duplicates, status.rejected = current.replay_duplicates, current.rejected
-        status.batches, status.inflight = current.batches, current.inflight
-        status.spooled, status.replayed = current.spooled, current.replayed
+        for name in _DISPATCHER_COUNTERS:
+            setattr(status, name, getattr(current, name))
     return status
 
 
@@ -278,7 +283,7 @@ def _session_rate(
         if not dispatcher.alive:
             return 0.0, "sample"
         elapsed = (stats.updated_ns - before.stats_updated_ns) / 1e9
-        acknowledged_before = before.stored + before.duplicates + before.rejected
+        acknowledged_before = _acknowledged(before)
         if elapsed > 0 and acknowledged >= acknowledged_before:
             return round((acknowledged - acknowledged_before) / elapsed, 1), "sample"
         if elapsed == 0 and previous is not None and previous.points_per_s is not None:
@@ -440,7 +445,7 @@ def _rank(writer: WriterStatus) -> str:
 def _run_name(status: SessionStatus) -> str:
     run = status.run
     if run is None:
-        return "(run unknown: no config.json)"
+        return "(run unknown: config.json missing or unreadable in the session dir)"
     project = run.project + (f"/{run.experiment_name}" if run.experiment_name else "")
     return f"{run.workspace}/{project}/{run.run_name}"
 

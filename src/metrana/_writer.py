@@ -299,8 +299,10 @@ class Writer:
         """``log({"loss": l, "acc": a}, step=…)``: several metrics at one step. Every name and
         value is checked before the first is logged."""
         if not isinstance(metrics, Mapping):
-            _check_name(metrics)  # raises: neither a name nor a dict of metrics
-            raise AssertionError("unreachable")
+            raise MetranaInvalidMetricTypeError(
+                f"metric_name must be a str (or a dict of metric names to values), got "
+                f"{type(metrics).__name__}: {metrics!r}"
+            )
         if value is not None:
             raise MetranaInvalidMetricTypeError(
                 "log(dict, ...) takes each value from the dict; do not pass value as well"

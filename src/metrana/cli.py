@@ -31,11 +31,14 @@ from rich.progress import (
 
 from ._config import default_store_path, metrana_home
 from ._errors import MetranaError
+from .api._routes import DEFAULT_MAX_BODY_BYTES
 from .storage import PointRow, SqliteStore, StorageError
 
 
-def _default_store() -> str:
-    return default_store_path()
+def _add_store_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store", default=default_store_path(), help="SQLite store (default: %(default)s)"
+    )
 
 
 def _open_store(path: str) -> SqliteStore:
@@ -400,16 +403,12 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=cmd_status)
 
     runs = command("runs", "list the runs in the store")
-    runs.add_argument(
-        "--store", default=_default_store(), help="SQLite store (default: %(default)s)"
-    )
+    _add_store_arg(runs)
     runs.add_argument("--json", action="store_true", help="print JSON")
     runs.set_defaults(func=cmd_runs)
 
     export = command("export", "export every point of a run (JSON lines or CSV)")
-    export.add_argument(
-        "--store", default=_default_store(), help="SQLite store (default: %(default)s)"
-    )
+    _add_store_arg(export)
     export.add_argument("--workspace", required=True, help="the run's workspace")
     export.add_argument("--project", required=True, help="the run's project")
     export.add_argument("--run", required=True, help="the run's name")
@@ -436,13 +435,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     serve = command("serve", "serve a store over HTTP (REST API and ingestion)")
-    serve.add_argument(
-        "--store", default=_default_store(), help="SQLite store (default: %(default)s)"
-    )
+    _add_store_arg(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
     serve.add_argument("--port", type=int, default=8765, help="port (0 picks a free one)")
     serve.add_argument(
-        "--max-body-bytes", type=int, default=32 * 1024 * 1024, help="largest request body"
+        "--max-body-bytes",
+        type=int,
+        default=DEFAULT_MAX_BODY_BYTES,
+        help="largest request body, in bytes (%(default)s)",
     )
     serve.set_defaults(func=cmd_serve)
 
@@ -465,9 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     revoke.add_argument("key", help="the key's id or prefix")
     for action in (create, listing, revoke):
-        action.add_argument(
-            "--store", default=_default_store(), help="SQLite store (default: %(default)s)"
-        )
+        _add_store_arg(action)
         action.add_argument("--json", action="store_true", help="print JSON")
     keys.set_defaults(func=cmd_keys)
 

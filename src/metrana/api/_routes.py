@@ -11,6 +11,7 @@ from . import _types as t
 
 API_PREFIX = "/api/v1"
 PROTOBUF_CONTENT_TYPE = "application/x-protobuf"
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024  # the server's limit on a request body (413 above)
 
 # "api": a workspace API key; "ingestion": an API key or the experiment's ingestion key;
 # "any": any valid key; "none": no key.

@@ -425,7 +425,8 @@ class Dispatcher:
         return True
 
     def _acknowledge(self, batch: _Batch, result: WriteResult) -> None:
-        # before the commit: a writer that sees its ring drained finds these steps published
+        # Before the commit: a process joining the session waits until the rings of finished
+        # writers are drained, then reads these steps. (A file write only when they changed.)
         self.publish_last_steps()
         self.stats.batches += 1
         self.stored += result.accepted

@@ -23,7 +23,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as StarletteRoute
 
 from .. import __version__
-from ..api._routes import API_PREFIX, INGEST_PATH, PROTOBUF_CONTENT_TYPE, ROUTES, Route
+from ..api._routes import (
+    API_PREFIX,
+    DEFAULT_MAX_BODY_BYTES,
+    INGEST_PATH,
+    PROTOBUF_CONTENT_TYPE,
+    ROUTES,
+    Route,
+)
 from ..proto import IngestResponse
 from ..proto._codec import BatchDecodeError, decode_batch
 from ..storage import Principal, SqliteStore, StorageError
@@ -31,7 +38,6 @@ from ._errors import ApiError, error_response, from_storage
 from ._handlers import HANDLERS, Context
 from ._openapi import openapi_document
 
-DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 IDEMPOTENCY_TTL_NS = 24 * 3600 * 10**9  # a retried request comes within minutes, not a day
 IDEMPOTENCY_SWEEP_EVERY = 1000
 IDEMPOTENT_METHODS = frozenset({"GET"})
@@ -41,10 +47,8 @@ log = logging.getLogger("metrana.server")
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def create_app(store: SqliteStore | str, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Starlette:
-    """The server's ASGI application over a store (an open one, or a SQLite path)."""
-    if isinstance(store, str):
-        store = SqliteStore(store)
+def create_app(store: SqliteStore, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Starlette:
+    """The server's ASGI application over an open store."""
     missing = [route.name for route in ROUTES if route.name not in HANDLERS]
     assert not missing, f"routes without a handler: {missing}"
     api = _Api(store, max_body_bytes)
@@ -60,7 +64,6 @@ def create_app(store: SqliteStore | str, max_body_bytes: int = DEFAULT_MAX_BODY_
         StarletteRoute("/healthz", api.health, methods=["GET"]),
     ]
     app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_allowed})
-    app.state.store = store
     return app
 
 
@@ -99,7 +102,12 @@ class _Api:
             )
         principal = await run_in_threadpool(self.store.authenticate, secret.strip())
         if principal is None:
-            raise ApiError(401, "unauthorized", "unknown or revoked key")
+            raise ApiError(
+                401,
+                "unauthorized",
+                "unknown or revoked key; create an API key on the server host with "
+                "`metrana keys create --workspace NAME` (see `metrana keys list`)",
+            )
         return principal
 
     async def read_body(self, request: Request) -> bytes:

@@ -12,8 +12,9 @@ from typing import TextIO
 import msgspec
 import uvicorn
 
+from ..api._routes import DEFAULT_MAX_BODY_BYTES
 from ..storage import SqliteStore
-from ._app import DEFAULT_MAX_BODY_BYTES, create_app
+from ._app import create_app
 
 
 def ensure_api_key(store: SqliteStore, workspace: str | None = None) -> str | None:
@@ -65,28 +66,17 @@ def serve(
     port: int = 8765,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     out: TextIO = sys.stdout,
-    json_lines: bool = False,
 ) -> None:
     """Serve a store until interrupted; print where, and the first key of a new store."""
     store = SqliteStore(store_path)
     secret = ensure_api_key(store)
     sock = bind(host, port)
     url = _url(sock)
-    if json_lines:
-        out.write(
-            msgspec.json.encode({"url": url, "store": store_path, "api_key": secret}).decode()
-        )
-        out.write("\n")
-    else:
-        if secret is not None:
-            out.write(
-                f"Created the first API key of this store (shown once, keep it):\n  {secret}\n"
-            )
-        out.write(f"Metrana server on {url} (store {store_path}); Ctrl-C stops it\n")
-        if host not in ("127.0.0.1", "localhost", "::1"):
-            out.write(
-                f"warning: listening on {host}, beyond this machine; put TLS in front of it\n"
-            )
+    if secret is not None:
+        out.write(f"Created the first API key of this store (shown once, keep it):\n  {secret}\n")
+    out.write(f"Metrana server on {url} (store {store_path}); Ctrl-C stops it\n")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        out.write(f"warning: listening on {host}, beyond this machine; put TLS in front of it\n")
     out.flush()
     try:
         _uvicorn(store, max_body_bytes, "warning").run(sockets=[sock])

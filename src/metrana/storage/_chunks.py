@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import operator
 import sqlite3
-from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -115,11 +114,6 @@ def read(conn: sqlite3.Connection, series_id: int, limit: int | None = None) -> 
     if limit is not None:
         return steps[:limit], values[:limit], timestamps[:limit]
     return steps, values, timestamps
-
-
-def iter_points(conn: sqlite3.Connection, series_id: int) -> Iterator[tuple[int, Any, int]]:
-    steps, values, timestamps = read(conn, series_id)
-    return zip(steps, values, timestamps, strict=True)
 
 
 def migrate_point_rows(conn: sqlite3.Connection) -> None:

@@ -13,8 +13,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-import msgspec
-
 from . import _chunks
 from ._base import (
     PointRow,
@@ -26,7 +24,7 @@ from ._base import (
     StorageRunExistsError,
     WriteResult,
 )
-from ._sqlite_api import RestQueries
+from ._sqlite_api import RestQueries, _labels_decoder
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS workspaces (
@@ -115,8 +113,6 @@ CREATE TABLE IF NOT EXISTS producer_batches (
 ) WITHOUT ROWID;
 """
 
-_labels_decoder = msgspec.json.Decoder(dict[str, str])
-
 
 class SqliteStore(RestQueries):
     """One connection to a SQLite store; safe to share between threads (serialised)."""
@@ -203,6 +199,15 @@ class SqliteStore(RestQueries):
         cursor = conn.execute(insert, (*args, time.time_ns()))
         return int(cursor.lastrowid or 0)
 
+    def _workspace_row(self, conn: sqlite3.Connection, name: str) -> int:
+        """The id of workspace ``name``, created if it does not exist."""
+        return self._get_or_create(
+            conn,
+            "SELECT id FROM workspaces WHERE name=?",
+            "INSERT INTO workspaces (name, created_ns) VALUES (?, ?)",
+            (name,),
+        )
+
     def _folder(
         self, conn: sqlite3.Connection, workspace_id: int, parent_id: int | None, name: str
     ) -> int:
@@ -233,12 +238,7 @@ class SqliteStore(RestQueries):
         orchestration id) and ``allow_resume`` is False.
         """
         with self.transaction() as conn:
-            workspace_id = self._get_or_create(
-                conn,
-                "SELECT id FROM workspaces WHERE name=?",
-                "INSERT INTO workspaces (name, created_ns) VALUES (?, ?)",
-                (workspace,),
-            )
+            workspace_id = self._workspace_row(conn, workspace)
             folder_id = self._folder(conn, workspace_id, None, project)
             if experiment_name is not None:
                 folder_id = self._folder(conn, workspace_id, folder_id, experiment_name)
@@ -424,15 +424,8 @@ class SqliteStore(RestQueries):
             for step, value, timestamp in zip(steps, values, timestamps, strict=True):
                 yield PointRow(name, scale, decoded, step, value, timestamp)
 
-    def count_points(self, experiment_id: int | None = None) -> int:
-        """Points stored (in one run, or in the whole store)."""
+    def count_points(self) -> int:
+        """Points stored in the whole store."""
         with self.reading() as conn:
-            if experiment_id is None:
-                row = conn.execute("SELECT IFNULL(SUM(count), 0) FROM chunks").fetchone()
-            else:
-                row = conn.execute(
-                    "SELECT IFNULL(SUM(c.count), 0) FROM chunks c JOIN series s "
-                    "ON c.series_id = s.id WHERE s.experiment_id=?",
-                    (experiment_id,),
-                ).fetchone()
+            row = conn.execute("SELECT IFNULL(SUM(count), 0) FROM chunks").fetchone()
         return int(row[0])

@@ -56,6 +56,8 @@ class RestQueries:
 
         def reading(self) -> AbstractContextManager[sqlite3.Connection]: ...
 
+        def _workspace_row(self, conn: sqlite3.Connection, name: str) -> int: ...
+
         def _series_id(
             self, conn: sqlite3.Connection, experiment_id: int, key: SeriesKey
         ) -> int: ...
@@ -72,13 +74,7 @@ class RestQueries:
     def workspace_id(self, name: str) -> int:
         """The id of a workspace, created if it does not exist."""
         with self.transaction() as conn:
-            row = conn.execute("SELECT id FROM workspaces WHERE name=?", (name,)).fetchone()
-            if row is not None:
-                return int(row[0])
-            cursor = conn.execute(
-                "INSERT INTO workspaces (name, created_ns) VALUES (?, ?)", (name, time.time_ns())
-            )
-            return int(cursor.lastrowid or 0)
+            return self._workspace_row(conn, name)
 
     def workspace_names(self) -> list[str]:
         with self.reading() as conn:
