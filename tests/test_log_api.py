@@ -177,12 +177,12 @@ def test_unbounded_queue_never_drops(monkeypatch: pytest.MonkeyPatch) -> None:
     writer = _run.current_writer()
     assert writer is not None
     with dispatcher_stopped():
-        for i in range(150_000):  # more than one 4 MiB segment
+        for i in range(200_000):  # more than one 4 MiB segment (~26 bytes a point)
             metrana.log("loss", float(i))
         assert writer.dropped == 0
         assert writer.ring._segment.number >= 1
     metrana.close(close_strategy="CompleteAll")
-    assert len(export_points("w", "p", "api")) == 150_000
+    assert len(export_points("w", "p", "api")) == 200_000
 
 
 def test_interpreter_exit_closes_with_the_configured_strategy() -> None:

@@ -38,6 +38,8 @@ __all__ = [
 ]
 
 DEFAULT_EVENT_QUEUE_MAX_SIZE = 100_000
+# A bounded ring is one segment of 48 bytes an event, and a segment holds at most 256 MiB.
+MAX_EVENT_QUEUE_SIZE = 5_000_000
 DEFAULT_DISPATCH_QUEUE_MAX_SIZE = 64
 DEFAULT_ERROR_QUEUE_MAX_SIZE = 1_000
 DEFAULT_CLOSE_TIMEOUT = 30.0
@@ -146,21 +148,25 @@ def _int_setting(
     default: int,
     minimum: int,
     environ: Mapping[str, str],
+    maximum: int | None = None,
 ) -> int:
     raw, source = _pick(argument, env_name, environ)
     if raw is None:
         return default
+    accepted = f"an integer >= {minimum}"
+    if maximum is not None:
+        accepted = f"an integer from {minimum} to {maximum:,}".replace(",", "_")
     try:
         if isinstance(raw, (bool, float)):
             raise ValueError
         value = int(raw)
     except (TypeError, ValueError):
         raise MetranaConfigError(
-            f"invalid {setting} {raw!r} (from {source}); accepted values: an integer >= {minimum}"
+            f"invalid {setting} {raw!r} (from {source}); accepted values: {accepted}"
         ) from None
-    if value < minimum:
+    if value < minimum or (maximum is not None and value > maximum):
         raise MetranaConfigError(
-            f"invalid {setting} {raw!r} (from {source}); accepted values: an integer >= {minimum}"
+            f"invalid {setting} {raw!r} (from {source}); accepted values: {accepted}"
         )
     return value
 
@@ -309,6 +315,7 @@ def resolve_config(
             DEFAULT_EVENT_QUEUE_MAX_SIZE,
             0,
             env,
+            MAX_EVENT_QUEUE_SIZE,
         ),
         dispatch_queue_max_size=_int_setting(
             "METRANA_DISPATCH_QUEUE_MAX_SIZE",

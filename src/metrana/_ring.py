@@ -1,4 +1,4 @@
-"""Single-producer single-consumer rings of variable-length records in mmap'd files.
+"""Single-producer single-consumer rings of msgpack records in mmap'd files.
 
 One writer process owns one *writer* in a session directory: a meta file and one or more
 segment files. The writer process is the only producer; the dispatcher the only consumer.
@@ -22,18 +22,25 @@ Segment file ``w-<id>.<n>.seg``: a ``SEGMENT_HEADER`` byte header of u64 slots, 
 bytes of data::
 
     0 magic  1 segment number  2 capacity
-    writer-owned:  8 write position   9 sealed (1 when the writer moved to the next segment)
+    writer-owned:  8 published word   9 sealed (1 when the writer moved to the next segment)
+                  10 wrap position   11 wrap records (where the data of the last lap left ended)
     reader-owned: 16 committed read position
 
-Positions are absolute and only increase; ``position % capacity`` is the offset in the data.
-A record is an 8-byte header (one u64: the payload length in bits 0-29, a check word derived
-from the record's lap, ``position // capacity``, in bits 30-59) followed by the payload, padded
-to 8 bytes. A record never straddles the end of the
-data: the writer writes a PAD header and continues at offset 0. The writer publishes the write
-position after the record's bytes, so the reader never sees a partial record; the check word
-also proves that the bytes belong to this lap, not an older one. With ``max events = 0`` a full
-segment is sealed and the writer continues in a new one; the reader deletes sealed segments
-once it has committed past them.
+Records are msgpack values written back to back, with no header or padding between them, so
+that the reader decodes a whole unread span with one msgspec call (it copies the span behind
+an array header holding the record count). A record never straddles the end of the data: the
+writer leaves the tail of the lap unused, notes where the lap's data ended (slots 10 and 11),
+and continues at offset 0.
+
+Positions are absolute and only increase; ``position % capacity`` is the offset in the data,
+``position // capacity`` the lap. After each record the writer publishes, in one store, the
+*published word*: the writer's record count modulo 2**28 (bits 36-63), its lap modulo 256
+(bits 28-35) and its offset in the lap (bits 0-27). The reader, which knows its own absolute
+cursor, unwraps both to absolute values: the unread span never holds 2**28 records or a lap more
+than one ahead (the writer never overwrites what the reader has not committed). Because the
+word is stored after the record's bytes, the reader never sees a partial record. With
+``max events = 0`` a full segment is sealed and the writer continues in a new one; the reader
+deletes sealed segments once it has committed past them.
 """
 
 from __future__ import annotations
@@ -45,20 +52,31 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from ._errors import MetranaCorruptRingError
 
 MAGIC_META = 0x4D45545241_4D5441  # "METRA" "MTA"
 MAGIC_SEGMENT = 0x4D45545241_534547  # "METRA" "SEG"
-VERSION = 2
+VERSION = 3
 META_BYTES = 4096
 SEGMENT_HEADER = 4096
-RECORD_HEADER = 8
-LENGTH_BITS = 30
-LENGTH_MASK = (1 << LENGTH_BITS) - 1
-PAD = LENGTH_MASK  # the length of a PAD header: skip to the end of the lap
 BYTES_PER_EVENT = 48
 MIN_SEGMENT = 64 * 1024
 UNBOUNDED_SEGMENT = 4 * 1024 * 1024
+# The published word: record count (mod 2**28) | lap (mod 256) | offset in the lap.
+OFFSET_BITS = 28
+OFFSET_MASK = (1 << OFFSET_BITS) - 1
+LAP_MASK = 0xFF
+COUNT_SHIFT = 36
+COUNT_MASK = (1 << 28) - 1
+RECORD_UNIT = 1 << COUNT_SHIFT  # what one record adds to the count field
+# The fast path adds records while the count field is below its maximum; the slow path folds
+# the count modulo 2**28, so that the word always fits 64 bits.
+WORD_LIMIT = COUNT_MASK << COUNT_SHIFT
+MAX_SEGMENT_BYTES = (1 << OFFSET_BITS) - 4096  # an offset equal to the capacity must fit
+MAX_EVENTS = MAX_SEGMENT_BYTES // BYTES_PER_EVENT
+ARRAY32 = b"\xdd"  # the msgpack header of an array of up to 2**32 - 1 items
 
 # meta slots
 M_MAGIC, M_VERSION, M_PID, M_CREATE_MS, M_MAX_EVENTS, M_SEGMENT_BYTES = 0, 1, 2, 3, 4, 5
@@ -76,23 +94,25 @@ M_COMMIT_SEGMENT, M_COMMIT_POSITION, M_COMMIT_RECORDS = 24, 25, 26
 # The writer's rank plus one (0: unknown), from RANK / LOCAL_RANK, for system metrics and status.
 M_RANK = 27
 # segment slots
-S_MAGIC, S_NUMBER, S_CAPACITY, S_WRITE_POS, S_SEALED, S_READ_POS = 0, 1, 2, 8, 9, 16
+S_MAGIC, S_NUMBER, S_CAPACITY, S_PUBLISHED, S_SEALED, S_READ_POS = 0, 1, 2, 8, 9, 16
+S_WRAP_POSITION, S_WRAP_RECORDS = 10, 11
 
 STATE_OPEN, STATE_CLOSED = 0, 1
 
 
-def check_word(position: int, capacity: int) -> int:
-    """The check word of a record at ``position``: differs from lap to lap (never 0)."""
-    return ((position // capacity) ^ 0x1E3779B9) & LENGTH_MASK or 1
+def published_word(records: int, lap: int, offset: int) -> int:
+    """The word a writer publishes after its ``records``-th record, which ended at ``offset``
+    of lap ``lap``."""
+    return ((records & COUNT_MASK) << COUNT_SHIFT) | ((lap & LAP_MASK) << OFFSET_BITS) | offset
 
 
-def header(length: int, position: int, capacity: int) -> int:
-    """The u64 header of a record of ``length`` payload bytes at ``position``.
-
-    The check word is per lap, so the writer computes it once a lap: the per-record store is
-    one OR of a small int and a two-digit one (a 64-bit check word made every header a
-    three-digit int, and the store three times slower)."""
-    return length | (check_word(position, capacity) << LENGTH_BITS)
+def unwrap(word: int, capacity: int, position: int, records: int) -> tuple[int, int]:
+    """(end position, records written) of a published word, for a reader at (``position``,
+    ``records``) of the same segment: the word holds both modulo, the reader knows the rest."""
+    lap = position // capacity
+    lap_delta = ((((word >> OFFSET_BITS) & LAP_MASK) - lap + 128) & LAP_MASK) - 128
+    end = (lap + lap_delta) * capacity + (word & OFFSET_MASK)
+    return end, records + (((word >> COUNT_SHIFT) - records) & COUNT_MASK)
 
 
 def segment_capacity(max_events: int) -> int:
@@ -100,7 +120,7 @@ def segment_capacity(max_events: int) -> int:
     if max_events == 0:
         return UNBOUNDED_SEGMENT
     wanted = max(max_events * BYTES_PER_EVENT, MIN_SEGMENT)
-    return (wanted + 4095) // 4096 * 4096
+    return min((wanted + 4095) // 4096 * 4096, MAX_SEGMENT_BYTES)
 
 
 def meta_name(writer_id: str) -> str:
@@ -197,7 +217,7 @@ def _map(path: Path, size: int, create: bool) -> tuple[mmap.mmap, memoryview]:
 
 
 class _Segment:
-    __slots__ = ("capacity", "mm", "number", "path", "slots", "u32", "u64", "view")
+    __slots__ = ("capacity", "mm", "number", "path", "slots", "view")
 
     def __init__(self, path: Path, number: int, capacity: int, create: bool) -> None:
         self.path = path
@@ -213,12 +233,8 @@ class _Segment:
                 raise MetranaCorruptRingError(f"{path} is not segment {number} of a Metrana ring")
             self.capacity = self.slots[S_CAPACITY]
         self.view = memoryview(self.mm)[SEGMENT_HEADER:]
-        self.u32 = self.view.cast("I")
-        self.u64 = self.view.cast("Q")
 
     def close(self) -> None:
-        self.u64.release()
-        self.u32.release()
         self.view.release()
         self.slots.release()
         self.mm.close()
@@ -228,7 +244,7 @@ class RingWriter:
     """The producer side: appends encoded records; owned by exactly one process.
 
     ``append`` is the hot path of ``metrana.log()``: a closure over local state, so that a
-    record costs one slice copy, one header store and two position stores.
+    record costs one slice copy and one store of the published word.
     """
 
     def __init__(
@@ -271,58 +287,59 @@ class RingWriter:
         """Records the consumer has committed (delivered or discarded)."""
         return int(self.meta[M_COMMITTED])
 
-    def _make_append(self) -> Callable[[bytearray], bool]:
+    def _make_append(self) -> Callable[[bytes], bool]:
         meta = self.meta
         max_events = self.max_events
         capacity = self.capacity
         segment = self._segment
-        view, u64, slots = segment.view, segment.u64, segment.slots
-        position = 0  # absolute write position in the current segment
-        offset = 0  # position % capacity
+        view, slots = segment.view, segment.slots
+        unit = RECORD_UNIT
+        lap = 0
+        offset = 0  # where the next record goes in this lap
+        word = 0  # the published word; the fast path adds unit + length per record
+        # Records written up to the last slow path, and the word then: the count is
+        # written + (word - word_base) >> COUNT_SHIFT (the offset field never carries).
         written = 0
+        word_base = 0
         # Fast path bounds: below these, a record needs no wrap, no refresh, no chaining.
-        fast_limit = capacity  # min(end of this lap, committed read position + capacity)
-        event_limit = max_events if max_events else 1 << 62
-        lap_word = header(0, 0, capacity)  # the check word of the lap being written
+        lap_limit = capacity  # min(end of this lap, committed read position + capacity)
+        word_limit = min(max_events * unit, WORD_LIMIT) if max_events else WORD_LIMIT
 
         def count() -> int:
-            return written
+            return written + ((word - word_base) >> COUNT_SHIFT)
 
-        def append(payload: bytearray) -> bool:
-            """Append a record whose payload starts at offset 8 of ``payload``.
-
-            The first 8 bytes of ``payload`` are scratch space (overwritten by the record
-            header). Returns False, writing nothing, when the ring is full.
-            """
-            nonlocal position, offset, written, fast_limit, event_limit
-            n = len(payload)
-            size = (n + 7) & -8
-            if written < event_limit and position + size <= fast_limit:
-                view[offset : offset + n] = payload
-                u64[offset >> 3] = (n - RECORD_HEADER) | lap_word
-                position += size
-                offset += size
-                written += 1
-                slots[S_WRITE_POS] = position
+        def append(record: bytes) -> bool:
+            """Append one encoded record. Returns False, writing nothing, when the ring is
+            full."""
+            nonlocal offset, word
+            n = len(record)
+            if word < word_limit and offset + n <= lap_limit:
+                view[offset : offset + n] = record
+                offset += n
+                word += unit + n
+                slots[S_PUBLISHED] = word
                 return True
-            return slow(payload, n, size)
+            return slow(record, n)
 
-        def slow(payload: bytearray, n: int, size: int) -> bool:
-            nonlocal position, offset, written, fast_limit, event_limit, lap_word
-            nonlocal segment, view, u64, slots
-            if offset == capacity:  # the fast path ended a record exactly at the end of a lap
-                offset = 0
+        def slow(record: bytes, n: int) -> bool:
+            nonlocal lap, offset, word, written, word_base, lap_limit, word_limit
+            nonlocal segment, view, slots
+            written += (word - word_base) >> COUNT_SHIFT
+            word_base = word
             meta[M_WRITTEN] = written
-            if max_events:
-                event_limit = meta[M_COMMITTED] + max_events
-                if written >= event_limit:
-                    return False
-            if size > capacity:
-                raise ValueError(f"a record of {size} bytes does not fit a {capacity} B ring")
-            pad = capacity - offset if offset + size > capacity else 0
+            committed = meta[M_COMMITTED] if max_events else 0
+            if max_events and written >= committed + max_events:
+                word_limit = word  # the slow path again until the reader commits
+                return False
+            if n > capacity:
+                raise ValueError(f"a record of {n} bytes does not fit a {capacity} B ring")
             read = slots[S_READ_POS]
-            if position + pad + size - read > capacity:
+            position = lap * capacity + offset
+            wrap = offset + n > capacity
+            start = (lap + 1) * capacity if wrap else position
+            if start + n - read > capacity:
                 if max_events:
+                    lap_limit = offset  # the slow path again until the reader commits
                     return False
                 # unbounded: seal this segment and continue in a new one
                 number = segment.number + 1
@@ -330,26 +347,28 @@ class RingWriter:
                 segment = _Segment(
                     self.directory / segment_name(self.writer_id, number), number, capacity, True
                 )
-                view, u64, slots = segment.view, segment.u64, segment.slots
+                view, slots = segment.view, segment.slots
                 self._segment = segment
                 meta[M_WRITE_SEGMENT] = number
                 old.slots[S_SEALED] = 1
                 old.close()
-                position = offset = pad = read = 0
-            if pad:
-                u64[offset >> 3] = header(PAD, position, capacity)
-                position += pad
+                lap = offset = read = 0
+            elif wrap:
+                # where this lap's data ends, for the reader, before any word beyond it
+                slots[S_WRAP_POSITION] = position
+                slots[S_WRAP_RECORDS] = written
+                lap += 1
                 offset = 0
-            view[offset : offset + n] = payload
-            u64[offset >> 3] = header(n - RECORD_HEADER, position, capacity)
-            position += size
-            offset += size
-            if offset == capacity:
-                offset = 0
+            view[offset : offset + n] = record
+            offset += n
             written += 1
-            slots[S_WRITE_POS] = position
-            fast_limit = min(read + capacity, position - offset + capacity)
-            lap_word = header(0, position, capacity)
+            word = word_base = published_word(written, lap, offset)
+            slots[S_PUBLISHED] = word
+            lap_limit = min(capacity, read + capacity - lap * capacity)
+            if max_events:
+                word_limit = min(word + (committed + max_events - written) * unit, WORD_LIMIT)
+            else:
+                word_limit = WORD_LIMIT
             return True
 
         self._count = count
@@ -370,7 +389,7 @@ class RingWriter:
         self._mm.close()
 
 
-def _closed_append(payload: bytearray) -> bool:
+def _closed_append(record: bytes) -> bool:
     raise ValueError("append to a closed ring")
 
 
@@ -391,19 +410,29 @@ class Cursor:
 class RingReader:
     """The consumer side of one writer: reads ahead, commits behind."""
 
-    def __init__(self, meta_path: Path, decode: Callable[[memoryview], Any]) -> None:
+    def __init__(self, meta_path: Path, decoder: msgspec.msgpack.Decoder[list[Any]]) -> None:
+        """``decoder`` decodes a msgpack array of records (the reader puts the array header
+        in front of each span)."""
         self.meta_path = meta_path
         self.directory = meta_path.parent
         self.writer_id = writer_id_of(meta_path)
         self._mm, meta = _map(meta_path, META_BYTES, create=False)
-        if meta[M_MAGIC] != MAGIC_META or meta[M_VERSION] != VERSION:
+        problem = None
+        if meta[M_MAGIC] != MAGIC_META:
+            problem = "is not a Metrana ring (bad magic)"
+        elif meta[M_VERSION] != VERSION:
+            problem = (
+                f"is a ring of format {meta[M_VERSION]}, this Metrana reads format {VERSION}: "
+                "its writer runs another Metrana version"
+            )
+        if problem is not None:
             meta.release()
             self._mm.close()
-            raise MetranaCorruptRingError(f"{meta_path} is not a Metrana ring (bad magic)")
+            raise MetranaCorruptRingError(f"{meta_path} {problem}")
         self.meta = meta
         self.pid = int(meta[M_PID])
         self.create_ms = int(meta[M_CREATE_MS])
-        self._decode = decode
+        self._decode = decoder.decode
         self._segments: dict[int, _Segment] = {}
         self.committed = self._recover_commit()
         self.cursor = self.committed.copy()
@@ -462,53 +491,71 @@ class RingReader:
         return int(self.meta[M_WRITTEN]) - self.cursor.records
 
     def read(self, limit: int) -> list[Any]:
-        """Decode up to ``limit`` records after the read cursor and advance it."""
+        """Decode the records after the read cursor and advance it: whole published spans, one
+        msgspec call each, until ``limit`` records or nothing more (a span is never split, so
+        more than ``limit`` may come back)."""
         out: list[Any] = []
         cursor = self.cursor
-        decode = self._decode
         while len(out) < limit:
             segment = self._open_segment(cursor.segment)
-            slots = segment.slots
-            sealed = slots[S_SEALED]
-            end = slots[S_WRITE_POS]
-            position = cursor.position
-            capacity = segment.capacity
-            u64 = segment.u64
-            view = segment.view
-            append = out.append
-            room = limit - len(out)
-            read = 0
-            lap_end = (position // capacity + 1) * capacity
-            expected = check_word(position, capacity)
-            while position < end and read < room:
-                if position >= lap_end:
-                    lap_end = (position // capacity + 1) * capacity
-                    expected = check_word(position, capacity)
-                offset = position % capacity
-                word = u64[offset >> 3]
-                if word >> LENGTH_BITS != expected:
-                    cursor.records += read
-                    cursor.position = position
-                    raise MetranaCorruptRingError(
-                        f"ring {segment.path}: record at position {position} has a bad check "
-                        "word; the file was modified by something other than its writer"
-                    )
-                length = word & LENGTH_MASK
-                if length == PAD:
-                    position += capacity - offset
+            sealed = segment.slots[S_SEALED]  # before the word: a sealed segment's word is final
+            records = self._read_span(segment, cursor)
+            if records is None:
+                if sealed:
+                    cursor.segment += 1
+                    cursor.position = 0
                     continue
-                start = offset + RECORD_HEADER
-                append(decode(view[start : start + length]))
-                position += (length + RECORD_HEADER + 7) & -8
-                read += 1
-            cursor.records += read
-            cursor.position = position
-            if position >= end and sealed:
-                cursor.segment += 1
-                cursor.position = 0
-                continue
-            break
+                break
+            if out:
+                out.extend(records)
+            else:
+                out = records
         return out
+
+    def _read_span(self, segment: _Segment, cursor: Cursor) -> list[Any] | None:
+        """Every record published after ``cursor`` in ``segment`` (None if there is none)."""
+        slots = segment.slots
+        capacity = segment.capacity
+        position = cursor.position
+        end, end_records = unwrap(slots[S_PUBLISHED], capacity, position, cursor.records)
+        count = end_records - cursor.records
+        lap_start = position - position % capacity
+        if count == 0 and end == position:
+            return None
+        view = segment.view
+        if count > 0 and position < end <= lap_start + capacity:
+            parts = [view[position - lap_start : end - lap_start]]
+        elif count > 0 and lap_start + capacity < end <= position + capacity:
+            # the writer wrapped: this lap's data ends where it noted, the rest is at offset 0
+            wrap_position = slots[S_WRAP_POSITION]
+            wrap_records = slots[S_WRAP_RECORDS]
+            if not (
+                position <= wrap_position <= lap_start + capacity
+                and cursor.records <= wrap_records <= end_records
+            ):
+                raise self._corrupt(segment, position, "an inconsistent wrap")
+            parts = [
+                view[position - lap_start : wrap_position - lap_start],
+                view[0 : end - lap_start - capacity],
+            ]
+        else:
+            raise self._corrupt(segment, position, f"a published word of {count} records to {end}")
+        data = b"".join([ARRAY32, count.to_bytes(4, "big"), *parts])
+        try:
+            records: list[Any] = self._decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as error:
+            what = f"{count} records that do not decode ({error})"
+            raise self._corrupt(segment, position, what) from error
+        cursor.position = end
+        cursor.records = end_records
+        return records
+
+    @staticmethod
+    def _corrupt(segment: _Segment, position: int, what: str) -> MetranaCorruptRingError:
+        return MetranaCorruptRingError(
+            f"ring {segment.path}: {what} after position {position}; the file was modified by "
+            "something other than its writer"
+        )
 
     def rewind(self) -> None:
         """Forget what was read but not committed (it will be read again)."""
@@ -544,10 +591,14 @@ class RingReader:
 
     def drained(self) -> bool:
         """True when every record written so far has been committed."""
-        segment = self._open_segment(self.committed.segment)
+        committed = self.committed
+        segment = self._open_segment(committed.segment)
         if segment.slots[S_SEALED]:
             return False
-        return self.committed.position >= segment.slots[S_WRITE_POS]
+        _, written = unwrap(
+            segment.slots[S_PUBLISHED], segment.capacity, committed.position, committed.records
+        )
+        return written == committed.records
 
     def close(self) -> None:
         for segment in self._segments.values():

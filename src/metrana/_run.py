@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import atexit
+import functools
 import os
+import sys
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -108,6 +110,7 @@ def init(
         writer.start_watchdog()
         _writer = writer
         _inherited = None
+        _bind_log(writer)
         _register_atexit()
         logger.debug("metrana: joined session %s", session.dir)
 
@@ -169,6 +172,7 @@ def _writer_after_fork() -> Writer:
         writer.start_watchdog()
         _writer = writer
         _inherited = None
+        _bind_log(writer)
         _register_atexit()
         return writer
 
@@ -206,6 +210,7 @@ def close(close_strategy: Any = None, timeout: float | None = None) -> None:
         finally:
             writer.release()
             _writer = None
+            _bind_log(None)
 
 
 def flush(timeout: float | None = None) -> None:
@@ -267,11 +272,27 @@ def _after_fork_in_child() -> None:
     _closed_steps.clear()
     writer = _writer
     _writer = None
-    if writer is not None and not writer.closed:
-        _inherited = (writer.config, writer.session, writer.handshake, writer.next_steps())
+    _bind_log(None)
+    if writer is not None:
+        writer.detach()  # a log() function kept from the parent comes here
+        if not writer.closed:
+            _inherited = (writer.config, writer.session, writer.handshake, writer.next_steps())
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _bind_log(writer: Writer | None) -> None:
+    """``metrana.log`` is the writer's own log() while it is open (one call less per point),
+    this module's :func:`log` otherwise. The writer's function sends calls it cannot take
+    (closed, inherited through fork) back here, so a reference kept by the user stays right."""
+    package = sys.modules.get("metrana")
+    if package is None:
+        return
+    if writer is None:
+        package.log = log  # type: ignore[attr-defined]
+    else:
+        package.log = functools.update_wrapper(writer.log, log)  # type: ignore[attr-defined]
 
 
 def current_writer() -> Writer | None:

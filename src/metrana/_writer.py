@@ -29,6 +29,7 @@ from ._errors import (
     MetranaEventQueueFullError,
     MetranaInvalidMetricError,
     MetranaInvalidMetricTypeError,
+    MetranaNotInitializedError,
     MetranaTimeoutError,
 )
 from ._logging import logger
@@ -169,8 +170,7 @@ class Writer:
         if rank is not None and rank.isdigit():
             self.ring.meta[_ring.M_RANK] = int(rank) + 1
         self._lock = threading.Lock()
-        self._buf = bytearray(64)
-        self._encode_into = encoder.encode_into
+        self._encode = encoder.encode
         self._plain: dict[str, _Series] = {}
         self._by_key: dict[Any, _Series] = {}
         self._canonical: dict[tuple[str, str, str], _Series] = {}
@@ -192,8 +192,8 @@ class Writer:
         self._errors_lock = threading.Lock()  # the watchdog and close() both poll
         self.delivery_errors: list[DeliveryErrorEntry] = []
         self._unraised: list[str] = []  # RaiseOnLog: messages the next log() raises
-        self._fast_log = self._make_log()
-        self.log: Callable[..., None] = self._fast_log
+        self._detached = False
+        self.log: Callable[..., None] = self._make_log()
 
     def apply_handshake(self, handshake: Handshake) -> None:
         """Take the run's resume table: auto-incremented steps continue after stored ones."""
@@ -215,6 +215,7 @@ class Writer:
     def abandon(self) -> None:
         """Remove this writer's ring without delivering anything (``init()`` failed)."""
         self.closed = True
+        self.detach()
         self._stop.set()
         meta = self.ring.meta_path
         self.ring.close()
@@ -228,16 +229,14 @@ class Writer:
         cheaper than attributes). Scalars take the straight line; dicts of metrics and
         sequences of values go to :meth:`_log_many` and :meth:`_log_values`."""
         plain = self._plain
-        series_of = self._series
-        encode_into = self._encode_into
-        buf = self._buf
+        route = self._route
+        encode = self._encode
         append = self._append
         full = self._full
         declare = self._declare
         acquire = self._lock.acquire
         release = self._lock.release
         time_ns = _time_ns
-        log_many = self._log_many
         log_values = self._log_values
 
         def log(
@@ -248,19 +247,18 @@ class Writer:
             labels: Any = None,
             timestamp: Any = None,
         ) -> None:
+            series: _Series | None
             if scale is None and labels is None:
                 try:
-                    series = plain.get(metric_name)
-                except TypeError:  # unhashable: a dict of metrics (or a bad name)
-                    return log_many(metric_name, value, scale, step, labels, timestamp)
-                if series is None:
-                    if type(metric_name) is not str:
-                        return log_many(metric_name, value, scale, step, labels, timestamp)
-                    series = series_of(metric_name, None, None)
-            elif type(metric_name) is str:
-                series = series_of(metric_name, scale, labels)
+                    series = plain[metric_name]
+                except (KeyError, TypeError):  # new, or a dict of metrics, or see _route
+                    series = route(metric_name, value, scale, step, labels, timestamp)
+                    if series is None:
+                        return None
             else:
-                return log_many(metric_name, value, scale, step, labels, timestamp)
+                series = route(metric_name, value, scale, step, labels, timestamp)
+                if series is None:
+                    return None
             kind = type(value)
             if kind is not float and kind is not int:
                 if kind is list or kind is tuple or getattr(value, "ndim", 0) > 0:
@@ -278,14 +276,47 @@ class Writer:
                     return None
                 if step is None:
                     step = series.next_step
-                encode_into((POINT, series.id, step, value, timestamp), buf, 8)
-                if (append(buf) or full(buf)) and step >= series.next_step:
+                record = encode((POINT, series.id, step, value, timestamp))
+                if (append(record) or full(record)) and step >= series.next_step:
                     series.next_step = step + 1
             finally:
                 release()
             return None
 
         return log
+
+    def _route(
+        self,
+        metric_name: Any,
+        value: Any,
+        scale: Any,
+        step: Any,
+        labels: Any,
+        timestamp: Any,
+    ) -> _Series | None:
+        """Everything ``log()`` does not find in its table of plain series: the series of a
+        new name, or of a name with a scale or labels; a dict of metrics (logged here, None);
+        a writer that is closed or was inherited through fork (the call goes to this
+        process's current writer, None); delivery errors to raise (RaiseOnLog)."""
+        if self._detached:
+            from . import _run  # (imports this module)
+
+            if _run.current_writer() is self:
+                raise MetranaNotInitializedError("metrana.log() called while metrana.close() runs")
+            _run.log(metric_name, value, scale, step, labels, timestamp)
+            return None
+        if self._unraised:
+            self._raise_unraised()
+        if type(metric_name) is not str:
+            self._log_many(metric_name, value, scale, step, labels, timestamp)
+            return None
+        return self._series(metric_name, scale, labels)
+
+    def detach(self) -> None:
+        """This writer takes no more points: closed, or this is a forked child's copy of its
+        parent's. A log() function kept from it sends its calls to ``metrana.log``."""
+        self._detached = True
+        self._plain.clear()
 
     def _log_many(
         self,
@@ -333,15 +364,15 @@ class Writer:
         timestamp = _time_ns() if timestamp is None else _check_timestamp(timestamp)
         if step is not None:
             step = _check_step(step)
-        buf = self._buf
+        encode = self._encode
         with self._lock:
             if not checked or (not series.declared and not self._declare(series)):
                 return
             first = series.next_step if step is None else step
             for offset, value in enumerate(checked):
                 at = first + offset
-                self._encode_into((POINT, series.id, at, value, timestamp), buf, 8)
-                if (self._append(buf) or self._full(buf)) and at >= series.next_step:
+                record = encode((POINT, series.id, at, value, timestamp))
+                if (self._append(record) or self._full(record)) and at >= series.next_step:
                     series.next_step = at + 1
 
     def last_step(self, metric_name: str, scale: Any = None, labels: Any = None) -> int | None:
@@ -363,6 +394,8 @@ class Writer:
             key = None
         series = self._by_key.get(key) if key is not None else None
         if series is not None:
+            if scale is None and labels is None:
+                self._plain[metric_name] = series  # again, after a RaiseOnLog emptied it
             return series
         name = _check_name(metric_name)
         canonical = (name, _check_scale(scale), labels_json(_check_labels(labels)))
@@ -381,12 +414,11 @@ class Writer:
         """Append the series declaration (under the lock) before its first point.
 
         False when it was dropped (the point is then dropped with it, counted once)."""
-        buf = bytearray(8)
-        self._encode_into((DECLARE, series.id, series.name, series.scale, series.labels), buf, 8)
+        record = self._encode((DECLARE, series.id, series.name, series.scale, series.labels))
         if not series.logged_declaration:
-            self.ring.declarations.append(bytes(buf[8:]))
+            self.ring.declarations.append(record)
             series.logged_declaration = True
-        if self.ring.append(buf) or self._full(buf):
+        if self.ring.append(record) or self._full(record):
             series.declared = True
             self.declared += 1
             self.ring.meta[_ring.M_DECLARED] = self.declared
@@ -400,7 +432,7 @@ class Writer:
 
     # -- backpressure -------------------------------------------------------------------------
 
-    def _full(self, buf: bytearray) -> bool:
+    def _full(self, record: bytes) -> bool:
         """The ring is full: apply the backpressure strategy. True if the record was appended."""
         strategy = self._backpressure
         if strategy is BackpressureStrategy.RAISE:
@@ -410,7 +442,7 @@ class Writer:
                 "not running. Raise the size, log less, or use backpressure_strategy='Block'"
             )
         if strategy is BackpressureStrategy.BLOCK:
-            return self._block(buf)
+            return self._block(record)
         self.dropped += 1
         self.ring.meta[_ring.M_DROPPED] = self.dropped
         if not self._warned_drop:
@@ -422,13 +454,13 @@ class Writer:
             )
         return False
 
-    def _block(self, buf: bytearray) -> bool:
+    def _block(self, record: bytes) -> bool:
         deadline = time.monotonic() + self.config.block_timeout
         delay = 0.0002
         next_check = time.monotonic() + WATCHDOG_INTERVAL
         while True:
             time.sleep(delay)
-            if self.ring.append(buf):
+            if self.ring.append(record):
                 return True
             now = time.monotonic()
             if now > deadline:
@@ -510,17 +542,17 @@ class Writer:
                 for entry in fresh:
                     logger.warning("delivery error (%s): %s", entry.kind, entry.message)
             elif strategy is ErrorStrategy.RAISE_ON_LOG:
-                # Errors not yet raised accumulate: the next log() raises them all.
+                # Errors not yet raised accumulate: the next log() raises them all (emptying
+                # the table of plain series sends it through _route).
                 self._unraised.extend(entry.message for entry in fresh)
-                self.log = self._raise_on_log
+                self._plain.clear()
 
-    def _raise_on_log(self, *args: Any, **kwargs: Any) -> None:
-        """Stands in for ``log()`` until the next call, which raises the new errors."""
+    def _raise_unraised(self) -> None:
+        """RaiseOnLog: raise the errors published since the last log() (unless another
+        thread's call just did)."""
         with self._errors_lock:
             messages, self._unraised = self._unraised, []
-            self.log = self._fast_log  # back to the normal path
-        if not messages:  # another thread's call raised them
-            self._fast_log(*args, **kwargs)
+        if not messages:
             return
         raise MetranaDeliveryError(
             f"the dispatcher could not deliver data: {'; '.join(messages)} "
@@ -580,16 +612,16 @@ class Writer:
         if self.closed:
             return
         self.closed = True
+        self.detach()
         deadline = time.monotonic() + timeout
         with self._lock:
             ring = self.ring
             ring.set_slot(_ring.M_LOGGED, self.logged)
             ring.set_slot(_ring.M_CLOSE_STRATEGY, _CLOSE_CODES[strategy])
-            buf = bytearray(8)
-            self._encode_into((CLOSE, strategy.value), buf, 8)
+            record = self._encode((CLOSE, strategy.value))
             # The CLOSE record marks the end of the stream; the state slot alone suffices when
             # the ring is full and the strategy does not wait.
-            while not ring.append(buf):
+            while not ring.append(record):
                 if strategy is CloseStrategy.IMMEDIATE or time.monotonic() >= deadline:
                     break
                 time.sleep(0.001)

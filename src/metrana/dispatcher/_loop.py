@@ -8,9 +8,11 @@ committed positions and the store's (series, step) identity absorbs the replay.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import time
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import Future, wait
 from typing import Any
 
@@ -20,7 +22,7 @@ from .._enums import CloseStrategy
 from .._error_channel import ErrorPublisher
 from .._errors import MetranaCorruptRingError
 from .._logging import logger
-from .._records import CLOSE, DECLARE, POINT, decoder
+from .._records import CLOSE, DECLARE, POINT, decoder, span_decoder
 from .._session import Session, process_alive, process_create_ms
 from .._stats import DispatcherStats, publish_dispatcher_stats
 from .._writer import CLOSE_STRATEGY_OF_CODE, labels_json
@@ -129,6 +131,13 @@ class Dispatcher:
     # -- the loop -----------------------------------------------------------------------------
 
     def run(self) -> None:
+        # A pass decodes tens of thousands of records that live until the batch is built:
+        # with the collector's default thresholds, collections that find nothing to free ran
+        # many times per pass and cost as much as the decoding. Collect between passes instead
+        # (the dispatcher makes few reference cycles), ignoring what was built at start-up.
+        gc.collect()
+        gc.freeze()
+        gc.disable()
         next_scan = 0.0
         next_liveness = 0.0
         idle_delay = 0.0
@@ -141,6 +150,7 @@ class Dispatcher:
                 self.publish_last_steps()
                 next_scan = now + SCAN_INTERVAL
             if now >= next_liveness:
+                gc.collect()
                 self.sample_system()
                 self.check_liveness()
                 self.publish_stats()
@@ -244,7 +254,7 @@ class Dispatcher:
             if writer_id in self.writers or writer_id in self._broken:
                 continue
             try:
-                reader = _ring.RingReader(meta, decoder.decode)
+                reader = _ring.RingReader(meta, span_decoder)
             except (MetranaCorruptRingError, OSError) as error:
                 # A writer may be between creating its files; the next scan retries.
                 logger.debug("ring %s not ready: %s", meta, error)
@@ -476,31 +486,53 @@ class Dispatcher:
     def _collect(
         self, writer: _Writer, records: list[Any], batch: dict[SeriesKey, SeriesColumns]
     ) -> int:
-        series = writer.series
-        columns: dict[int, SeriesColumns] = {}
-        points = 0
-        for record in records:
-            kind = record[0]
-            if kind == POINT:
-                sid = record[1]
-                target = columns.get(sid)
-                if target is None:
-                    key = series.get(sid)
-                    if key is None:
-                        key = self._declared_outside_ring(writer, sid)
-                    target = batch.get(key)
-                    if target is None:
-                        target = batch[key] = SeriesColumns([], [], [])
-                    columns[sid] = target
-                target.steps.append(record[2])
-                target.values.append(record[3])
-                target.timestamps.append(record[4])
-                points += 1
-            elif kind == DECLARE:
-                series[record[1]] = (record[2], record[3], labels_json(record[4]))
-            elif kind == CLOSE:
+        """Add the points of ``records`` (a span of one writer's ring) to ``batch``, column by
+        column; take note of declarations and the CLOSE record. Returns the points added."""
+        columns = _transpose(records)
+        kinds = columns[0]
+        points = kinds.count(POINT)
+        if points == len(records):
+            self._add_points(writer, columns, batch)
+            return points
+        controls = sorted(_indexes(kinds, DECLARE) + _indexes(kinds, CLOSE))
+        if points + len(controls) != len(records):
+            raise MetranaCorruptRingError(f"{writer.name}: a record of unknown kind in its ring")
+        start = 0
+        for index in controls:
+            if index > start:
+                self._add_points(writer, _transpose(records[start:index]), batch)
+            record = records[index]
+            if record[0] == DECLARE:
+                writer.series[record[1]] = (record[2], record[3], labels_json(record[4]))
+            else:
                 writer.saw_close = True
+            start = index + 1
+        if start < len(records):
+            self._add_points(writer, _transpose(records[start:]), batch)
         return points
+
+    def _add_points(
+        self, writer: _Writer, columns: list[tuple[Any, ...]], batch: dict[SeriesKey, SeriesColumns]
+    ) -> None:
+        """Points in columns (kind, series id, step, value, timestamp) into ``batch``."""
+        if len(columns) != 5:
+            raise MetranaCorruptRingError(f"{writer.name}: a point record of the wrong shape")
+        _, sids, steps, values, timestamps = columns
+        for sid, series_steps, series_values, series_timestamps in _by_series(
+            sids, steps, values, timestamps
+        ):
+            key = writer.series.get(sid)
+            if key is None:
+                key = self._declared_outside_ring(writer, sid)
+            target = batch.get(key)
+            if target is None:
+                batch[key] = SeriesColumns(
+                    list(series_steps), list(series_values), list(series_timestamps)
+                )
+            else:
+                target.steps.extend(series_steps)
+                target.values.extend(series_values)
+                target.timestamps.extend(series_timestamps)
 
     def _declared_outside_ring(self, writer: _Writer, sid: int) -> SeriesKey:
         """A series declared before the committed position (we replaced a dispatcher)."""
@@ -575,3 +607,60 @@ class Dispatcher:
         with contextlib.suppress(OSError):
             writer.reader.delete()
         logger.debug("writer %s finished", writer_id)
+
+
+def _transpose(records: list[Any]) -> list[tuple[Any, ...]]:
+    """Records as columns, in C; as many columns as the shortest record has fields."""
+    return list(zip(*records, strict=False))
+
+
+def _indexes(items: tuple[Any, ...], value: Any) -> list[int]:
+    """Where ``value`` occurs in ``items`` (a scan in C: control records are rare)."""
+    found: list[int] = []
+    start = 0
+    while True:
+        try:
+            start = items.index(value, start) + 1
+        except ValueError:
+            return found
+        found.append(start - 1)
+
+
+Columns = tuple[int, Sequence[int], Sequence[Any], Sequence[int]]
+
+
+def _by_series(
+    sids: tuple[int, ...],
+    steps: tuple[int, ...],
+    values: tuple[Any, ...],
+    timestamps: tuple[int, ...],
+) -> list[Columns]:
+    """Split point columns by series id, keeping each series' order.
+
+    Without a loop in Python for the common shapes: one series, or several logged in the same
+    order at every step (loss, accuracy, learning rate...); any other mix takes the loop."""
+    first = sids[0]
+    count = len(sids)
+    if sids.count(first) == count:
+        return [(first, steps, values, timestamps)]
+    try:
+        period = sids.index(first, 1)
+    except ValueError:
+        period = 0
+    regular = 1 < period <= 64 and len(set(sids[:period])) == period
+    if regular and all(
+        sids[j::period].count(sids[j]) == len(range(j, count, period)) for j in range(period)
+    ):
+        return [
+            (sids[j], steps[j::period], values[j::period], timestamps[j::period])
+            for j in range(period)
+        ]
+    grouped: dict[int, tuple[list[int], list[Any], list[int]]] = {}
+    for sid, step, value, timestamp in zip(sids, steps, values, timestamps, strict=True):
+        columns = grouped.get(sid)
+        if columns is None:
+            columns = grouped[sid] = ([], [], [])
+        columns[0].append(step)
+        columns[1].append(value)
+        columns[2].append(timestamp)
+    return [(sid, *columns) for sid, columns in grouped.items()]
