@@ -236,3 +236,47 @@ def test_stats_and_flush(monkeypatch: pytest.MonkeyPatch) -> None:
     metrana.close()
     with pytest.raises(metrana.MetranaNotInitializedError):
         metrana.stats()
+
+
+KEPT_LOG = """
+import inspect, os, sys
+import metrana
+from metrana import _run
+
+names = dict(workspace_name='w', project_name='p', run_name='kept', close_strategy='CompleteAll')
+metrana.init(**names)
+log = metrana.log  # the open writer's own function, kept by the caller
+assert log is not _run.log
+assert list(inspect.signature(log).parameters)[:2] == ['metric_name', 'value']
+for i in range(100):
+    log('parent', float(i), step=i)
+pid = os.fork()
+if pid == 0:  # the parent's function, called in a forked child: the child's own ring takes it
+    assert metrana.log is _run.log
+    for i in range(50):
+        log('child', float(i), step=i)
+    metrana.close()
+    os._exit(0)
+assert os.waitpid(pid, 0)[1] == 0
+for i in range(100, 200):
+    log('parent', float(i), step=i)
+metrana.close()
+assert metrana.log is _run.log
+try:
+    log('parent', 1.0)
+except metrana.MetranaNotInitializedError as error:
+    print('after close:', error)
+metrana.init(**names)
+log('parent', 500.0, step=500)  # the kept function follows to the new writer
+metrana.close()
+"""
+
+
+def test_a_kept_log_function_follows_fork_close_and_a_new_init() -> None:
+    result = run_python("-c", KEPT_LOG)
+    assert "after close: metrana.log() called before metrana.init()" in result.stdout
+    points = export_points("w", "p", "kept")
+    parent = [(p["step"], p["value"]) for p in points if p["metric"] == "parent"]
+    child = [(p["step"], p["value"]) for p in points if p["metric"] == "child"]
+    assert parent == [(i, float(i)) for i in range(200)] + [(500, 500.0)]
+    assert child == [(i, float(i)) for i in range(50)]

@@ -1,11 +1,16 @@
 """Records carried by the rings, shared by writers and the dispatcher.
 
-Each record is a msgpack array whose first element is its kind:
+Every record is five msgpack values, the first its kind:
 
-* ``[POINT, series_id, step, value, timestamp_ns]``: the hot-path record. The writer sequence
-  of a point is its position in the writer's ring: unique and monotonic per writer.
-* ``[DECLARE, series_id, metric_name, scale, labels]``: interns a series once per writer.
-* ``[CLOSE, close_strategy]``: the writer closed; nothing follows it.
+* ``POINT, series_id, step, value, timestamp_ns``: the hot-path record. The writer sequence of
+  a point is its position in the writer's ring: unique and monotonic per writer.
+* ``DECLARE, series_id, metric_name, scale, labels``: interns a series once per writer.
+* ``CLOSE, close_strategy, nil, nil, nil``: the writer closed; nothing follows it.
+
+A record is the msgpack encoding of the 5-tuple without its array header (its first byte): a
+span of records is then a flat run of values, which the dispatcher decodes with one call into
+one list and cuts into columns by slicing (``values[2::5]`` are the steps), with no object per
+record. The declarations file keeps whole tuples.
 """
 
 from __future__ import annotations
@@ -17,18 +22,22 @@ import msgspec
 POINT = 0
 DECLARE = 1
 CLOSE = 2
+VALUES_PER_RECORD = 5
 
 encoder = msgspec.msgpack.Encoder()
 decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder()
-# A span of a ring: records decoded as tuples (cheaper than lists, and zip() makes columns).
-span_decoder: msgspec.msgpack.Decoder[list[tuple[Any, ...]]] = msgspec.msgpack.Decoder(
-    list[tuple[Any, ...]]
-)
+span_decoder: msgspec.msgpack.Decoder[list[Any]] = msgspec.msgpack.Decoder(list[Any])
 
 
 def declare_record(series_id: int, name: str, scale: str, labels: dict[str, str]) -> bytes:
+    """The whole tuple (as the declarations file keeps it); ``ring_record`` of it for a ring."""
     return encoder.encode((DECLARE, series_id, name, scale, labels))
 
 
 def close_record(strategy: str) -> bytes:
-    return encoder.encode((CLOSE, strategy))
+    return ring_record(encoder.encode((CLOSE, strategy, None, None, None)))
+
+
+def ring_record(encoded_tuple: bytes) -> bytes:
+    """A record as a ring holds it: the encoded 5-tuple without its one-byte array header."""
+    return encoded_tuple[1:]

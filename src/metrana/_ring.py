@@ -96,6 +96,12 @@ M_RANK = 27
 # segment slots
 S_MAGIC, S_NUMBER, S_CAPACITY, S_PUBLISHED, S_SEALED, S_READ_POS = 0, 1, 2, 8, 9, 16
 S_WRAP_POSITION, S_WRAP_RECORDS = 10, 11
+# Checkpoints: the published word after every CHECKPOINT-th record, in a table of
+# CHECKPOINT_SLOTS slots (the slot of record count c is c // CHECKPOINT % CHECKPOINT_SLOTS), so
+# that a reader can stop a span at a record boundary and bound what it decodes at once.
+S_CHECKPOINTS = 128
+CHECKPOINT = 1024
+CHECKPOINT_SLOTS = 128
 
 STATE_OPEN, STATE_CLOSED = 0, 1
 
@@ -303,7 +309,8 @@ class RingWriter:
         word_base = 0
         # Fast path bounds: below these, a record needs no wrap, no refresh, no chaining.
         lap_limit = capacity  # min(end of this lap, committed read position + capacity)
-        word_limit = min(max_events * unit, WORD_LIMIT) if max_events else WORD_LIMIT
+        # min(the event limit, the next checkpoint, the count field's maximum)
+        word_limit = min(max_events, CHECKPOINT) * unit if max_events else CHECKPOINT * unit
 
         def count() -> int:
             return written + ((word - word_base) >> COUNT_SHIFT)
@@ -327,6 +334,8 @@ class RingWriter:
             written += (word - word_base) >> COUNT_SHIFT
             word_base = word
             meta[M_WRITTEN] = written
+            if written % CHECKPOINT == 0:
+                slots[S_CHECKPOINTS + written // CHECKPOINT % CHECKPOINT_SLOTS] = word
             committed = meta[M_COMMITTED] if max_events else 0
             if max_events and written >= committed + max_events:
                 word_limit = word  # the slow path again until the reader commits
@@ -365,10 +374,10 @@ class RingWriter:
             word = word_base = published_word(written, lap, offset)
             slots[S_PUBLISHED] = word
             lap_limit = min(capacity, read + capacity - lap * capacity)
+            records_left = CHECKPOINT - written % CHECKPOINT
             if max_events:
-                word_limit = min(word + (committed + max_events - written) * unit, WORD_LIMIT)
-            else:
-                word_limit = WORD_LIMIT
+                records_left = min(records_left, committed + max_events - written)
+            word_limit = min(word + records_left * unit, WORD_LIMIT)
             return True
 
         self._count = count
@@ -410,9 +419,15 @@ class Cursor:
 class RingReader:
     """The consumer side of one writer: reads ahead, commits behind."""
 
-    def __init__(self, meta_path: Path, decoder: msgspec.msgpack.Decoder[list[Any]]) -> None:
-        """``decoder`` decodes a msgpack array of records (the reader puts the array header
-        in front of each span)."""
+    def __init__(
+        self,
+        meta_path: Path,
+        decoder: msgspec.msgpack.Decoder[list[Any]],
+        values_per_record: int = 1,
+    ) -> None:
+        """``decoder`` decodes a span as a msgpack array (the reader puts the array header in
+        front of it) of ``values_per_record`` values per record: ``read`` returns that flat
+        list of values."""
         self.meta_path = meta_path
         self.directory = meta_path.parent
         self.writer_id = writer_id_of(meta_path)
@@ -433,6 +448,7 @@ class RingReader:
         self.pid = int(meta[M_PID])
         self.create_ms = int(meta[M_CREATE_MS])
         self._decode = decoder.decode
+        self._values_per_record = values_per_record
         self._segments: dict[int, _Segment] = {}
         self.committed = self._recover_commit()
         self.cursor = self.committed.copy()
@@ -491,33 +507,32 @@ class RingReader:
         return int(self.meta[M_WRITTEN]) - self.cursor.records
 
     def read(self, limit: int) -> list[Any]:
-        """Decode the records after the read cursor and advance it: whole published spans, one
-        msgspec call each, until ``limit`` records or nothing more (a span is never split, so
-        more than ``limit`` may come back)."""
-        out: list[Any] = []
+        """Decode the records after the read cursor and advance it: the span published in the
+        reader's segment (after the sealed ones it has finished), in one msgspec call, whole or
+        up to the writer's last checkpoint within ``limit`` records (so more than ``limit``
+        may come back when there is none). Returns their values, in one flat list; [] when
+        there is nothing new."""
         cursor = self.cursor
-        while len(out) < limit:
+        while True:
             segment = self._open_segment(cursor.segment)
             sealed = segment.slots[S_SEALED]  # before the word: a sealed segment's word is final
-            records = self._read_span(segment, cursor)
-            if records is None:
-                if sealed:
-                    cursor.segment += 1
-                    cursor.position = 0
-                    continue
-                break
-            if out:
-                out.extend(records)
-            else:
-                out = records
-        return out
+            values = self._read_span(segment, cursor, limit)
+            if values is not None:
+                return values
+            if not sealed:
+                return []
+            cursor.segment += 1
+            cursor.position = 0
 
-    def _read_span(self, segment: _Segment, cursor: Cursor) -> list[Any] | None:
-        """Every record published after ``cursor`` in ``segment`` (None if there is none)."""
+    def _read_span(self, segment: _Segment, cursor: Cursor, limit: int) -> list[Any] | None:
+        """The records published after ``cursor`` in ``segment`` (None if there is none): all
+        of them, or up to the last checkpoint within ``limit`` records if there is one."""
         slots = segment.slots
         capacity = segment.capacity
         position = cursor.position
         end, end_records = unwrap(slots[S_PUBLISHED], capacity, position, cursor.records)
+        if end_records - cursor.records > limit:
+            end, end_records = self._checkpoint(segment, cursor, limit, end, end_records)
         count = end_records - cursor.records
         lap_start = position - position % capacity
         if count == 0 and end == position:
@@ -540,7 +555,8 @@ class RingReader:
             ]
         else:
             raise self._corrupt(segment, position, f"a published word of {count} records to {end}")
-        data = b"".join([ARRAY32, count.to_bytes(4, "big"), *parts])
+        values = count * self._values_per_record
+        data = b"".join([ARRAY32, values.to_bytes(4, "big"), *parts])
         try:
             records: list[Any] = self._decode(data)
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
@@ -549,6 +565,21 @@ class RingReader:
         cursor.position = end
         cursor.records = end_records
         return records
+
+    @staticmethod
+    def _checkpoint(
+        segment: _Segment, cursor: Cursor, limit: int, end: int, end_records: int
+    ) -> tuple[int, int]:
+        """(end, records) of the last checkpoint after ``cursor`` and within ``limit`` records,
+        if the writer's table still holds it; else the published (``end``, ``end_records``)."""
+        wanted = (cursor.records + limit) // CHECKPOINT * CHECKPOINT
+        if wanted <= cursor.records:
+            return end, end_records
+        word = segment.slots[S_CHECKPOINTS + wanted // CHECKPOINT % CHECKPOINT_SLOTS]
+        at, records = unwrap(word, segment.capacity, cursor.position, cursor.records)
+        if records != wanted or not cursor.position < at <= end:
+            return end, end_records  # overwritten by a later checkpoint (or never written)
+        return at, records
 
     @staticmethod
     def _corrupt(segment: _Segment, position: int, what: str) -> MetranaCorruptRingError:

@@ -33,7 +33,7 @@ from ._errors import (
     MetranaTimeoutError,
 )
 from ._logging import logger
-from ._records import CLOSE, DECLARE, POINT, encoder
+from ._records import POINT, close_record, declare_record, encoder, ring_record
 from ._session import Handshake, Session, process_create_ms
 from ._stats import WriterStats, writer_stats
 
@@ -276,7 +276,8 @@ class Writer:
                     return None
                 if step is None:
                     step = series.next_step
-                record = encode((POINT, series.id, step, value, timestamp))
+                # the record is the tuple without its array header: see _records
+                record = encode((POINT, series.id, step, value, timestamp))[1:]
                 if (append(record) or full(record)) and step >= series.next_step:
                     series.next_step = step + 1
             finally:
@@ -371,7 +372,7 @@ class Writer:
             first = series.next_step if step is None else step
             for offset, value in enumerate(checked):
                 at = first + offset
-                record = encode((POINT, series.id, at, value, timestamp))
+                record = encode((POINT, series.id, at, value, timestamp))[1:]
                 if (self._append(record) or self._full(record)) and at >= series.next_step:
                     series.next_step = at + 1
 
@@ -414,10 +415,11 @@ class Writer:
         """Append the series declaration (under the lock) before its first point.
 
         False when it was dropped (the point is then dropped with it, counted once)."""
-        record = self._encode((DECLARE, series.id, series.name, series.scale, series.labels))
+        declaration = declare_record(series.id, series.name, series.scale, series.labels)
         if not series.logged_declaration:
-            self.ring.declarations.append(record)
+            self.ring.declarations.append(declaration)
             series.logged_declaration = True
+        record = ring_record(declaration)
         if self.ring.append(record) or self._full(record):
             series.declared = True
             self.declared += 1
@@ -618,7 +620,7 @@ class Writer:
             ring = self.ring
             ring.set_slot(_ring.M_LOGGED, self.logged)
             ring.set_slot(_ring.M_CLOSE_STRATEGY, _CLOSE_CODES[strategy])
-            record = self._encode((CLOSE, strategy.value))
+            record = close_record(strategy.value)
             # The CLOSE record marks the end of the stream; the state slot alone suffices when
             # the ring is full and the strategy does not wait.
             while not ring.append(record):

@@ -12,7 +12,6 @@ import gc
 import os
 import time
 from collections import deque
-from collections.abc import Sequence
 from concurrent.futures import Future, wait
 from typing import Any
 
@@ -22,7 +21,7 @@ from .._enums import CloseStrategy
 from .._error_channel import ErrorPublisher
 from .._errors import MetranaCorruptRingError
 from .._logging import logger
-from .._records import CLOSE, DECLARE, POINT, decoder, span_decoder
+from .._records import CLOSE, DECLARE, POINT, VALUES_PER_RECORD, decoder, span_decoder
 from .._session import Session, process_alive, process_create_ms
 from .._stats import DispatcherStats, publish_dispatcher_stats
 from .._writer import CLOSE_STRATEGY_OF_CODE, labels_json
@@ -38,7 +37,7 @@ RECORDS_PER_WRITER = 20_000
 # Records per batch across all writers: each writer's share of a pass is this divided among
 # them (at least MIN_RECORDS_PER_WRITER), so that memory does not grow with the writer count.
 RECORDS_PER_BATCH = 64_000
-MIN_RECORDS_PER_WRITER = 1_000
+MIN_RECORDS_PER_WRITER = 2 * _ring.CHECKPOINT  # a checkpoint always falls in a share
 RETRY_DELAY_MAX = 5.0
 PROBE_INTERVAL = 2.0
 
@@ -124,6 +123,7 @@ class Dispatcher:
         # The last step read per series, published for writers that join later (resume.json)
         self.last_steps: dict[SeriesKey, int] = {}
         self._last_steps_changed = False
+        self._rotation = 0  # the ring a pass starts reading at
 
     def stop(self) -> None:
         self._running = False
@@ -254,7 +254,7 @@ class Dispatcher:
             if writer_id in self.writers or writer_id in self._broken:
                 continue
             try:
-                reader = _ring.RingReader(meta, span_decoder)
+                reader = _ring.RingReader(meta, span_decoder, VALUES_PER_RECORD)
             except (MetranaCorruptRingError, OSError) as error:
                 # A writer may be between creating its files; the next scan retries.
                 logger.debug("ring %s not ready: %s", meta, error)
@@ -311,14 +311,22 @@ class Dispatcher:
             RECORDS_PER_WRITER,
             max(MIN_RECORDS_PER_WRITER, RECORDS_PER_BATCH // max(1, len(self.writers))),
         )
-        for writer_id, writer in list(self.writers.items()):
+        # A span is read whole, so a ring that filled while the target was slow can bring many
+        # records at once: stop at a batch's worth, and start each pass at the next ring.
+        writers = list(self.writers.items())
+        self._rotation = (self._rotation + 1) % max(1, len(writers))
+        taken = 0
+        for writer_id, writer in writers[self._rotation :] + writers[: self._rotation]:
+            if taken >= RECORDS_PER_BATCH:
+                break
             try:
                 if writer.reader.cursor.records < writer.reader.slot(_ring.M_SUBMITTED):
                     replay = True
-                records = writer.reader.read(share)
-                if not records:
+                values = writer.reader.read(share)
+                if not values:
                     continue
-                points = self._collect(writer, records, columns)
+                taken += len(values) // VALUES_PER_RECORD
+                points = self._collect(writer, values, columns)
             except MetranaCorruptRingError as error:
                 # One broken ring must not stop the others: set it aside, keep its files.
                 logger.error("%s; this ring is left on disk and no longer read", error)
@@ -484,55 +492,54 @@ class Dispatcher:
             writer.reader.rewind()
 
     def _collect(
-        self, writer: _Writer, records: list[Any], batch: dict[SeriesKey, SeriesColumns]
+        self, writer: _Writer, values: list[Any], batch: dict[SeriesKey, SeriesColumns]
     ) -> int:
-        """Add the points of ``records`` (a span of one writer's ring) to ``batch``, column by
-        column; take note of declarations and the CLOSE record. Returns the points added."""
-        columns = _transpose(records)
-        kinds = columns[0]
+        """Add the points of ``values`` (the records of a span of one writer's ring, five
+        values each) to ``batch``, column by column; take note of declarations and the CLOSE
+        record. Returns the points added."""
+        kinds = values[0::VALUES_PER_RECORD]
         points = kinds.count(POINT)
-        if points == len(records):
-            self._add_points(writer, columns, batch)
+        if points == len(kinds):
+            self._add_points(writer, values, batch)
             return points
         controls = sorted(_indexes(kinds, DECLARE) + _indexes(kinds, CLOSE))
-        if points + len(controls) != len(records):
+        if points + len(controls) != len(kinds):
             raise MetranaCorruptRingError(f"{writer.name}: a record of unknown kind in its ring")
         start = 0
         for index in controls:
             if index > start:
-                self._add_points(writer, _transpose(records[start:index]), batch)
-            record = records[index]
-            if record[0] == DECLARE:
-                writer.series[record[1]] = (record[2], record[3], labels_json(record[4]))
+                self._add_points(
+                    writer, values[VALUES_PER_RECORD * start : VALUES_PER_RECORD * index], batch
+                )
+            at = VALUES_PER_RECORD * index
+            kind, sid, name, scale, labels = values[at : at + VALUES_PER_RECORD]
+            if kind == DECLARE:
+                writer.series[sid] = (name, scale, labels_json(labels))
             else:
                 writer.saw_close = True
             start = index + 1
-        if start < len(records):
-            self._add_points(writer, _transpose(records[start:]), batch)
+        if start < len(kinds):
+            self._add_points(writer, values[VALUES_PER_RECORD * start :], batch)
         return points
 
     def _add_points(
-        self, writer: _Writer, columns: list[tuple[Any, ...]], batch: dict[SeriesKey, SeriesColumns]
+        self, writer: _Writer, values: list[Any], batch: dict[SeriesKey, SeriesColumns]
     ) -> None:
-        """Points in columns (kind, series id, step, value, timestamp) into ``batch``."""
-        if len(columns) != 5:
-            raise MetranaCorruptRingError(f"{writer.name}: a point record of the wrong shape")
-        _, sids, steps, values, timestamps = columns
-        for sid, series_steps, series_values, series_timestamps in _by_series(
-            sids, steps, values, timestamps
+        """Point records (kind, series id, step, value, timestamp) into ``batch``."""
+        every = VALUES_PER_RECORD
+        for sid, steps, point_values, timestamps in _by_series(
+            values[1::every], values[2::every], values[3::every], values[4::every]
         ):
             key = writer.series.get(sid)
             if key is None:
                 key = self._declared_outside_ring(writer, sid)
             target = batch.get(key)
             if target is None:
-                batch[key] = SeriesColumns(
-                    list(series_steps), list(series_values), list(series_timestamps)
-                )
+                batch[key] = SeriesColumns(steps, point_values, timestamps)
             else:
-                target.steps.extend(series_steps)
-                target.values.extend(series_values)
-                target.timestamps.extend(series_timestamps)
+                target.steps.extend(steps)
+                target.values.extend(point_values)
+                target.timestamps.extend(timestamps)
 
     def _declared_outside_ring(self, writer: _Writer, sid: int) -> SeriesKey:
         """A series declared before the committed position (we replaced a dispatcher)."""
@@ -581,12 +588,10 @@ class Dispatcher:
         What was already handed to the target finishes; the discard is committed behind it."""
         discarded = 0
         while True:
-            records = writer.reader.read(RECORDS_PER_WRITER)
-            if not records:
+            values = writer.reader.read(RECORDS_PER_WRITER)
+            if not values:
                 break
-            for record in records:
-                if record[0] == POINT:
-                    discarded += 1
+            discarded += values[0::VALUES_PER_RECORD].count(POINT)
         writer.saw_close = True  # the state slot is set after the writer's last append
         reader = writer.reader
         self.inflight.append(
@@ -609,12 +614,7 @@ class Dispatcher:
         logger.debug("writer %s finished", writer_id)
 
 
-def _transpose(records: list[Any]) -> list[tuple[Any, ...]]:
-    """Records as columns, in C; as many columns as the shortest record has fields."""
-    return list(zip(*records, strict=False))
-
-
-def _indexes(items: tuple[Any, ...], value: Any) -> list[int]:
+def _indexes(items: list[Any], value: Any) -> list[int]:
     """Where ``value`` occurs in ``items`` (a scan in C: control records are rare)."""
     found: list[int] = []
     start = 0
@@ -626,14 +626,11 @@ def _indexes(items: tuple[Any, ...], value: Any) -> list[int]:
         found.append(start - 1)
 
 
-Columns = tuple[int, Sequence[int], Sequence[Any], Sequence[int]]
+Columns = tuple[int, list[int], list[Any], list[int]]
 
 
 def _by_series(
-    sids: tuple[int, ...],
-    steps: tuple[int, ...],
-    values: tuple[Any, ...],
-    timestamps: tuple[int, ...],
+    sids: list[int], steps: list[int], values: list[Any], timestamps: list[int]
 ) -> list[Columns]:
     """Split point columns by series id, keeping each series' order.
 
