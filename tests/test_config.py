@@ -102,6 +102,18 @@ def test_event_queue_zero_means_unbounded(monkeypatch: pytest.MonkeyPatch) -> No
     assert resolve_config(**NAMES).event_queue_max_size == 0
 
 
+def test_event_queue_size_has_a_maximum(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bounded ring is one segment, whose offsets take 28 bits of the published word."""
+    monkeypatch.setenv("METRANA_EVENT_QUEUE_MAX_SIZE", "5000000")
+    assert resolve_config(**NAMES).event_queue_max_size == 5_000_000
+    monkeypatch.setenv("METRANA_EVENT_QUEUE_MAX_SIZE", "5000001")
+    with pytest.raises(
+        MetranaConfigError,
+        match=r"invalid METRANA_EVENT_QUEUE_MAX_SIZE '5000001' .*an integer from 0 to 5_000_000",
+    ):
+        resolve_config(**NAMES)
+
+
 def test_ingestion_url_and_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_config(**NAMES).ingestion_url is None
     assert resolve_config(**NAMES).is_embedded

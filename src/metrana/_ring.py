@@ -449,6 +449,7 @@ class RingReader:
         self.create_ms = int(meta[M_CREATE_MS])
         self._decode = decoder.decode
         self._values_per_record = values_per_record
+        self._drained_word = -1  # the published word when the cursor last reached its end
         self._segments: dict[int, _Segment] = {}
         self.committed = self._recover_commit()
         self.cursor = self.committed.copy()
@@ -516,10 +517,14 @@ class RingReader:
         while True:
             segment = self._open_segment(cursor.segment)
             sealed = segment.slots[S_SEALED]  # before the word: a sealed segment's word is final
+            word = segment.slots[S_PUBLISHED]
+            if word == self._drained_word and not sealed:
+                return []  # nothing new since the last look (the cheap case of an idle ring)
             values = self._read_span(segment, cursor, limit)
             if values is not None:
                 return values
             if not sealed:
+                self._drained_word = word
                 return []
             cursor.segment += 1
             cursor.position = 0
@@ -591,6 +596,7 @@ class RingReader:
     def rewind(self) -> None:
         """Forget what was read but not committed (it will be read again)."""
         self.cursor = self.committed.copy()
+        self._drained_word = -1
 
     def commit(self, cursor: Cursor | None = None) -> None:
         """Publish ``cursor`` (default: the read cursor) as committed; free what it passed."""

@@ -57,17 +57,16 @@ def live_dispatchers(session_root: Path) -> list[int]:
     return pids
 
 
-def _finished_not_drained(meta_path: Path) -> bool:
-    """A ring whose writer closed or died, with records the dispatcher has not committed."""
+def _finished_not_removed(meta_path: Path) -> bool:
+    """A ring whose writer closed or died, not yet removed by the dispatcher (which removes it
+    once every record is committed, after publishing the steps it read in resume.json)."""
     from . import _ring
 
     meta = _ring.read_meta(meta_path)
     if meta is None:
         return False
     closed = meta[_ring.M_STATE] == _ring.STATE_CLOSED
-    if not closed and process_alive(int(meta[_ring.M_PID]), int(meta[_ring.M_CREATE_MS])):
-        return False
-    return bool(meta[_ring.M_WRITTEN] > meta[_ring.M_COMMITTED])
+    return closed or not process_alive(int(meta[_ring.M_PID]), int(meta[_ring.M_CREATE_MS]))
 
 
 class Handshake(msgspec.Struct):
@@ -347,11 +346,11 @@ class Session:
         return table or []
 
     def wait_finished_rings(self, timeout: float) -> bool:
-        """Wait until the rings of writers that closed or died are drained (the dispatcher
-        removes them then), so that the resume table covers every step they logged."""
+        """Wait until the rings of writers that closed or died are drained and removed, so
+        that the resume table covers every step they logged."""
         deadline = time.monotonic() + timeout
         while True:
-            unfinished = [meta for meta in self.ring_metas() if _finished_not_drained(meta)]
+            unfinished = [meta for meta in self.ring_metas() if _finished_not_removed(meta)]
             if not unfinished:
                 return True
             if time.monotonic() > deadline:

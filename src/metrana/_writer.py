@@ -42,6 +42,7 @@ _time_ns = time.time_ns
 _generation = 0
 
 WATCHDOG_INTERVAL = 0.5
+IDLE_WATCHDOG_INTERVAL = 5.0
 ERROR_POLL_INTERVAL = 0.1
 
 
@@ -504,7 +505,7 @@ class Writer:
         thread.start()
 
     def _watch(self) -> None:
-        next_check = time.monotonic() + WATCHDOG_INTERVAL
+        last_check = time.monotonic()
         interval = ERROR_POLL_INTERVAL
         last_written = -1
         while not self._stop.wait(interval):
@@ -513,16 +514,17 @@ class Writer:
             try:
                 self.poll_errors()
                 written = self.ring.written
+                active = written != last_written
                 # An idle writer (an evaluator, a parked worker) wakes less and less often, up
-                # to once a second; the first log() after it brings the pace back.
-                interval = (
-                    ERROR_POLL_INTERVAL if written != last_written else min(interval * 2, 1.0)
-                )
+                # to once a second, and looks for the dispatcher every few seconds (nothing of
+                # its own waits for it); the first log() after it brings the pace back.
+                interval = ERROR_POLL_INTERVAL if active else min(interval * 2, 1.0)
                 last_written = written
                 self.ring.publish_written()
-                if time.monotonic() < next_check:
+                period = WATCHDOG_INTERVAL if active else IDLE_WATCHDOG_INTERVAL
+                if time.monotonic() < last_check + period:
                     continue
-                next_check = time.monotonic() + WATCHDOG_INTERVAL
+                last_check = time.monotonic()
                 if not self.session.dispatcher_alive():
                     self.check_dispatcher()
                 else:

@@ -40,6 +40,11 @@ RECORDS_PER_BATCH = 64_000
 MIN_RECORDS_PER_WRITER = 2 * _ring.CHECKPOINT  # a checkpoint always falls in a share
 RETRY_DELAY_MAX = 5.0
 PROBE_INTERVAL = 2.0
+# After a pass that found less than a quarter of a batch, wait a little before the next: a
+# batch, with its transaction or request, and a pass over every ring cost the same for ten
+# points as for ten thousand.
+SMALL_PASS = RECORDS_PER_BATCH // 4
+PASS_PACE = 0.002
 
 
 class _Writer:
@@ -124,6 +129,7 @@ class Dispatcher:
         self.last_steps: dict[SeriesKey, int] = {}
         self._last_steps_changed = False
         self._rotation = 0  # the ring a pass starts reading at
+        self._pass_records = 0  # records the last pass read
 
     def stop(self) -> None:
         self._running = False
@@ -173,6 +179,8 @@ class Dispatcher:
             if moved:
                 idle_delay = 0.0
                 empty_since = None
+                if self._pass_records < SMALL_PASS:
+                    time.sleep(PASS_PACE)
                 continue
             if (
                 not self.writers
@@ -299,6 +307,7 @@ class Dispatcher:
         if self.spooling:
             moved = self._maybe_replay() or moved
         if len(inflight) >= self.max_inflight:
+            self._pass_records = SMALL_PASS  # it waited for the target already
             if not moved:
                 wait([inflight[0].future], timeout=0.05)  # a little, for the oldest
             return True
@@ -336,6 +345,7 @@ class Dispatcher:
                 self._broken.add(writer_id)
                 continue
             commits.append((writer, writer.reader.cursor.copy(), points))
+        self._pass_records = taken
         if not commits and not columns:
             return moved
         if self.spooling and columns:
@@ -443,9 +453,6 @@ class Dispatcher:
         return True
 
     def _acknowledge(self, batch: _Batch, result: WriteResult) -> None:
-        # Before the commit: a process joining the session waits until the rings of finished
-        # writers are drained, then reads these steps. (A file write only when they changed.)
-        self.publish_last_steps()
         self.stats.batches += 1
         self.stored += result.accepted
         self.duplicates += result.duplicates
@@ -607,6 +614,9 @@ class Dispatcher:
             )
 
     def _forget(self, writer_id: str, writer: _Writer) -> None:
+        # Before the ring goes: a process joining the session waits until the rings of
+        # finished writers are removed, then reads these steps.
+        self.publish_last_steps()
         writer.forgotten = True
         del self.writers[writer_id]
         with contextlib.suppress(OSError):
