@@ -1374,9 +1374,12 @@ def plot(results: list[dict[str, Any]], writers: int, path: Path) -> str:
     ax.set_ylim(bottom=0)
     ax.set_xlabel("writer processes")
     ax.set_ylabel("points per second, end to end")
-    ax.set_title(f"Metrana throughput vs writers ({os.cpu_count()} CPUs, shared machine)")
+    machine = _find(results, "environment", "machine") or {}
+    load = (machine.get("loadavg_start") or [None])[0]
+    where = f", load {load:.1f} at the start" if load is not None else ""
+    ax.set_title(f"Metrana throughput vs writers ({os.cpu_count()} CPUs{where})")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="upper right")
+    ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
