@@ -280,3 +280,28 @@ def test_a_kept_log_function_follows_fork_close_and_a_new_init() -> None:
     child = [(p["step"], p["value"]) for p in points if p["metric"] == "child"]
     assert parent == [(i, float(i)) for i in range(200)] + [(500, 500.0)]
     assert child == [(i, float(i)) for i in range(50)]
+
+
+def test_raise_on_log_raises_once_even_after_get_last_step(isolated: Path) -> None:
+    """RaiseOnLog empties log()'s table of plain series so that the next call raises; a
+    get_last_step() of the same name before that call must not put it back."""
+    from metrana._config import resolve_config
+    from metrana._error_channel import ErrorPublisher
+    from metrana._session import Session
+    from metrana._writer import Writer
+
+    config = resolve_config(**NAMES, error_strategy="RaiseOnLog")
+    session = Session.for_config(config)
+    session.dir.mkdir(parents=True, exist_ok=True)
+    writer = Writer(config, session)
+    try:
+        writer.log("loss", 1.0)
+        ErrorPublisher(session.dir, 100).publish("rejected", "boom")
+        writer.poll_errors()  # what the watchdog does
+        assert writer.last_step("loss") == 0
+        with pytest.raises(metrana.MetranaDeliveryError, match="boom"):
+            writer.log("loss", 2.0)
+        writer.log("loss", 3.0)  # raised once; logging goes on
+        assert writer.last_step("loss") == 1
+    finally:
+        writer.abandon()

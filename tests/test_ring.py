@@ -157,6 +157,8 @@ class RingModel:
         offset = self.position % capacity
         pad = capacity - offset if offset + size > capacity else 0
         read = self.committed.position if self.committed.segment == self.segment else 0
+        if read == self.position:  # everything committed: the whole data area is free
+            read = self.position + pad
         if self.position + pad + size - read > capacity:
             if self.max_events:
                 return False
@@ -450,6 +452,46 @@ def test_a_read_stops_at_the_writers_last_checkpoint_within_its_limit(max_events
         writer.close()
 
 
+def test_a_checkpoint_is_noted_when_the_slow_path_writes_its_record() -> None:
+    """A full ring sends the 4096th record through the slow path (not the record after it):
+    its checkpoint is noted all the same, and a read stops there."""
+    directory = ring_dir()
+    writer = _ring.RingWriter(directory, WRITER, os.getpid(), 0, 4095)
+    reader = open_reader(directory)
+    payloads = [make_payload(i, 10) for i in range(6143)]
+    try:
+        for payload in payloads[:4095]:
+            assert writer.append(record(payload))
+        assert not writer.append(record(payloads[4095]))  # full at 4095 records
+        assert reader.read(2048) == payloads[:2048]
+        reader.commit()
+        for payload in payloads[4095:]:
+            assert writer.append(record(payload))
+        assert reader.read(2048) == payloads[2048:4096]  # to checkpoint 4096
+        assert reader.read(2048) == payloads[4096:]
+    finally:
+        reader.close()
+        writer.close()
+
+
+def test_an_empty_ring_takes_any_record_that_fits_its_capacity() -> None:
+    """Everything committed: a record too long for the rest of the lap wraps to offset 0, even
+    when it is longer than the bytes before the committed position (they hold nothing)."""
+    directory = ring_dir()
+    writer = make_writer(directory, 64, 1000)
+    reader = open_reader(directory)
+    try:
+        assert writer.append(record(make_payload(1, 32)))  # [0, 34)
+        assert reader.read(10) == [make_payload(1, 32)]
+        reader.commit()
+        assert reader.drained() is True
+        assert writer.append(record(make_payload(2, 34)))  # 36 bytes: [64, 100)
+        assert reader.read(10) == [make_payload(2, 34)]
+    finally:
+        reader.close()
+        writer.close()
+
+
 def test_a_checkpoint_the_writer_has_overwritten_is_not_used() -> None:
     """With a table of two checkpoints, the writer 3 checkpoints ahead has replaced the one a
     reader would stop at: the reader takes the whole published span instead."""
@@ -542,6 +584,33 @@ def test_unbounded_ring_chains_segments_and_deletes_them_once_committed() -> Non
         assert writer.append(record(payloads[1])) is True
         assert segment_numbers(directory) == [4]
         assert reader.read(100) == payloads[:2]
+    finally:
+        reader.close()
+        writer.close()
+
+
+def test_a_new_segment_whose_first_word_is_not_published_yet_reads_as_empty() -> None:
+    """The writer creates segment n+1 and seals segment n before it publishes the first word
+    in n+1: a reader that moves on in between finds a word of 0 there, which means nothing
+    yet, not a corrupt ring (a race the two-process test found)."""
+    directory = ring_dir()
+    writer = make_writer(directory, 64, 0)
+    reader = open_reader(directory)
+    payloads = [make_payload(i, 22) for i in range(3)]  # 24-byte records, 2 per segment
+    try:
+        for payload in payloads:
+            assert writer.append(record(payload))
+        with mapped_segment(directory, 1) as (slots, _):
+            word = slots[_ring.S_PUBLISHED]
+            slots[_ring.S_PUBLISHED] = 0  # as just after the writer created the segment
+            assert reader.read(10) == payloads[:2]
+            assert reader.read(10) == []
+            assert reader.cursor.segment == 1
+            reader.commit()
+            assert reader.drained() is True
+            slots[_ring.S_PUBLISHED] = word  # the writer publishes
+            assert reader.drained() is False
+            assert reader.read(10) == payloads[2:]
     finally:
         reader.close()
         writer.close()

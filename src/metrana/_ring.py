@@ -108,7 +108,8 @@ STATE_OPEN, STATE_CLOSED = 0, 1
 
 def published_word(records: int, lap: int, offset: int) -> int:
     """The word a writer publishes after its ``records``-th record, which ended at ``offset``
-    of lap ``lap``."""
+    of lap ``lap``. Never 0 (the offset of a lap's last record is at least 1): 0 is the word
+    of a segment with nothing published yet."""
     return ((records & COUNT_MASK) << COUNT_SHIFT) | ((lap & LAP_MASK) << OFFSET_BITS) | offset
 
 
@@ -346,7 +347,9 @@ class RingWriter:
             position = lap * capacity + offset
             wrap = offset + n > capacity
             start = (lap + 1) * capacity if wrap else position
-            if start + n - read > capacity:
+            # everything committed: the unused tail of the lap is free too
+            free_from = start if read == position else read
+            if start + n - free_from > capacity:
                 if max_events:
                     lap_limit = offset  # the slow path again until the reader commits
                     return False
@@ -373,6 +376,8 @@ class RingWriter:
             written += 1
             word = word_base = published_word(written, lap, offset)
             slots[S_PUBLISHED] = word
+            if written % CHECKPOINT == 0:  # (the fast path stops before the next one)
+                slots[S_CHECKPOINTS + written // CHECKPOINT % CHECKPOINT_SLOTS] = word
             lap_limit = min(capacity, read + capacity - lap * capacity)
             records_left = CHECKPOINT - written % CHECKPOINT
             if max_events:
@@ -535,7 +540,10 @@ class RingReader:
         slots = segment.slots
         capacity = segment.capacity
         position = cursor.position
-        end, end_records = unwrap(slots[S_PUBLISHED], capacity, position, cursor.records)
+        word = slots[S_PUBLISHED]
+        if word == 0:
+            return None  # a new segment whose writer has not published its first record yet
+        end, end_records = unwrap(word, capacity, position, cursor.records)
         if end_records - cursor.records > limit:
             end, end_records = self._checkpoint(segment, cursor, limit, end, end_records)
         count = end_records - cursor.records
@@ -545,13 +553,16 @@ class RingReader:
         view = segment.view
         if count > 0 and position < end <= lap_start + capacity:
             parts = [view[position - lap_start : end - lap_start]]
-        elif count > 0 and lap_start + capacity < end <= position + capacity:
+        elif count > 0 and lap_start + capacity < end <= lap_start + 2 * capacity:
             # the writer wrapped: this lap's data ends where it noted, the rest is at offset 0
             wrap_position = slots[S_WRAP_POSITION]
             wrap_records = slots[S_WRAP_RECORDS]
-            if not (
-                position <= wrap_position <= lap_start + capacity
-                and cursor.records <= wrap_records <= end_records
+            # (the next lap may reach past this position only when nothing was left to read)
+            overlap = wrap_position > position and end - capacity > position
+            if (
+                not position <= wrap_position <= lap_start + capacity
+                or not cursor.records <= wrap_records <= end_records
+                or overlap
             ):
                 raise self._corrupt(segment, position, "an inconsistent wrap")
             parts = [
@@ -632,9 +643,10 @@ class RingReader:
         segment = self._open_segment(committed.segment)
         if segment.slots[S_SEALED]:
             return False
-        _, written = unwrap(
-            segment.slots[S_PUBLISHED], segment.capacity, committed.position, committed.records
-        )
+        word = segment.slots[S_PUBLISHED]
+        if word == 0:
+            return True  # nothing published in this segment yet
+        _, written = unwrap(word, segment.capacity, committed.position, committed.records)
         return written == committed.records
 
     def close(self) -> None:

@@ -397,7 +397,7 @@ class Writer:
         series = self._by_key.get(key) if key is not None else None
         if series is not None:
             if scale is None and labels is None:
-                self._plain[metric_name] = series  # again, after a RaiseOnLog emptied it
+                self._remember_plain(metric_name, series)  # again, after the table was emptied
             return series
         name = _check_name(metric_name)
         canonical = (name, _check_scale(scale), labels_json(_check_labels(labels)))
@@ -409,8 +409,16 @@ class Writer:
         if key is not None:
             self._by_key[key] = series
             if scale is None and labels is None:
-                self._plain[metric_name] = series
+                self._remember_plain(metric_name, series)
         return series
+
+    def _remember_plain(self, metric_name: str, series: _Series) -> None:
+        """Put a name in log()'s table of plain series, unless log() must take _route now:
+        errors to raise or a detached writer. (Checked after the store: poll_errors and detach
+        set their flag before they empty the table, so one of the two always sees the other.)"""
+        self._plain[metric_name] = series
+        if self._unraised or self._detached:
+            self._plain.pop(metric_name, None)
 
     def _declare(self, series: _Series) -> bool:
         """Append the series declaration (under the lock) before its first point.

@@ -125,8 +125,12 @@ class Dispatcher:
             self.system = SystemSampler(config.system_metrics_interval)
         self._create_ms = process_create_ms()
         self._system_points: dict[SeriesKey, SeriesColumns] = {}
-        # The last step read per series, published for writers that join later (resume.json)
-        self.last_steps: dict[SeriesKey, int] = {}
+        # The last step read per series, published for writers that join later (resume.json);
+        # a replacement dispatcher starts from its predecessor's table, which holds the steps
+        # of rings already drained and removed.
+        self.last_steps: dict[SeriesKey, int] = {
+            (name, scale, labels): last for name, scale, labels, last in session.read_resume()
+        }
         self._last_steps_changed = False
         self._rotation = 0  # the ring a pass starts reading at
         self._pass_records = 0  # records the last pass read
@@ -234,9 +238,12 @@ class Dispatcher:
 
     def publish_last_steps(self) -> None:
         if self._last_steps_changed:
-            self._last_steps_changed = False
-            with contextlib.suppress(OSError):
+            try:
                 self.session.write_resume([(*key, last) for key, last in self.last_steps.items()])
+            except OSError as error:
+                logger.warning("could not write %s: %s", self.session.resume_path, error)
+                return  # tried again at the next scan, and before a finished ring is removed
+            self._last_steps_changed = False
 
     def publish_stats(self) -> None:
         stats = self.stats
@@ -453,6 +460,10 @@ class Dispatcher:
         return True
 
     def _acknowledge(self, batch: _Batch, result: WriteResult) -> None:
+        if any(writer.saw_close or writer.dead for writer, _, _ in batch.commits):
+            # Before the commit that may drain a finished writer's ring: a process joining the
+            # session reads these steps once such rings are gone (see also _forget).
+            self.publish_last_steps()
         self.stats.batches += 1
         self.stored += result.accepted
         self.duplicates += result.duplicates

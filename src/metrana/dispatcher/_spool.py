@@ -134,6 +134,11 @@ class Spool:
                 " data stays in the rings until the target answers or the cap is raised"
             )
         files = self._files()
+        if not files:
+            # A new epoch: a cursor left by a dispatcher killed while clearing the last one
+            # would skip its first batches.
+            with contextlib.suppress(FileNotFoundError):
+                (self.dir / "cursor.json").unlink()
         number = files[-1] if files else 0
         path = self.dir / f"{number:08d}.spool"
         if path.exists() and path.stat().st_size + len(record) > FILE_BYTES:
@@ -193,10 +198,13 @@ class Spool:
         """Remove the spool's files once everything was replayed (a new epoch begins)."""
         if not self.empty():
             return False
-        for path in self.dir.glob("*.spool"):
-            path.unlink()
+        # The cursor first: killed after it, the batches would be replayed again under the
+        # same producer id (and absorbed); killed after the files, a stale cursor would skip
+        # the next epoch's batches.
         with contextlib.suppress(FileNotFoundError):
             (self.dir / "cursor.json").unlink()
+        for path in self.dir.glob("*.spool"):
+            path.unlink()
         self.producer_id = self._new_producer()
         return True
 
