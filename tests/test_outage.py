@@ -40,6 +40,22 @@ def _stored_steps(client: Client) -> list[int]:
     return sorted(p.step for s in series for p in s.points)
 
 
+def _init_through(
+    proxy: FaultProxy, server: RunningServer, run_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """init() against ``server`` through ``proxy``, with a retry budget of half a second, so
+    that a refused connection sends batches to the spool quickly."""
+    monkeypatch.setenv("METRANA_RETRY_MAX_ELAPSED", "0.5")
+    monkeypatch.setenv("METRANA_RETRY_MAX_ATTEMPTS", "3")
+    metrana.init(
+        api_key=server.api_key,
+        workspace_name="default",
+        project_name="proj",
+        run_name=run_name,
+        ingestion_url=proxy.url,
+    )
+
+
 def _outage(
     isolated: Path,
     live_server: RunningServer,
@@ -47,16 +63,8 @@ def _outage(
     monkeypatch: pytest.MonkeyPatch,
     kill_while_spooling: bool,
 ) -> None:
-    monkeypatch.setenv("METRANA_RETRY_MAX_ELAPSED", "0.5")
-    monkeypatch.setenv("METRANA_RETRY_MAX_ATTEMPTS", "3")
     with FaultProxy(live_server.url) as proxy:
-        metrana.init(
-            api_key=live_server.api_key,
-            workspace_name="default",
-            project_name="proj",
-            run_name="outage",
-            ingestion_url=proxy.url,
-        )
+        _init_through(proxy, live_server, "outage", monkeypatch)
         for step in range(1_000):
             metrana.log("loss", float(step), step=step)
         metrana.flush(timeout=30)
@@ -108,17 +116,9 @@ def test_two_outages_with_a_dispatcher_restart_between_lose_nothing(
 ) -> None:
     """The second outage's spool starts its batch ids at 1 again, under a new dispatcher: its
     batches must not be taken for replays of the first outage's (regression)."""
-    monkeypatch.setenv("METRANA_RETRY_MAX_ELAPSED", "0.5")
-    monkeypatch.setenv("METRANA_RETRY_MAX_ATTEMPTS", "3")
     session_root = Path(os.environ["METRANA_SESSION_ROOT"])
     with FaultProxy(live_server.url) as proxy:
-        metrana.init(
-            api_key=live_server.api_key,
-            workspace_name="default",
-            project_name="proj",
-            run_name="two-outages",
-            ingestion_url=proxy.url,
-        )
+        _init_through(proxy, live_server, "two-outages", monkeypatch)
         step = 0
         for outage in range(2):
             proxy.set_fault(Fault.refuse())

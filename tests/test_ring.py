@@ -73,6 +73,25 @@ def open_reader(directory: Path, writer_id: str = WRITER) -> _ring.RingReader:
     return _ring.RingReader(directory / _ring.meta_name(writer_id), BYTES_DECODER)
 
 
+@contextmanager
+def ring_pair(
+    capacity: int | None, max_events: int
+) -> Iterator[tuple[Path, _ring.RingWriter, _ring.RingReader]]:
+    """A fresh ring (of the real segment size when ``capacity`` is None), its writer and a
+    reader; both closed at the end."""
+    directory = ring_dir()
+    if capacity is None:
+        writer = _ring.RingWriter(directory, WRITER, os.getpid(), 0, max_events)
+    else:
+        writer = make_writer(directory, capacity, max_events)
+    reader = open_reader(directory)
+    try:
+        yield directory, writer, reader
+    finally:
+        reader.close()
+        writer.close()
+
+
 def record(payload: bytes) -> bytes:
     """What ``RingWriter.append`` takes: one msgpack value (here a bin holding the payload)."""
     return msgspec.msgpack.encode(payload)
@@ -317,10 +336,7 @@ def test_ring_reads_back_what_was_written_for_any_record_sizes(
 @pytest.mark.parametrize("max_events", [2000, 0], ids=["bounded", "unbounded"])
 def test_append_after_a_record_that_ends_exactly_at_the_end_of_the_data(max_events: int) -> None:
     """Real segment sizes: fill the first lap exactly, free it, append again."""
-    directory = ring_dir()
-    writer = _ring.RingWriter(directory, WRITER, os.getpid(), 0, max_events)
-    reader = open_reader(directory)
-    try:
+    with ring_pair(None, max_events) as (_directory, writer, reader):
         length = 4096 - 3  # a bin16 header
         records = writer.capacity // 4096  # exactly one lap
         assert writer.capacity % 4096 == 0
@@ -333,9 +349,6 @@ def test_append_after_a_record_that_ends_exactly_at_the_end_of_the_data(max_even
         assert writer.append(record(make_payload(records, 16)))  # fits at offset 0 of lap 2
         assert writer.append(record(make_payload(records + 1, 16)))
         assert reader.read(1) == [make_payload(records, 16), make_payload(records + 1, 16)]
-    finally:
-        reader.close()
-        writer.close()
 
 
 def test_a_full_ring_refuses_by_events_and_by_bytes_and_the_refused_record_is_never_read() -> None:
@@ -435,11 +448,8 @@ def test_the_published_word_wraps_its_record_count_and_lap_fields() -> None:
 def test_a_read_stops_at_the_writers_last_checkpoint_within_its_limit(max_events: int) -> None:
     """The writer notes its word every 1024 records: a reader asking for 1,500 records gets
     1,024 (not the 5,000 published), then 1,024 more; a span within the limit comes whole."""
-    directory = ring_dir()
-    writer = _ring.RingWriter(directory, WRITER, os.getpid(), 0, max_events)
-    reader = open_reader(directory)
-    payloads = [make_payload(i, 10) for i in range(5000)]
-    try:
+    with ring_pair(None, max_events) as (_directory, writer, reader):
+        payloads = [make_payload(i, 10) for i in range(5000)]
         for payload in payloads:
             assert writer.append(record(payload))
         assert reader.read(1500) == payloads[:1024]
@@ -447,19 +457,13 @@ def test_a_read_stops_at_the_writers_last_checkpoint_within_its_limit(max_events
         assert reader.read(1000) == payloads[2048:]  # no checkpoint in (2048, 3048]: all
         reader.rewind()
         assert reader.read(5000) == payloads
-    finally:
-        reader.close()
-        writer.close()
 
 
 def test_a_checkpoint_is_noted_when_the_slow_path_writes_its_record() -> None:
     """A full ring sends the 4096th record through the slow path (not the record after it):
     its checkpoint is noted all the same, and a read stops there."""
-    directory = ring_dir()
-    writer = _ring.RingWriter(directory, WRITER, os.getpid(), 0, 4095)
-    reader = open_reader(directory)
-    payloads = [make_payload(i, 10) for i in range(6143)]
-    try:
+    with ring_pair(None, 4095) as (_directory, writer, reader):
+        payloads = [make_payload(i, 10) for i in range(6143)]
         for payload in payloads[:4095]:
             assert writer.append(record(payload))
         assert not writer.append(record(payloads[4095]))  # full at 4095 records
@@ -469,27 +473,18 @@ def test_a_checkpoint_is_noted_when_the_slow_path_writes_its_record() -> None:
             assert writer.append(record(payload))
         assert reader.read(2048) == payloads[2048:4096]  # to checkpoint 4096
         assert reader.read(2048) == payloads[4096:]
-    finally:
-        reader.close()
-        writer.close()
 
 
 def test_an_empty_ring_takes_any_record_that_fits_its_capacity() -> None:
     """Everything committed: a record too long for the rest of the lap wraps to offset 0, even
     when it is longer than the bytes before the committed position (they hold nothing)."""
-    directory = ring_dir()
-    writer = make_writer(directory, 64, 1000)
-    reader = open_reader(directory)
-    try:
+    with ring_pair(64, 1000) as (_directory, writer, reader):
         assert writer.append(record(make_payload(1, 32)))  # [0, 34)
         assert reader.read(10) == [make_payload(1, 32)]
         reader.commit()
         assert reader.drained() is True
         assert writer.append(record(make_payload(2, 34)))  # 36 bytes: [64, 100)
         assert reader.read(10) == [make_payload(2, 34)]
-    finally:
-        reader.close()
-        writer.close()
 
 
 def test_a_checkpoint_the_writer_has_overwritten_is_not_used() -> None:
@@ -513,11 +508,8 @@ def test_a_checkpoint_the_writer_has_overwritten_is_not_used() -> None:
 
 
 def test_commit_never_moves_backwards_and_rewind_rereads_what_is_not_committed() -> None:
-    directory = ring_dir()
-    writer = make_writer(directory, 4096, 10)
-    reader = open_reader(directory)
-    payloads = [make_payload(i, 5 + i) for i in range(16)]
-    try:
+    with ring_pair(4096, 10) as (directory, writer, reader):
+        payloads = [make_payload(i, 5 + i) for i in range(16)]
         cursors = []
         for start, end in ((0, 3), (3, 6), (6, 10)):  # spans of 3, 3 and 4 records
             for payload in payloads[start:end]:
@@ -554,17 +546,11 @@ def test_commit_never_moves_backwards_and_rewind_rereads_what_is_not_committed()
         reader.commit(at_6)  # still ignored
         assert reader.committed.records == 16
         assert reader.drained() is True
-    finally:
-        reader.close()
-        writer.close()
 
 
 def test_unbounded_ring_chains_segments_and_deletes_them_once_committed() -> None:
-    directory = ring_dir()
-    writer = make_writer(directory, 64, 0)
-    reader = open_reader(directory)
-    payloads = [make_payload(i, 22) for i in range(10)]  # 24-byte records, 2 per segment
-    try:
+    with ring_pair(64, 0) as (directory, writer, reader):
+        payloads = [make_payload(i, 22) for i in range(10)]  # 24-byte records, 2 per segment
         for payload in payloads:
             assert writer.append(record(payload)) is True
         assert segment_numbers(directory) == [0, 1, 2, 3, 4]
@@ -584,20 +570,14 @@ def test_unbounded_ring_chains_segments_and_deletes_them_once_committed() -> Non
         assert writer.append(record(payloads[1])) is True
         assert segment_numbers(directory) == [4]
         assert reader.read(100) == payloads[:2]
-    finally:
-        reader.close()
-        writer.close()
 
 
 def test_a_new_segment_whose_first_word_is_not_published_yet_reads_as_empty() -> None:
     """The writer creates segment n+1 and seals segment n before it publishes the first word
     in n+1: a reader that moves on in between finds a word of 0 there, which means nothing
     yet, not a corrupt ring (a race the two-process test found)."""
-    directory = ring_dir()
-    writer = make_writer(directory, 64, 0)
-    reader = open_reader(directory)
-    payloads = [make_payload(i, 22) for i in range(3)]  # 24-byte records, 2 per segment
-    try:
+    with ring_pair(64, 0) as (directory, writer, reader):
+        payloads = [make_payload(i, 22) for i in range(3)]  # 24-byte records, 2 per segment
         for payload in payloads:
             assert writer.append(record(payload))
         with mapped_segment(directory, 1) as (slots, _):
@@ -611,9 +591,6 @@ def test_a_new_segment_whose_first_word_is_not_published_yet_reads_as_empty() ->
             slots[_ring.S_PUBLISHED] = word  # the writer publishes
             assert reader.drained() is False
             assert reader.read(10) == payloads[2:]
-    finally:
-        reader.close()
-        writer.close()
 
 
 # -- torn records ---------------------------------------------------------------------------------
@@ -731,11 +708,8 @@ def _intent(directory: Path, segment: int, position: int, records: int) -> None:
 
 @pytest.mark.parametrize("stores_done", [1, 2], ids=["after-intent", "after-read-position"])
 def test_a_reader_killed_inside_commit_leaves_the_ring_consistent(stores_done: int) -> None:
-    directory = ring_dir()
-    writer = make_writer(directory, 4096, 4)
-    reader = open_reader(directory)
-    payloads = [make_payload(i, 8) for i in range(8)]
-    try:
+    with ring_pair(4096, 4) as (directory, writer, reader):
+        payloads = [make_payload(i, 8) for i in range(8)]
         for payload in payloads[:4]:
             assert writer.append(record(payload)) is True
         assert reader.read(10) == payloads[:4]
@@ -753,9 +727,6 @@ def test_a_reader_killed_inside_commit_leaves_the_ring_consistent(stores_done: i
         assert reader.drained() is True
         assert [writer.append(record(payload)) for payload in payloads[4:]] == [True] * 4
         assert reader.read(10) == payloads[4:]
-    finally:
-        reader.close()
-        writer.close()
 
 
 # -- two processes --------------------------------------------------------------------------------

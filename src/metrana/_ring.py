@@ -443,7 +443,8 @@ class RingReader:
         elif meta[M_VERSION] != VERSION:
             problem = (
                 f"is a ring of format {meta[M_VERSION]}, this Metrana reads format {VERSION}: "
-                "its writer runs another Metrana version"
+                "its writer runs another Metrana version; run every process of the job with "
+                "the same version"
             )
         if problem is not None:
             meta.release()
@@ -525,7 +526,7 @@ class RingReader:
             word = segment.slots[S_PUBLISHED]
             if word == self._drained_word and not sealed:
                 return []  # nothing new since the last look (the cheap case of an idle ring)
-            values = self._read_span(segment, cursor, limit)
+            values = self._read_span(segment, cursor, word, limit)
             if values is not None:
                 return values
             if not sealed:
@@ -534,13 +535,14 @@ class RingReader:
             cursor.segment += 1
             cursor.position = 0
 
-    def _read_span(self, segment: _Segment, cursor: Cursor, limit: int) -> list[Any] | None:
-        """The records published after ``cursor`` in ``segment`` (None if there is none): all
-        of them, or up to the last checkpoint within ``limit`` records if there is one."""
+    def _read_span(
+        self, segment: _Segment, cursor: Cursor, word: int, limit: int
+    ) -> list[Any] | None:
+        """The records published after ``cursor`` in ``segment`` up to ``word`` (None if there
+        is none): all of them, or up to the last checkpoint within ``limit`` records."""
         slots = segment.slots
         capacity = segment.capacity
         position = cursor.position
-        word = slots[S_PUBLISHED]
         if word == 0:
             return None  # a new segment whose writer has not published its first record yet
         end, end_records = unwrap(word, capacity, position, cursor.records)

@@ -304,7 +304,10 @@ class Writer:
             from . import _run  # (imports this module)
 
             if _run.current_writer() is self:
-                raise MetranaNotInitializedError("metrana.log() called while metrana.close() runs")
+                raise MetranaNotInitializedError(
+                    "metrana.log() called while metrana.close() runs in another thread; "
+                    "stop logging before close(), or log again after a new init()"
+                )
             _run.log(metric_name, value, scale, step, labels, timestamp)
             return None
         if self._unraised:
