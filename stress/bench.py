@@ -965,6 +965,7 @@ def bench_throughput(
     if sampler is not None:
         result["dispatcher_cpu_s"] = round(cpu1 - cpu0, 3)
         result["dispatcher_cpu_s_per_million"] = round((cpu1 - cpu0) / total * 1e6, 3)
+        result["dispatcher_rss_start_mib"] = round(sampler.start_rss / MIB, 1)
         result["dispatcher_peak_rss_mib"] = round(sampler.peak_rss / MIB, 1)
         result["dispatcher_peak_rss_shmem_mib"] = round(sampler.peak_shmem / MIB, 1)
         result["dispatcher_peak_rss_own_mib"] = round(sampler.peak_own / MIB, 1)

@@ -14,8 +14,10 @@ import pytest
 from conftest import dispatcher_pids
 
 import metrana
+from metrana import _run
 from metrana._fault_proxy import Fault, FaultProxy
 from metrana.api import Client
+from metrana.api._routes import API_PREFIX, INGEST_PATH
 from metrana.dispatcher._spool import spool_root
 from metrana.testing import RunningServer
 
@@ -145,3 +147,35 @@ def test_two_outages_with_a_dispatcher_restart_between_lose_nothing(
                 )
         metrana.close(close_strategy="CompleteAll", timeout=30)
     assert _stored_steps(client) == list(range(4_000))
+
+
+def test_batches_the_full_spool_cannot_take_stay_in_the_rings(
+    isolated: Path, live_server: RunningServer, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two batches in flight fail; the spool has room for the second (small) one only. It must
+    not be spooled and committed: its commit would skip the first one's records. Both are read
+    again from the rings and delivered once the server answers (regression)."""
+    monkeypatch.setenv("METRANA_SPOOL_MAX_BYTES", "100000")
+    ingest = API_PREFIX + INGEST_PATH
+    with FaultProxy(live_server.url) as proxy:
+        _init_through(proxy, live_server, "full-spool", monkeypatch)
+        writer = _run.current_writer()
+        assert writer is not None
+        info = writer.session.read_info()
+        assert info is not None
+        proxy.set_fault(Fault.status_code(503, path_prefix=ingest))
+        os.kill(info.pid, signal.SIGSTOP)  # so that one pass finds all 20,000 points
+        try:
+            for step in range(20_000):
+                metrana.log("loss", float(step), step=step)
+        finally:
+            os.kill(info.pid, signal.SIGCONT)
+        # A read stops at the last checkpoint within a batch's share: a batch of 19,455
+        # points (too large for the spool) and one of 545 (small enough) fail together.
+        log = writer.session.log_path
+        _wait_for(lambda: b"METRANA_SPOOL_MAX_BYTES" in log.read_bytes(), 60, "a full spool")
+        proxy.set_fault(None)
+        _wait_for(lambda: len(_stored_steps(client)) >= 20_000, 60, "every point stored")
+        metrana.close(close_strategy="CompleteAll", timeout=30)
+    assert _stored_steps(client) == list(range(20_000))
+    assert not _spooled_files(isolated)

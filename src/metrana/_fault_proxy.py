@@ -3,8 +3,8 @@
 Put it in front of a real server and point the client or dispatcher at ``proxy.url``::
 
     with FaultProxy(server.url) as proxy:
-        proxy.set_fault(Fault.status(503))        # every request answered 503
-        proxy.set_fault(Fault.status(429, retry_after=1))
+        proxy.set_fault(Fault.status_code(503))   # every request answered 503
+        proxy.set_fault(Fault.status_code(429, retry_after=1))
         proxy.set_fault(Fault.stall())            # hold requests until the fault changes
         proxy.set_fault(Fault.slow(0.5))          # forward after 0.5 s
         proxy.set_fault(Fault.drop())             # read the request, close without answering
@@ -13,7 +13,8 @@ Put it in front of a real server and point the client or dispatcher at ``proxy.u
         proxy.set_fault(None)                     # forward faithfully
         proxy.requests                            # (monotonic time, method, path, status)
 
-Faults may be limited to a number of requests (``times=``) and to a path prefix.
+Faults may be limited to a number of requests (``times=``) and to a path prefix, and chained:
+``Fault.status_code(413, times=1).followed_by(Fault.status_code(503))``.
 """
 
 from __future__ import annotations
@@ -36,13 +37,19 @@ HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length"
 class Fault:
     """What the proxy does to the requests it receives."""
 
-    kind: str  # "status", "stall", "slow", "drop", "drop_response", "refuse"
+    kind: str  # "status", "stall", "slow", "drop", "drop_response", "refuse", "forward"
     status: int = 0
     retry_after: float | None = None
     delay: float = 0.0
     times: int | None = None  # None: every request
     path_prefix: str = ""
     body: bytes = b""
+    then: Fault | None = None  # what follows once ``times`` requests had this one
+
+    def followed_by(self, fault: Fault) -> Fault:
+        """This fault for its ``times`` requests, then ``fault``."""
+        self.then = fault
+        return self
 
     @classmethod
     def status_code(
@@ -52,6 +59,11 @@ class Fault:
         """Answer ``status`` (with ``Retry-After`` when given) instead of forwarding."""
         return cls("status", status=status, retry_after=retry_after, times=times,
                    path_prefix=path_prefix, body=body)  # fmt: skip
+
+    @classmethod
+    def forward(cls, times: int | None = None, path_prefix: str = "") -> Fault:
+        """Forward faithfully: a step in a chain of faults (see :meth:`followed_by`)."""
+        return cls("forward", times=times, path_prefix=path_prefix)
 
     @classmethod
     def stall(cls, times: int | None = None, path_prefix: str = "") -> Fault:
@@ -221,7 +233,7 @@ class FaultProxy:
             if fault.times is not None:
                 fault.times -= 1
                 if fault.times <= 0:
-                    self._fault = None
+                    self._fault = fault.then
             return fault
 
     def _record(self, at: float, method: str, path: str, status: int, fault: str) -> None:

@@ -13,7 +13,7 @@ from .._retry import RetryPolicy
 from . import _types as t
 from ._errors import MetricsApiError
 from ._operations import Operations, open_operations
-from ._transport import Op, adrive
+from ._transport import Op, adrive, needs_tls
 
 __all__ = ["AsyncClient"]
 
@@ -38,7 +38,9 @@ class AsyncClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._ops: Operations = open_operations(api_key, host, timeout, ingest_timeout, retry)
-        self._http = httpx.AsyncClient(transport=transport, timeout=timeout)
+        self._http = httpx.AsyncClient(
+            transport=transport, timeout=timeout, verify=needs_tls(self._ops.host)
+        )
 
     @property
     def host(self) -> str:

@@ -16,7 +16,7 @@ from .._retry import RetryPolicy
 from . import _types as t
 from ._errors import MetricsApiError
 from ._operations import Operations, open_operations
-from ._transport import Op, drive
+from ._transport import Op, drive, needs_tls
 
 __all__ = ["Client"]
 
@@ -52,7 +52,9 @@ class Client:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._ops: Operations = open_operations(api_key, host, timeout, ingest_timeout, retry)
-        self._http = httpx.Client(transport=transport, timeout=timeout)
+        self._http = httpx.Client(
+            transport=transport, timeout=timeout, verify=needs_tls(self._ops.host)
+        )
 
     @property
     def host(self) -> str:

@@ -10,7 +10,6 @@ and errors therefore exist in exactly one place: :meth:`Exchange.call`.
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections.abc import Callable, Generator, Mapping
@@ -223,6 +222,8 @@ def drive(http: httpx.Client, op: Op[T]) -> T:
 
 async def adrive(http: httpx.AsyncClient, op: Op[T]) -> T:
     """Run ``op`` with asyncio I/O."""
+    import asyncio  # here: the dispatcher and blocking clients never load it (about 4 MiB)
+
     outcome: Outcome = None
     try:
         while True:
@@ -239,3 +240,9 @@ async def adrive(http: httpx.AsyncClient, op: Op[T]) -> T:
         return cast(T, stop.value)
     finally:
         op.close()
+
+
+def needs_tls(url: str) -> bool:
+    """Whether requests to ``url`` use TLS. A client for a plain-HTTP host is built without a
+    TLS context: loading the CA bundle costs about 5 MiB of memory per client."""
+    return not url.lower().startswith("http://")

@@ -18,13 +18,12 @@ from .._logging import logger
 from .._retry import Pacer, is_retryable_status, parse_retry_after
 from ..api import Client, MetricsApiRequestError
 from ..api._routes import API_PREFIX, INGEST_PATH, PROTOBUF_CONTENT_TYPE
+from ..api._transport import needs_tls
 from ..api._types import RunHandshakeRequest
 from ..proto import IngestResponse
-from ..proto._codec import encode_batch
-from ..storage import RunHandle, SeriesColumns, SeriesKey, WriteResult
-from ._target import DeliveryFailure, RejectedBatch, TargetUnreachable
-
-Batch = Mapping[SeriesKey, SeriesColumns]
+from ..proto._codec import decode_batch, encode_batch
+from ..storage import RunHandle, SeriesColumns, WriteResult
+from ._target import Batch, DeliveryFailure, RejectedBatch, TargetUnreachable
 
 
 class HttpTarget:
@@ -95,6 +94,7 @@ class HttpTarget:
         self.experiment_id = answer.experiment_id
         self._http = httpx.Client(
             base_url=self.url,
+            verify=needs_tls(self.url),
             timeout=httpx.Timeout(60.0, connect=10.0),
             headers={
                 "Authorization": f"Bearer {key.secret}",
@@ -108,23 +108,48 @@ class HttpTarget:
         return RunHandle(experiment_id=answer.experiment_id, created=answer.created, resume=resume)
 
     def submit(self, batch: Batch) -> Future[WriteResult]:
-        return self._pool.submit(self._deliver, batch, self.producer_id, self._next_sequence())
+        return self._submit(batch, self.producer_id, self._next_sequence())
 
     def submit_spooled(self, batch: Batch, producer_id: str, sequence: int) -> Future[WriteResult]:
-        return self._pool.submit(self._deliver, batch, producer_id, sequence)
+        return self._submit(batch, producer_id, sequence)
 
     def _next_sequence(self) -> int:
         with self._sequence_lock:
             self._sequence += 1
             return self._sequence
 
-    def _deliver(self, batch: Batch, producer_id: str, sequence: int) -> WriteResult:
-        self._ensure_open()
-        body = encode_batch(producer_id, sequence, self.experiment_id, batch)
+    def _submit(self, batch: Batch, producer_id: str, sequence: int) -> Future[WriteResult]:
+        """Encode in the caller's thread once the run is open, so that only the protobuf body
+        (a fifth of the columns' memory) waits in flight; a failure decodes it back."""
+        if self._http is None:  # the first sender opens the run
+            return self._pool.submit(self._open_and_deliver, [batch], producer_id, sequence)
+        return self._pool.submit(
+            self._deliver, encode_batch(producer_id, sequence, self.experiment_id, batch)
+        )
+
+    def _open_and_deliver(self, held: list[Batch], producer_id: str, sequence: int) -> WriteResult:
+        # The batch is passed in a list emptied once it is encoded: the pool keeps a task's
+        # arguments until the task ends, and the columns must not wait for the answer.
         try:
-            return self._send(body)
-        except _TooLarge:
-            return self._split_and_send(batch)
+            self._ensure_open()
+        except DeliveryFailure as error:
+            batch = held[0]
+            error.undelivered = lambda: batch
+            raise
+        return self._deliver(encode_batch(producer_id, sequence, self.experiment_id, held.pop()))
+
+    def _deliver(self, body: bytes) -> WriteResult:
+        try:
+            try:
+                return self._send(body)
+            except _TooLarge:
+                return self._split_and_send(decode_batch(body).series)
+        except RejectedBatch:
+            raise
+        except DeliveryFailure as error:
+            # the whole batch, even if a half of it was stored: the store keeps each point once
+            error.undelivered = lambda: decode_batch(body).series
+            raise
 
     def _split_and_send(self, batch: Batch) -> WriteResult:
         """413: the server's size limit is below this batch; send it in halves, never as is."""
@@ -134,7 +159,8 @@ class HttpTarget:
         logger.info("batch too large for the server: splitting it in two")
         total = WriteResult(accepted=0, duplicates=0, duplicates_by_series={})
         for half in halves:
-            result = self._deliver(half, self.producer_id, self._next_sequence())
+            body = encode_batch(self.producer_id, self._next_sequence(), self.experiment_id, half)
+            result = self._deliver(body)
             total.accepted += result.accepted
             total.duplicates += result.duplicates
             for name, count in result.duplicates_by_series.items():

@@ -12,6 +12,7 @@ import gc
 import os
 import time
 from collections import deque
+from collections.abc import Mapping
 from concurrent.futures import Future, wait
 from typing import Any
 
@@ -64,20 +65,21 @@ class _Writer:
 
 
 class _Batch:
-    """A batch handed to the target, and the ring positions it lets us commit once acked."""
+    """A batch handed to the target, and the ring positions it lets us commit once acked.
 
-    __slots__ = ("columns", "commits", "future", "replay")
+    It does not keep the columns: if the target fails, its DeliveryFailure gives them back
+    for the spool, and without a spool they are read again from the rings."""
+
+    __slots__ = ("commits", "future", "replay")
 
     def __init__(
         self,
         future: Future[WriteResult],
         commits: list[tuple[_Writer, _ring.Cursor, int]],
-        columns: dict[SeriesKey, SeriesColumns] | None = None,
         replay: bool = False,
     ) -> None:
         self.future = future
         self.commits = commits
-        self.columns = columns or {}
         self.replay = replay  # holds records that an earlier attempt may have stored
 
 
@@ -364,16 +366,18 @@ class Dispatcher:
             if cursor.records > writer.reader.slot(_ring.M_SUBMITTED):
                 writer.reader.set_slot(_ring.M_SUBMITTED, cursor.records)
         future = self.target.submit(columns) if columns else _done(WriteResult(0, 0))
-        inflight.append(_Batch(future, commits, columns, replay))
+        inflight.append(_Batch(future, commits, replay))
         return True
 
     # -- the disk spool (A1) ------------------------------------------------------------------
 
     def _spool_and_commit(
         self,
-        columns: dict[SeriesKey, SeriesColumns],
+        columns: Mapping[SeriesKey, SeriesColumns],
         commits: list[tuple[_Writer, _ring.Cursor, int]],
-    ) -> None:
+    ) -> bool:
+        """Append a batch to the spool and commit its records; False (the records stay in the
+        rings, to be read again) if the spool cannot take it."""
         assert self.spool is not None
         try:
             self.spool.append(columns)
@@ -383,22 +387,31 @@ class Dispatcher:
             for writer, _, _ in commits:
                 writer.reader.rewind()  # the data stays in the rings (A0)
             time.sleep(1.0)
-            return
+            return False
         self.spooled += sum(len(c.steps) for c in columns.values())
         self._acknowledge(_Batch(_done(WriteResult(0, 0)), commits), WriteResult(0, 0))
+        return True
 
     def _spool_inflight(self) -> None:
         """The target is out of reach: keep every batch in flight on disk, then commit."""
         batches = list(self.inflight)
         self.inflight.clear()
-        for batch in batches:
+        for index, batch in enumerate(batches):
             error = batch.future.exception(timeout=120)
             if error is None:
                 self._acknowledge(batch, batch.future.result())
             elif isinstance(error, RejectedBatch):
                 self._reject(batch, error)
-            else:
-                self._spool_and_commit(batch.columns, batch.commits)
+            elif not (
+                isinstance(error, DeliveryFailure)
+                and error.undelivered is not None
+                and self._spool_and_commit(error.undelivered(), batch.commits)
+            ):
+                # Not spooled: committing a later batch would skip this one's records.
+                # Read them again from the rings, with everything after them.
+                self.inflight.extend(batches[index:])
+                self._abandon_inflight()
+                break
         self.spooling = True
         self._next_probe = time.monotonic() + PROBE_INTERVAL
 

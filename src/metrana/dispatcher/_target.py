@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import Protocol
 
@@ -19,9 +19,19 @@ from ..storage import (
     WriteResult,
 )
 
+Batch = Mapping[SeriesKey, SeriesColumns]
+
 
 class DeliveryFailure(Exception):
-    """A batch could not be delivered now; the dispatcher re-reads and retries it later."""
+    """A batch could not be delivered now: the dispatcher spools it, or re-reads it from the
+    rings and retries it later.
+
+    ``undelivered`` gives the batch back: a target may keep only its encoding while it is
+    in flight, and rebuild the columns for the spool when it fails."""
+
+    def __init__(self, message: str, undelivered: Callable[[], Batch] | None = None) -> None:
+        super().__init__(message)
+        self.undelivered = undelivered
 
 
 class TargetUnreachable(MetranaDispatcherError):
@@ -50,14 +60,13 @@ class Target(Protocol):
         the run is opened again before the first delivery."""
         ...
 
-    def submit_spooled(
-        self, batch: Mapping[SeriesKey, SeriesColumns], producer_id: str, sequence: int
-    ) -> Future[WriteResult]:
+    def submit_spooled(self, batch: Batch, producer_id: str, sequence: int) -> Future[WriteResult]:
         """Deliver a batch replayed from the spool under its own stable identity."""
         ...
 
-    def submit(self, batch: Mapping[SeriesKey, SeriesColumns]) -> Future[WriteResult]:
-        """Start delivering a batch; the future fails with DeliveryFailure if it could not."""
+    def submit(self, batch: Batch) -> Future[WriteResult]:
+        """Start delivering a batch; the future fails with a DeliveryFailure whose
+        ``undelivered`` gives the batch back if it could not."""
         ...
 
     def set_status(self, status: str) -> None: ...
@@ -94,18 +103,16 @@ class EmbeddedTarget:
     def adopt(self, experiment_id: int) -> None:
         self.experiment_id = experiment_id
 
-    def submit(self, batch: Mapping[SeriesKey, SeriesColumns]) -> Future[WriteResult]:
+    def submit(self, batch: Batch) -> Future[WriteResult]:
         """Write in this thread: the future is done when the transaction committed."""
         future: Future[WriteResult] = Future()
         try:
             future.set_result(self.store.write_points(self.experiment_id, batch))
         except StorageError as error:
-            future.set_exception(DeliveryFailure(str(error)))
+            future.set_exception(DeliveryFailure(str(error), lambda: batch))
         return future
 
-    def submit_spooled(
-        self, batch: Mapping[SeriesKey, SeriesColumns], producer_id: str, sequence: int
-    ) -> Future[WriteResult]:
+    def submit_spooled(self, batch: Batch, producer_id: str, sequence: int) -> Future[WriteResult]:
         return self.submit(batch)
 
     def set_status(self, status: str) -> None:
@@ -138,14 +145,12 @@ class OfflineTarget:
     def adopt(self, experiment_id: int) -> None:
         pass
 
-    def submit(self, batch: Mapping[SeriesKey, SeriesColumns]) -> Future[WriteResult]:
+    def submit(self, batch: Batch) -> Future[WriteResult]:
         future: Future[WriteResult] = Future()
-        future.set_exception(DeliveryFailure("offline: batches go to the spool"))
+        future.set_exception(DeliveryFailure("offline: batches go to the spool", lambda: batch))
         return future
 
-    def submit_spooled(
-        self, batch: Mapping[SeriesKey, SeriesColumns], producer_id: str, sequence: int
-    ) -> Future[WriteResult]:
+    def submit_spooled(self, batch: Batch, producer_id: str, sequence: int) -> Future[WriteResult]:
         return self.submit(batch)
 
     def set_status(self, status: str) -> None:
