@@ -189,7 +189,11 @@ class HttpTarget:
                     except Exception as error:
                         raise DeliveryFailure(f"the server answered garbage: {error}") from None
                     self._pacer.hint(answer.pacing_seconds)
-                    return WriteResult(accepted=answer.accepted, duplicates=answer.duplicates)
+                    return WriteResult(
+                        accepted=answer.accepted,
+                        duplicates=answer.duplicates,
+                        duplicates_by_series=dict(answer.duplicates_by_series),
+                    )
                 if response.status_code == 413:
                     raise _TooLarge
                 message = _error_message(response)

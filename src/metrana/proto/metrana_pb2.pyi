@@ -46,13 +46,22 @@ class IngestBatch(_message.Message):
     def __init__(self, producer_id: _Optional[str] = ..., sequence: _Optional[int] = ..., experiment_id: _Optional[int] = ..., series: _Optional[_Iterable[_Union[SeriesBatch, _Mapping]]] = ...) -> None: ...
 
 class IngestResponse(_message.Message):
-    __slots__ = ("accepted", "duplicates", "pacing_seconds", "replayed")
+    __slots__ = ("accepted", "duplicates", "pacing_seconds", "replayed", "duplicates_by_series")
+    class DuplicatesBySeriesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     DUPLICATES_FIELD_NUMBER: _ClassVar[int]
     PACING_SECONDS_FIELD_NUMBER: _ClassVar[int]
     REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATES_BY_SERIES_FIELD_NUMBER: _ClassVar[int]
     accepted: int
     duplicates: int
     pacing_seconds: float
     replayed: bool
-    def __init__(self, accepted: _Optional[int] = ..., duplicates: _Optional[int] = ..., pacing_seconds: _Optional[float] = ..., replayed: _Optional[bool] = ...) -> None: ...
+    duplicates_by_series: _containers.ScalarMap[str, int]
+    def __init__(self, accepted: _Optional[int] = ..., duplicates: _Optional[int] = ..., pacing_seconds: _Optional[float] = ..., replayed: _Optional[bool] = ..., duplicates_by_series: _Optional[_Mapping[str, int]] = ...) -> None: ...

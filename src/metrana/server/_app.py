@@ -221,7 +221,10 @@ class _Api:
                 batch.series,
             )
             answer = IngestResponse(
-                accepted=result.accepted, duplicates=result.duplicates, replayed=replayed
+                accepted=result.accepted,
+                duplicates=result.duplicates,
+                replayed=replayed,
+                duplicates_by_series=result.duplicates_by_series,
             )
             return Response(answer.SerializeToString(), 200, media_type=PROTOBUF_CONTENT_TYPE)
 
