@@ -3,10 +3,12 @@ refused key."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
-from conftest import run_python
+import psutil
+from conftest import dispatcher_pids, run_python
 
 import metrana
 from metrana.api import Client
@@ -193,4 +195,14 @@ def test_a_revoked_ingestion_key_is_replaced_and_nothing_is_lost(
     (series,) = client.list_metrics(experiment.id).series
     assert [p.step for p in series.points] == list(range(200))
     keys = client.list_ingestion_keys(experiment.id)
-    assert [(k.name, k.revoked) for k in keys] == [("dispatcher", True), ("dispatcher", False)]
+    assert [k.name for k in keys] == ["dispatcher", "dispatcher"]
+    assert keys[0].revoked
+    # the dispatcher revokes the key it minted when it exits
+    dispatchers = [
+        psutil.Process(pid) for pid in dispatcher_pids(Path(os.environ["METRANA_SESSION_ROOT"]))
+    ]
+    assert dispatchers
+    _gone, alive = psutil.wait_procs(dispatchers, timeout=30)
+    assert not alive, f"the dispatcher did not exit: {alive}"
+    keys = client.list_ingestion_keys(experiment.id)
+    assert [(k.name, k.revoked) for k in keys] == [("dispatcher", True), ("dispatcher", True)]

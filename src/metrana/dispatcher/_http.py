@@ -15,7 +15,7 @@ import httpx
 from .._config import Config, retry_policy
 from .._errors import MetranaConfigError, MetranaDispatcherError, MetranaRunExistsError
 from .._logging import logger
-from .._retry import Pacer, is_retryable_status, parse_retry_after
+from .._retry import Pacer, RetryPolicy, is_retryable_status, parse_retry_after
 from ..api import Client, MetricsApiRequestError
 from ..api._routes import API_PREFIX, INGEST_PATH, PROTOBUF_CONTENT_TYPE
 from ..api._transport import needs_tls
@@ -45,6 +45,7 @@ class HttpTarget:
         self._http: httpx.Client | None = None
         self._key_lock = threading.Lock()
         self._key_generation = 0
+        self._key_id: int | None = None  # the ingestion key this dispatcher minted
         self._open_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(self.max_inflight, thread_name_prefix="metrana-send")
 
@@ -92,6 +93,7 @@ class HttpTarget:
                 f"{error.server_message}"
             ) from error
         self.experiment_id = answer.experiment_id
+        self._key_id = key.key.id
         self._http = httpx.Client(
             base_url=self.url,
             verify=needs_tls(self.url),
@@ -244,6 +246,7 @@ class HttpTarget:
                     f"({error.status}): {error.server_message}"
                 ) from None
             self._http.headers["Authorization"] = f"Bearer {key.secret}"
+            self._key_id = key.key.id
             self._key_generation += 1
 
     def set_status(self, status: str) -> None:
@@ -254,6 +257,20 @@ class HttpTarget:
         if self._http is not None:
             self._http.close()
         self.client.close()
+        if self._key_id is not None:
+            self._revoke_key(self._key_id)
+
+    def _revoke_key(self, key_id: int) -> None:
+        """Revoke this dispatcher's ingestion key, so that keys do not pile up run after run:
+        one try, briefly (a dispatcher must not hang at exit on a server that is gone; a key
+        left behind is harmless)."""
+        assert self.config.api_key is not None
+        once = RetryPolicy(max_attempts=1)
+        try:
+            with Client(self.config.api_key, host=self.url, timeout=2.0, retry=once) as client:
+                client.revoke_ingestion_key(key_id)
+        except MetricsApiRequestError as error:
+            logger.info("could not revoke the ingestion key %d: %s", key_id, error)
 
 
 class _TooLarge(Exception):
