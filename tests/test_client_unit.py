@@ -942,3 +942,18 @@ def test_exported_names() -> None:
     for name in metrana.api.__all__:
         assert hasattr(metrana.api, name), name
     assert os.fspath(credentials_path()).endswith("auth.json")
+
+
+def test_a_plain_http_client_needs_no_tls_unless_a_proxy_is_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from metrana.api._transport import needs_tls
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    assert not needs_tls("http://127.0.0.1:8765")
+    assert not needs_tls("HTTP://metrana.internal")
+    assert needs_tls("https://metrana.example.com")
+    monkeypatch.setenv("https_proxy", "https://proxy.internal:3128")
+    assert needs_tls("http://127.0.0.1:8765")

@@ -144,3 +144,30 @@ def test_a_single_point_over_the_size_limit_is_rejected_for_good(
     assert type(error) is RejectedBatch
     assert str(error) == "a single point is larger than the server's size limit"
     assert error.status == 413
+
+
+def test_a_rejected_half_does_not_stop_the_other_half(
+    target: HttpTarget, proxy: FaultProxy, client: Client
+) -> None:
+    # 413 for the whole batch, then 400 for its first half (loss): the second half (reward)
+    # is still sent and stored, and the result counts the rejected points
+    proxy.set_fault(
+        Fault.status_code(413, times=1, path_prefix=INGEST).followed_by(
+            Fault.status_code(400, times=1, path_prefix=INGEST)
+        )
+    )
+    result = target.submit(_batch()).result(timeout=30)
+    assert (result.accepted, result.duplicates, result.rejected) == (4, 0, 100)
+    assert _ingest_statuses(proxy) == [413, 400, 200]
+    assert {k: len(v) for k, v in _stored(client).items()} == {("reward", "EPISODE"): 4}
+
+
+def test_the_64_bit_integer_limits_cross_the_wire_exactly(
+    target: HttpTarget, client: Client
+) -> None:
+    top = 2**63 - 1
+    batch = {
+        ("count", "ML_STEP", "{}"): SeriesColumns([0, top], [-(2**63), top], [0, top]),
+    }
+    assert target.submit(batch).result(timeout=30).accepted == 2
+    assert _stored(client) == {("count", "ML_STEP"): [(0, -(2**63)), (top, top)]}

@@ -58,6 +58,16 @@ BAD_INPUTS = [
     (("loss", 1.0), {"scale": "FORTNIGHT"}, metrana.MetranaInvalidMetricError, "unknown scale"),
     (("loss", 1.0), {"timestamp": 1.5}, metrana.MetranaInvalidMetricTypeError, "timestamp"),
     (("loss", 1.0), {"timestamp": "now"}, metrana.MetranaInvalidMetricTypeError, "timestamp"),
+    # 64-bit signed integers only: what the store and the wire hold
+    (("loss", 2**63), {}, metrana.MetranaInvalidMetricError, r"does not fit a 64-bit signed"),
+    (("loss", -(2**63) - 1), {}, metrana.MetranaInvalidMetricError, "log it as a float"),
+    (("loss", 2**64 - 1), {}, metrana.MetranaInvalidMetricError, "64-bit signed"),
+    (("loss", [1.0, 2**63]), {}, metrana.MetranaInvalidMetricError, "64-bit signed"),
+    (({"a": 1.0, "b": 2**63},), {}, metrana.MetranaInvalidMetricError, "64-bit signed"),
+    (("loss", 1.0), {"step": 2**63}, metrana.MetranaInvalidMetricError, r"below 2\*\*63"),
+    (("loss", [1.0, 2.0]), {"step": 2**63 - 1}, metrana.MetranaInvalidMetricError, "below 2"),
+    (("loss", 1.0), {"timestamp": 2**63}, metrana.MetranaInvalidMetricError, "Unix nanosec"),
+    (("loss", 1.0), {"timestamp": -1}, metrana.MetranaInvalidMetricError, "Unix nanosec"),
 ]
 
 
@@ -75,6 +85,15 @@ def test_bad_input_raises_and_reaches_no_ring(
     metrana.log("ok", 1.0)
     metrana.close(close_strategy="CompleteAll")
     assert [p["metric"] for p in export_points("w", "p", "api")] == ["ok"]
+
+
+def test_the_64_bit_integer_limits_are_stored_exactly() -> None:
+    metrana.init(**NAMES)
+    metrana.log("big", 2**63 - 1, step=2**63 - 1, timestamp=2**63 - 1)
+    metrana.log("big", -(2**63), step=0, timestamp=0)
+    metrana.close(close_strategy="CompleteAll")
+    points = [(p["step"], p["value"], p["timestamp_ns"]) for p in export_points("w", "p", "api")]
+    assert points == [(0, -(2**63), 0), (2**63 - 1, 2**63 - 1, 2**63 - 1)]
 
 
 def test_values_scales_labels_and_auto_steps_are_stored_faithfully() -> None:

@@ -108,14 +108,25 @@ def _check_labels(labels: object) -> dict[str, str]:
     return dict(labels)
 
 
+I64_MIN = -(2**63)
+I64_MAX = 2**63 - 1
+
+
 def check_value(value: object) -> int | float:
-    """Accept ints and floats (and other real numbers such as NumPy scalars); reject bools."""
+    """Accept ints and floats (and other real numbers such as NumPy scalars); reject bools, and
+    ints that a 64-bit signed integer cannot hold (the store's and the wire's integer)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise MetranaInvalidMetricTypeError(
             f"value must be an int or float, got {type(value).__name__}: {value!r}"
         )
     if isinstance(value, numbers.Integral):
-        return int(value)
+        value = int(value)
+        if not I64_MIN <= value <= I64_MAX:
+            raise MetranaInvalidMetricError(
+                f"value {value} does not fit a 64-bit signed integer; log it as a float "
+                "(float(value)) if an approximation will do"
+            )
+        return value
     return float(value)
 
 
@@ -126,7 +137,7 @@ def _check_step(step: object) -> int:
         )
     if step < 0:
         raise MetranaInvalidMetricError(f"step must be a non-negative int, got {step}")
-    if step >= 2**63:
+    if step > I64_MAX:
         raise MetranaInvalidMetricError(f"step must be below 2**63, got {step}")
     return step
 
@@ -137,8 +148,10 @@ def _check_timestamp(timestamp: object) -> int:
             f"timestamp must be an int of Unix nanoseconds, got {type(timestamp).__name__}: "
             f"{timestamp!r}"
         )
-    if not 0 <= timestamp < 2**63:
-        raise MetranaInvalidMetricError(f"timestamp out of range: {timestamp}")
+    if not 0 <= timestamp <= I64_MAX:
+        raise MetranaInvalidMetricError(
+            f"timestamp must be Unix nanoseconds from 0 to 2**63 - 1, got {timestamp}"
+        )
     return timestamp
 
 
@@ -261,15 +274,23 @@ class Writer:
                 if series is None:
                     return None
             kind = type(value)
-            if kind is not float and kind is not int:
-                if kind is list or kind is tuple or getattr(value, "ndim", 0) > 0:
+            if kind is not float:
+                if kind is int:
+                    if value < I64_MIN or value > I64_MAX:
+                        value = check_value(value)  # (raises)
+                elif kind is list or kind is tuple or getattr(value, "ndim", 0) > 0:
                     return log_values(series, value, step, timestamp)
-                value = check_value(value)
+                else:
+                    value = check_value(value)
             if timestamp is None:
                 timestamp = time_ns()
-            elif type(timestamp) is not int or timestamp < 0:
+            elif type(timestamp) is not int or timestamp < 0 or timestamp > I64_MAX:
                 timestamp = _check_timestamp(timestamp)
-            if step is not None and (type(step) is not int or step < 0):
+            # (most steps are below 2**30, where int comparisons take the interpreter's fast
+            # path: only larger ones pay the comparison with 2**63 - 1)
+            if step is not None and (
+                type(step) is not int or step < 0 or (step > 0x3FFFFFFF and step > I64_MAX)
+            ):
                 step = _check_step(step)
             acquire()
             try:
@@ -351,7 +372,7 @@ class Writer:
                     f"log(dict) takes one value per metric; {name!r} has a sequence "
                     "(log it on its own: log(name, values, step=...))"
                 )
-            checked.append((name, item if type(item) in (float, int) else check_value(item)))
+            checked.append((name, item if type(item) is float else check_value(item)))
         for name, item in checked:
             self.log(name, item, scale, step, labels, timestamp)
 
@@ -365,10 +386,12 @@ class Writer:
                     f"an array value must be 1-D (consecutive steps), got {ndim}-D"
                 )
             values = values.tolist()
-        checked = [v if type(v) in (float, int) else check_value(v) for v in values]
+        checked = [v if type(v) is float else check_value(v) for v in values]
         timestamp = _time_ns() if timestamp is None else _check_timestamp(timestamp)
         if step is not None:
             step = _check_step(step)
+            if checked:
+                _check_step(step + len(checked) - 1)
         encode = self._encode
         with self._lock:
             if not checked or (not series.declared and not self._declare(series)):

@@ -10,6 +10,7 @@ and errors therefore exist in exactly one place: :meth:`Exchange.call`.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable, Generator, Mapping
@@ -242,7 +243,13 @@ async def adrive(http: httpx.AsyncClient, op: Op[T]) -> T:
         op.close()
 
 
+_PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
+
+
 def needs_tls(url: str) -> bool:
-    """Whether requests to ``url`` use TLS. A client for a plain-HTTP host is built without a
-    TLS context: loading the CA bundle costs about 5 MiB of memory per client."""
-    return not url.lower().startswith("http://")
+    """Whether a client for ``url`` may need TLS. One for a plain-HTTP host is built without a
+    TLS context (loading the CA bundle costs about 5 MiB of memory per client), unless a proxy
+    is configured in the environment: that proxy may be reached over TLS."""
+    if not url.lower().startswith("http://"):
+        return True
+    return any(os.environ.get(name) or os.environ.get(name.lower()) for name in _PROXY_VARIABLES)

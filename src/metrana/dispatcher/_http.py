@@ -13,7 +13,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import httpx
 
 from .._config import Config, retry_policy
-from .._errors import MetranaConfigError, MetranaDispatcherError, MetranaRunExistsError
+from .._errors import (
+    MetranaConfigError,
+    MetranaDispatcherError,
+    MetranaError,
+    MetranaRunExistsError,
+)
 from .._logging import logger
 from .._retry import Pacer, RetryPolicy, is_retryable_status, parse_retry_after
 from ..api import Client, MetricsApiRequestError
@@ -58,7 +63,7 @@ class HttpTarget:
                 return
             try:
                 self.open_run(self.config)
-            except MetranaDispatcherError as error:
+            except MetranaError as error:  # the data waits (spool) until the run can be opened
                 raise DeliveryFailure(str(error)) from None
 
     def open_run(self, config: Config) -> RunHandle:
@@ -162,8 +167,15 @@ class HttpTarget:
         total = WriteResult(accepted=0, duplicates=0, duplicates_by_series={})
         for half in halves:
             body = encode_batch(self.producer_id, self._next_sequence(), self.experiment_id, half)
-            result = self._deliver(body)
+            try:
+                result = self._deliver(body)
+            except RejectedBatch as error:  # the other halves are still sent
+                rejected = sum(len(columns.steps) for columns in half.values())
+                logger.error("dropping %d points the server rejected: %s", rejected, error)
+                total.rejected += rejected
+                continue
             total.accepted += result.accepted
+            total.rejected += result.rejected
             total.duplicates += result.duplicates
             for name, count in result.duplicates_by_series.items():
                 total.duplicates_by_series[name] = total.duplicates_by_series.get(name, 0) + count
@@ -258,18 +270,20 @@ class HttpTarget:
             self._http.close()
         self.client.close()
         if self._key_id is not None:
-            self._revoke_key(self._key_id)
+            # Revoked so that keys do not pile up run after run. One try, and at most 3 s: a
+            # dispatcher must not hang at exit on a server that is gone (or on name
+            # resolution); a key left behind is harmless.
+            revoke = threading.Thread(target=self._revoke_key, args=(self._key_id,), daemon=True)
+            revoke.start()
+            revoke.join(3.0)
 
     def _revoke_key(self, key_id: int) -> None:
-        """Revoke this dispatcher's ingestion key, so that keys do not pile up run after run:
-        one try, briefly (a dispatcher must not hang at exit on a server that is gone; a key
-        left behind is harmless)."""
         assert self.config.api_key is not None
         once = RetryPolicy(max_attempts=1)
         try:
             with Client(self.config.api_key, host=self.url, timeout=2.0, retry=once) as client:
                 client.revoke_ingestion_key(key_id)
-        except MetricsApiRequestError as error:
+        except Exception as error:
             logger.info("could not revoke the ingestion key %d: %s", key_id, error)
 
 

@@ -12,8 +12,9 @@ import gc
 import os
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, wait
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 from .. import _ring
@@ -70,23 +71,41 @@ class _Batch:
     It does not keep the columns: if the target fails, its DeliveryFailure gives them back
     for the spool, and without a spool they are read again from the rings."""
 
-    __slots__ = ("commits", "future", "replay")
+    __slots__ = ("commits", "future", "replay", "system")
 
     def __init__(
         self,
         future: Future[WriteResult],
         commits: list[tuple[_Writer, _ring.Cursor, int]],
         replay: bool = False,
+        system: dict[SeriesKey, SeriesColumns] | None = None,
     ) -> None:
         self.future = future
         self.commits = commits
         self.replay = replay  # holds records that an earlier attempt may have stored
+        # system metrics are in no ring: kept (a few points) to be sent again if abandoned
+        self.system = system
 
 
 def _done(result: WriteResult) -> Future[WriteResult]:
     future: Future[WriteResult] = Future()
     future.set_result(result)
     return future
+
+
+def _submitted(
+    submit: Callable[..., Future[WriteResult]], batch: Mapping[SeriesKey, SeriesColumns], *args: Any
+) -> Future[WriteResult]:
+    """``submit(batch, *args)``; a batch the target cannot even take (an error that is not a
+    delivery failure, which would otherwise stop the loop, and its successors, on the same
+    records) is rejected: dropped and counted like a batch the target refused."""
+    try:
+        return submit(batch, *args)
+    except Exception as error:
+        logger.exception("the target could not take a batch")
+        future: Future[WriteResult] = Future()
+        future.set_exception(RejectedBatch(f"the batch could not be sent: {error!r}", 0))
+        return future
 
 
 class Dispatcher:
@@ -323,8 +342,10 @@ class Dispatcher:
         columns: dict[SeriesKey, SeriesColumns] = {}
         commits: list[tuple[_Writer, _ring.Cursor, int]] = []
         replay = False
+        system = None
         if self.system is not None:
-            columns = self._take_system_points()
+            system = self._take_system_points()
+            columns = dict(system)
         share = min(
             RECORDS_PER_WRITER,
             max(MIN_RECORDS_PER_WRITER, RECORDS_PER_BATCH // max(1, len(self.writers))),
@@ -365,8 +386,8 @@ class Dispatcher:
         for writer, cursor, _ in commits:
             if cursor.records > writer.reader.slot(_ring.M_SUBMITTED):
                 writer.reader.set_slot(_ring.M_SUBMITTED, cursor.records)
-        future = self.target.submit(columns) if columns else _done(WriteResult(0, 0))
-        inflight.append(_Batch(future, commits, replay))
+        future = _submitted(self.target.submit, columns) if columns else _done(WriteResult(0, 0))
+        inflight.append(_Batch(future, commits, replay, system))
         return True
 
     # -- the disk spool (A1) ------------------------------------------------------------------
@@ -397,7 +418,10 @@ class Dispatcher:
         batches = list(self.inflight)
         self.inflight.clear()
         for index, batch in enumerate(batches):
-            error = batch.future.exception(timeout=120)
+            try:
+                error = batch.future.exception(timeout=120)
+            except FutureTimeout:  # (TimeoutError itself only from Python 3.11)
+                error = DeliveryFailure("no answer within 120 s")  # (gives no batch back)
             if error is None:
                 self._acknowledge(batch, batch.future.result())
             elif isinstance(error, RejectedBatch):
@@ -430,8 +454,8 @@ class Dispatcher:
                 self.spooling = False
                 logger.info("spool empty; shipping live again")
                 return True
-            future = self.target.submit_spooled(
-                oldest.series, self.spool.producer_id, oldest.batch_id
+            future = _submitted(
+                self.target.submit_spooled, oldest.series, self.spool.producer_id, oldest.batch_id
             )
             self._probe = (oldest, future)
             return False
@@ -442,8 +466,8 @@ class Dispatcher:
         if not self._replayed(spooled, future):
             return False
         for spooled in self.spool.pending():  # the target answers: the rest, in order
-            future = self.target.submit_spooled(
-                spooled.series, self.spool.producer_id, spooled.batch_id
+            future = _submitted(
+                self.target.submit_spooled, spooled.series, self.spool.producer_id, spooled.batch_id
             )
             if not self._replayed(spooled, future):
                 return True
@@ -480,6 +504,11 @@ class Dispatcher:
         self.stats.batches += 1
         self.stored += result.accepted
         self.duplicates += result.duplicates
+        if result.rejected:  # a part of the batch (its writers cannot be told apart)
+            self.rejected += result.rejected
+            self.errors.publish(
+                "rejected", f"the target rejected {result.rejected} points (see dispatcher.log)"
+            )
         if batch.replay:
             # Sent again after a failure or a dispatcher restart: these duplicates are the
             # store recognising points it already had, not two writers colliding.
@@ -515,12 +544,28 @@ class Dispatcher:
         for batch in self.inflight:
             with contextlib.suppress(Exception):
                 batch.future.exception(timeout=30)
-        while self.inflight and self.inflight[0].future.exception() is None:
-            batch = self.inflight.popleft()
+        inflight = self.inflight
+        while inflight and inflight[0].future.done() and inflight[0].future.exception() is None:
+            batch = inflight.popleft()
             self._acknowledge(batch, batch.future.result())
-        self.inflight.clear()
+        for batch in inflight:
+            if batch.system:
+                self._restore_system_points(batch.system)
+        inflight.clear()
         for writer in self.writers.values():
             writer.reader.rewind()
+
+    def _restore_system_points(self, points: dict[SeriesKey, SeriesColumns]) -> None:
+        """Put the system samples of an abandoned batch back before those taken since."""
+        for key, series in points.items():
+            later = self._system_points.get(key)
+            if later is not None:
+                series = SeriesColumns(
+                    series.steps + later.steps,
+                    series.values + later.values,
+                    series.timestamps + later.timestamps,
+                )
+            self._system_points[key] = series
 
     def _collect(
         self, writer: _Writer, values: list[Any], batch: dict[SeriesKey, SeriesColumns]

@@ -22,6 +22,7 @@ class WriteResult(msgspec.Struct):
     accepted: int
     duplicates: int
     duplicates_by_series: dict[str, int] = {}
+    rejected: int = 0  # refused for good: a part of a batch split after a 413 (HTTP)
 
 
 class RunHandle(msgspec.Struct):
