@@ -179,3 +179,35 @@ def test_batches_the_full_spool_cannot_take_stay_in_the_rings(
         metrana.close(close_strategy="CompleteAll", timeout=30)
     assert _stored_steps(client) == list(range(20_000))
     assert not _spooled_files(isolated)
+
+
+def test_a_discard_behind_a_batch_that_cannot_be_kept_is_cancelled(
+    isolated: Path, live_server: RunningServer, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """close(Immediate) discards what the dispatcher has not read; a batch read before it fails
+    and the spool cannot take it. Reading that batch again from the ring reads the discarded
+    points too: they are delivered, and the discard is taken back (not counted twice)."""
+    monkeypatch.setenv("METRANA_SPOOL_MAX_BYTES", "100000")
+    ingest = API_PREFIX + INGEST_PATH
+    with FaultProxy(live_server.url) as proxy:
+        _init_through(proxy, live_server, "discard", monkeypatch)
+        writer = _run.current_writer()
+        assert writer is not None
+        info = writer.session.read_info()
+        assert info is not None
+        log = writer.session.log_path
+        proxy.set_fault(Fault.status_code(503, path_prefix=ingest))
+        os.kill(info.pid, signal.SIGSTOP)
+        try:
+            for step in range(20_000):
+                metrana.log("loss", float(step), step=step)
+            metrana.close(close_strategy="Immediate")
+        finally:
+            os.kill(info.pid, signal.SIGCONT)
+        # one pass reads up to a checkpoint (19,455 points), then the close discards the rest
+        _wait_for(lambda: b"discarded 545 points still queued" in log.read_bytes(), 30, "discard")
+        _wait_for(lambda: b"are delivered instead" in log.read_bytes(), 60, "the cancel")
+        proxy.set_fault(None)
+        _wait_for(lambda: len(_stored_steps(client)) >= 20_000, 60, "every point stored")
+    assert _stored_steps(client) == list(range(20_000))
+    assert b"the 545 points discarded are delivered instead" in log.read_bytes()

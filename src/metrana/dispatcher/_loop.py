@@ -71,7 +71,7 @@ class _Batch:
     It does not keep the columns: if the target fails, its DeliveryFailure gives them back
     for the spool, and without a spool they are read again from the rings."""
 
-    __slots__ = ("commits", "future", "replay", "system")
+    __slots__ = ("commits", "discard", "future", "replay", "system")
 
     def __init__(
         self,
@@ -79,12 +79,14 @@ class _Batch:
         commits: list[tuple[_Writer, _ring.Cursor, int]],
         replay: bool = False,
         system: dict[SeriesKey, SeriesColumns] | None = None,
+        discard: bool = False,
     ) -> None:
         self.future = future
         self.commits = commits
         self.replay = replay  # holds records that an earlier attempt may have stored
         # system metrics are in no ring: kept (a few points) to be sent again if abandoned
         self.system = system
+        self.discard = discard  # commits the discard of a close strategy (see _discard_unread)
 
 
 def _done(result: WriteResult) -> Future[WriteResult]:
@@ -551,9 +553,25 @@ class Dispatcher:
         for batch in inflight:
             if batch.system:
                 self._restore_system_points(batch.system)
+            if batch.discard:
+                self._cancel_discard(batch)
         inflight.clear()
         for writer in self.writers.values():
             writer.reader.rewind()
+
+    def _cancel_discard(self, batch: _Batch) -> None:
+        """A batch before a close strategy's discard failed: its records are read again, and
+        so are the discarded ones behind them, which are then delivered too (the writer has
+        closed, so nothing discards them again). The count of discarded points follows."""
+        for writer, _, discarded in batch.commits:
+            if discarded and not writer.forgotten:
+                writer.reader.add_to_slot(_ring.M_DISCARDED, -discarded)
+                logger.warning(
+                    "%s: a delivery failed before its discard was committed; the %d points "
+                    "discarded are delivered instead",
+                    writer.name,
+                    discarded,
+                )
 
     def _restore_system_points(self, points: dict[SeriesKey, SeriesColumns]) -> None:
         """Put the system samples of an abandoned batch back before those taken since."""
@@ -671,7 +689,11 @@ class Dispatcher:
         writer.saw_close = True  # the state slot is set after the writer's last append
         reader = writer.reader
         self.inflight.append(
-            _Batch(_done(WriteResult(0, 0)), [(writer, reader.cursor.copy(), discarded)])
+            _Batch(
+                _done(WriteResult(0, 0)),
+                [(writer, reader.cursor.copy(), discarded)],
+                discard=True,
+            )
         )
         reader.add_to_slot(_ring.M_DISCARDED, discarded)
         if discarded:
