@@ -176,7 +176,11 @@ def read_declarations(path: Path) -> list[bytes]:
 
 
 def writer_id_of(meta_path: Path) -> str:
-    return meta_path.name[2 : -len(".meta")]
+    return writer_id_of_name(meta_path.name)
+
+
+def writer_id_of_name(meta_name: str) -> str:
+    return meta_name[2 : -len(".meta")]
 
 
 def read_meta(meta_path: Path) -> memoryview | None:

@@ -428,3 +428,15 @@ class Session:
 
     def ring_metas(self) -> list[Path]:
         return sorted(self.dir.glob("w-*.meta"))
+
+    def ring_ids(self) -> list[str]:
+        """The writer ids of the rings in the session, oldest first (ids start with the pid
+        and process start time). Cheaper than :meth:`ring_metas`: the dispatcher lists the
+        directory ten times a second."""
+        from . import _ring  # (imports this module)
+
+        with os.scandir(self.dir) as entries:
+            names = [
+                e.name for e in entries if e.name.startswith("w-") and e.name.endswith(".meta")
+            ]
+        return sorted(_ring.writer_id_of_name(name) for name in names)

@@ -157,6 +157,7 @@ class Dispatcher:
         self._last_steps_changed = False
         self._rotation = 0  # the ring a pass starts reading at
         self._pass_records = 0  # records the last pass read
+        self._active_rings = 0  # rings that had records in the last pass
 
     def stop(self) -> None:
         self._running = False
@@ -287,10 +288,11 @@ class Dispatcher:
     # -- discovery and liveness ---------------------------------------------------------------
 
     def scan(self) -> None:
-        for meta in self.session.ring_metas():
-            writer_id = _ring.writer_id_of(meta)
+        """Open the rings created since the last scan."""
+        for writer_id in self.session.ring_ids():
             if writer_id in self.writers or writer_id in self._broken:
                 continue
+            meta = self.session.dir / _ring.meta_name(writer_id)
             try:
                 reader = _ring.RingReader(meta, span_decoder, VALUES_PER_RECORD)
             except (MetranaCorruptRingError, OSError) as error:
@@ -348,24 +350,31 @@ class Dispatcher:
         if self.system is not None:
             system = self._take_system_points()
             columns = dict(system)
+        # The batch is shared among the rings that had records last pass, not among all of
+        # them: idle rings (say, a pool's waiting workers) must not shrink the busy ones' share,
+        # and so the batches. The batch stays bounded by ``taken`` below either way.
         share = min(
             RECORDS_PER_WRITER,
-            max(MIN_RECORDS_PER_WRITER, RECORDS_PER_BATCH // max(1, len(self.writers))),
+            max(MIN_RECORDS_PER_WRITER, RECORDS_PER_BATCH // max(1, self._active_rings)),
         )
         # A span is read whole, so a ring that filled while the target was slow can bring many
         # records at once: stop at a batch's worth, and start each pass at the next ring.
         writers = list(self.writers.items())
         self._rotation = (self._rotation + 1) % max(1, len(writers))
         taken = 0
+        active = 0
         for writer_id, writer in writers[self._rotation :] + writers[: self._rotation]:
             if taken >= RECORDS_PER_BATCH:
                 break
+            reader = writer.reader
             try:
-                if writer.reader.cursor.records < writer.reader.slot(_ring.M_SUBMITTED):
-                    replay = True
-                values = writer.reader.read(share)
+                start = reader.cursor.records
+                values = reader.read(share)
                 if not values:
                     continue
+                if start < reader.slot(_ring.M_SUBMITTED):
+                    replay = True
+                active += 1
                 taken += len(values) // VALUES_PER_RECORD
                 points = self._collect(writer, values, columns)
             except MetranaCorruptRingError as error:
@@ -378,6 +387,7 @@ class Dispatcher:
                 continue
             commits.append((writer, writer.reader.cursor.copy(), points))
         self._pass_records = taken
+        self._active_rings = active
         if not commits and not columns:
             return moved
         if self.spooling and columns:
