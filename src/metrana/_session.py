@@ -397,6 +397,8 @@ class Session:
                     raise MetranaConfigError(message)
                 raise MetranaDispatcherError(message)
             if process is not None and process.poll() is not None:
+                if self.read_handshake() is not None:
+                    continue  # written just before it exited (say, a refusal): read it above
                 if process.returncode < 0:
                     raise _DispatcherVanished(
                         f"the dispatcher was killed (signal {-process.returncode}) before its "
