@@ -55,6 +55,20 @@ def live_server(tmp_path: Path) -> Iterator[RunningServer]:
         yield server
 
 
+def server_env(server: RunningServer) -> dict[str, str]:
+    """The environment that points a job at ``server`` over HTTP."""
+    return {"METRANA_INGESTION_URL": server.url, "METRANA_API_KEY": server.api_key}
+
+
+def target_server(target: str, request: pytest.FixtureRequest) -> RunningServer | None:
+    """For a test parametrized over ``"embedded"`` and ``"http"``: the live server of the
+    http case (None for the embedded store)."""
+    if target == "embedded":
+        return None
+    server: RunningServer = request.getfixturevalue("live_server")
+    return server
+
+
 @pytest.fixture
 def client(live_server: RunningServer) -> Iterator[Client]:
     with Client(live_server.api_key, host=live_server.url) as api:

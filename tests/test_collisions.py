@@ -9,10 +9,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import export_points, run_python
+from conftest import export_points, run_python, server_env, target_server
 
 from metrana.api import Client
-from metrana.testing import RunningServer
 
 JOB = """
 import multiprocessing as mp
@@ -48,12 +47,8 @@ def test_two_ranks_logging_one_series_store_each_step_once_and_warn(
 ) -> None:
     script = tmp_path / "job.py"
     script.write_text(textwrap.dedent(JOB))
-    env: dict[str, str] = {}
-    server: RunningServer | None = None
-    if target == "http":
-        server = request.getfixturevalue("live_server")
-        env = {"METRANA_INGESTION_URL": server.url, "METRANA_API_KEY": server.api_key}
-    run_python(str(script), env=env, timeout=180)
+    server = target_server(target, request)
+    run_python(str(script), env=server_env(server) if server else {}, timeout=180)
 
     if server is None:
         points = [(p["metric"], p["step"]) for p in export_points("default", "proj", "collide")]

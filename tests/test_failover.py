@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import export_points, kill_tree
+from conftest import export_points, kill_tree, server_env, target_server
 
 from metrana._session import live_dispatchers
 from metrana.api import Client
@@ -75,11 +75,8 @@ def test_dispatcher_killed_repeatedly_loses_nothing_and_stores_nothing_twice(
     # over HTTP a dispatcher needs ~0.5 s to start and shake hands: kill less often
     rounds, pause = (50, (0.02, 0.15)) if target == "embedded" else (15, (0.1, 0.5))
     session_root = Path(os.environ["METRANA_SESSION_ROOT"])
-    env = dict(os.environ)
-    server: RunningServer | None = None
-    if target == "http":
-        server = request.getfixturevalue("live_server")
-        env.update(METRANA_INGESTION_URL=server.url, METRANA_API_KEY=server.api_key)
+    server = target_server(target, request)
+    env = {**os.environ, **(server_env(server) if server else {})}
     job = subprocess.Popen(
         [sys.executable, str(script), "kills", str(points)],
         stdout=subprocess.PIPE,

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import psutil
-from conftest import dispatcher_pids, run_python
+from conftest import dispatcher_pids, run_python, server_env
 
 import metrana
 from metrana.api import Client
@@ -42,16 +42,12 @@ if __name__ == "__main__":
 """
 
 
-def _http_env(server: RunningServer) -> dict[str, str]:
-    return {"METRANA_INGESTION_URL": server.url, "METRANA_API_KEY": server.api_key}
-
-
 def test_four_processes_of_50k_points_arrive_exactly_over_http(
     tmp_path: Path, live_server: RunningServer, client: Client
 ) -> None:
     script = tmp_path / "ranks.py"
     script.write_text(RANKS)
-    run_python(str(script), "50000", env=_http_env(live_server), timeout=300)
+    run_python(str(script), "50000", env=server_env(live_server), timeout=300)
 
     (experiment,) = client.list_experiments()
     assert (experiment.name, experiment.status) == ("http-job", "finished")
@@ -81,8 +77,8 @@ def test_a_resumed_run_continues_auto_incremented_steps(
 ) -> None:
     script = tmp_path / "resume.py"
     script.write_text(RESUMING)
-    run_python(str(script), "10", env={**_http_env(live_server), "METRANA_ORCHESTRATION_ID": "a"})
-    run_python(str(script), "5", env={**_http_env(live_server), "METRANA_ORCHESTRATION_ID": "b"})
+    run_python(str(script), "10", env={**server_env(live_server), "METRANA_ORCHESTRATION_ID": "a"})
+    run_python(str(script), "5", env={**server_env(live_server), "METRANA_ORCHESTRATION_ID": "b"})
 
     (experiment,) = client.list_experiments()
     (series,) = client.list_metrics(experiment.id).series
@@ -145,14 +141,14 @@ def test_resume_never_refuses_another_jobs_run_over_http(
 ) -> None:
     script = tmp_path / "resume.py"
     script.write_text(RESUMING)
-    run_python(str(script), "1", env={**_http_env(live_server), "METRANA_ORCHESTRATION_ID": "a"})
+    run_python(str(script), "1", env={**server_env(live_server), "METRANA_ORCHESTRATION_ID": "a"})
     never = tmp_path / "never.py"
     never.write_text(
         REFUSED.replace('api_key="mtr_this-key-does-not-exist"', 'resume_strategy="Never"').replace(
             'run_name="refused"', 'run_name="resumed"'
         )
     )
-    env = {**_http_env(live_server), "METRANA_ORCHESTRATION_ID": "b"}
+    env = {**server_env(live_server), "METRANA_ORCHESTRATION_ID": "b"}
     output = run_python(str(never), env=env).stdout.splitlines()
     assert output[0].split()[0] == "MetranaRunExistsError"
     assert "already exists" in output[1]
@@ -167,7 +163,7 @@ def test_a_key_of_another_workspace_fails_init_with_a_config_error(
             'workspace_name="default"', 'workspace_name="elsewhere"'
         )
     )
-    output = run_python(str(script), env=_http_env(live_server)).stdout.splitlines()
+    output = run_python(str(script), env=server_env(live_server)).stdout.splitlines()
     assert output[0].split()[0] == "MetranaConfigError"
     assert "this API key belongs to workspace 'default', not 'elsewhere'" in output[1]
     assert client.list_experiments() == []

@@ -3,10 +3,12 @@ are replayed oldest first when it answers again; nothing lost, nothing twice."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -149,30 +151,44 @@ def test_two_outages_with_a_dispatcher_restart_between_lose_nothing(
     assert _stored_steps(client) == list(range(4_000))
 
 
+@contextmanager
+def _spool_too_small_for_a_pass(
+    live_server: RunningServer,
+    run_name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    then: Callable[[], None] | None = None,
+) -> Iterator[tuple[FaultProxy, Path]]:
+    """init() through a proxy that answers 503 to every batch, with a spool of 100 kB, then
+    20,000 points logged (and ``then`` called) while the dispatcher is frozen (SIGSTOP), so
+    that its next pass finds them all at once. A read stops at the last checkpoint within a
+    batch's share: a batch of 19,455 points (too large for the spool), then the 545 left.
+    Yields the proxy and the dispatcher's log."""
+    monkeypatch.setenv("METRANA_SPOOL_MAX_BYTES", "100000")
+    with FaultProxy(live_server.url) as proxy:
+        _init_through(proxy, live_server, run_name, monkeypatch)
+        writer = _run.current_writer()
+        assert writer is not None
+        info = writer.session.read_info()
+        assert info is not None
+        proxy.set_fault(Fault.status_code(503, path_prefix=API_PREFIX + INGEST_PATH))
+        os.kill(info.pid, signal.SIGSTOP)
+        try:
+            for step in range(20_000):
+                metrana.log("loss", float(step), step=step)
+            if then is not None:
+                then()
+        finally:
+            os.kill(info.pid, signal.SIGCONT)
+        yield proxy, writer.session.log_path
+
+
 def test_batches_the_full_spool_cannot_take_stay_in_the_rings(
     isolated: Path, live_server: RunningServer, client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two batches in flight fail; the spool has room for the second (small) one only. It must
     not be spooled and committed: its commit would skip the first one's records. Both are read
     again from the rings and delivered once the server answers (regression)."""
-    monkeypatch.setenv("METRANA_SPOOL_MAX_BYTES", "100000")
-    ingest = API_PREFIX + INGEST_PATH
-    with FaultProxy(live_server.url) as proxy:
-        _init_through(proxy, live_server, "full-spool", monkeypatch)
-        writer = _run.current_writer()
-        assert writer is not None
-        info = writer.session.read_info()
-        assert info is not None
-        proxy.set_fault(Fault.status_code(503, path_prefix=ingest))
-        os.kill(info.pid, signal.SIGSTOP)  # so that one pass finds all 20,000 points
-        try:
-            for step in range(20_000):
-                metrana.log("loss", float(step), step=step)
-        finally:
-            os.kill(info.pid, signal.SIGCONT)
-        # A read stops at the last checkpoint within a batch's share: a batch of 19,455
-        # points (too large for the spool) and one of 545 (small enough) fail together.
-        log = writer.session.log_path
+    with _spool_too_small_for_a_pass(live_server, "full-spool", monkeypatch) as (proxy, log):
         _wait_for(lambda: b"METRANA_SPOOL_MAX_BYTES" in log.read_bytes(), 60, "a full spool")
         proxy.set_fault(None)
         _wait_for(lambda: len(_stored_steps(client)) >= 20_000, 60, "every point stored")
@@ -187,23 +203,8 @@ def test_a_discard_behind_a_batch_that_cannot_be_kept_is_cancelled(
     """close(Immediate) discards what the dispatcher has not read; a batch read before it fails
     and the spool cannot take it. Reading that batch again from the ring reads the discarded
     points too: they are delivered, and the discard is taken back (not counted twice)."""
-    monkeypatch.setenv("METRANA_SPOOL_MAX_BYTES", "100000")
-    ingest = API_PREFIX + INGEST_PATH
-    with FaultProxy(live_server.url) as proxy:
-        _init_through(proxy, live_server, "discard", monkeypatch)
-        writer = _run.current_writer()
-        assert writer is not None
-        info = writer.session.read_info()
-        assert info is not None
-        log = writer.session.log_path
-        proxy.set_fault(Fault.status_code(503, path_prefix=ingest))
-        os.kill(info.pid, signal.SIGSTOP)
-        try:
-            for step in range(20_000):
-                metrana.log("loss", float(step), step=step)
-            metrana.close(close_strategy="Immediate")
-        finally:
-            os.kill(info.pid, signal.SIGCONT)
+    close = functools.partial(metrana.close, close_strategy="Immediate")
+    with _spool_too_small_for_a_pass(live_server, "discard", monkeypatch, close) as (proxy, log):
         # one pass reads up to a checkpoint (19,455 points), then the close discards the rest
         _wait_for(lambda: b"discarded 545 points still queued" in log.read_bytes(), 30, "discard")
         _wait_for(lambda: b"are delivered instead" in log.read_bytes(), 60, "the cancel")

@@ -276,7 +276,10 @@ class Writer:
             kind = type(value)
             if kind is not float:
                 if kind is int:
-                    if value < I64_MIN or value > I64_MAX:
+                    # (as for steps below: only ints beyond 2**30 pay the 64-bit comparisons)
+                    if (value > 0x3FFFFFFF or value < -0x3FFFFFFF) and not (
+                        I64_MIN <= value <= I64_MAX
+                    ):
                         value = check_value(value)  # (raises)
                 elif kind is list or kind is tuple or getattr(value, "ndim", 0) > 0:
                     return log_values(series, value, step, timestamp)
@@ -390,8 +393,11 @@ class Writer:
         timestamp = _time_ns() if timestamp is None else _check_timestamp(timestamp)
         if step is not None:
             step = _check_step(step)
-            if checked:
-                _check_step(step + len(checked) - 1)
+            if checked and step + len(checked) - 1 > I64_MAX:
+                raise MetranaInvalidMetricError(
+                    f"step must be below 2**63 for every value: {len(checked)} values from step "
+                    f"{step} would end at step {step + len(checked) - 1}; start them earlier"
+                )
         encode = self._encode
         with self._lock:
             if not checked or (not series.declared and not self._declare(series)):

@@ -385,7 +385,7 @@ class Dispatcher:
                 del self.writers[writer_id]
                 self._broken.add(writer_id)
                 continue
-            commits.append((writer, writer.reader.cursor.copy(), points))
+            commits.append((writer, reader.cursor.copy(), points))
         self._pass_records = taken
         self._active_rings = active
         if not commits and not columns:

@@ -36,7 +36,7 @@ def encode_batch(
         series.steps.extend(columns.steps)
         series.timestamps_ns.extend(columns.timestamps)
         values = columns.values
-        if float in (kinds := set(map(type, values))) and len(kinds) == 1:
+        if set(map(type, values)) == {float}:
             series.values.extend(values)  # all floats: the common case, without a Python loop
             continue
         ints = [i for i, v in enumerate(values) if type(v) is int]
