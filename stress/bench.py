@@ -742,7 +742,7 @@ def _fault_child(conn: Any, calls: int, repeat: int) -> None:
 def bench_faulted(bench: Bench, calls: int, repeat: int) -> list[dict[str, Any]]:
     """log() in a process whose HTTP target stops answering: the ring absorbs the points
     (``calls * repeat`` stays below the default ring's 100,000 events)."""
-    from metrana._fault_proxy import Fault, FaultProxy
+    from metrana.testing import Fault, FaultProxy
 
     server = bench.http_server()
     ctx = mp.get_context("spawn")

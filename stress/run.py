@@ -177,7 +177,7 @@ class FaultLog:
 
 
 def _live_dispatchers(session_root: Path) -> list[int]:
-    from metrana._session import live_dispatchers
+    from metrana.session import live_dispatchers
 
     return live_dispatchers(session_root)
 
@@ -192,7 +192,7 @@ def _inject(
     server: ServerProcess | None,
     proxy: Any,
 ) -> None:
-    from metrana._fault_proxy import Fault
+    from metrana.testing import Fault
 
     rng = random.Random(args.seed)
     # Faults start once every writer has joined: init() fails by design when the server is
@@ -334,7 +334,7 @@ def run(args: argparse.Namespace) -> int:
     server: ServerProcess | None = None
     proxy: Any = None
     if args.target == "server":
-        from metrana._fault_proxy import FaultProxy
+        from metrana.testing import FaultProxy
 
         server = ServerProcess(workdir / "server.sqlite")
         server.start()

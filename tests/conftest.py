@@ -17,10 +17,10 @@ import psutil
 import pytest
 
 import metrana
-from metrana import _run
-from metrana._session import live_dispatchers
 from metrana.api import Client
+from metrana.session import live_dispatchers
 from metrana.testing import RunningServer, serve_in_thread
+from metrana.writer import _run
 
 ORCHESTRATION_VARIABLES = ("METRANA_ORCHESTRATION_ID", "TORCHELASTIC_RUN_ID", "SLURM_JOB_ID")
 

@@ -7,9 +7,9 @@ import logging
 import pytest
 
 import metrana
-from metrana import _run
-from metrana._error_channel import ErrorPublisher, ErrorWatcher, read_errors
-from metrana._writer import Writer
+from metrana.session import ErrorPublisher, ErrorWatcher, read_errors
+from metrana.writer import _run
+from metrana.writer._writer import Writer
 
 NAMES = {"workspace_name": "w", "project_name": "p", "run_name": "errors"}
 

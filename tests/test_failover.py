@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from conftest import export_points, kill_tree, server_env, target_server
 
-from metrana._session import live_dispatchers
 from metrana.api import Client
+from metrana.session import live_dispatchers
 from metrana.testing import RunningServer
 
 JOB = """

@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from metrana._fault_proxy import Fault, FaultProxy
+from metrana.testing import Fault, FaultProxy
 
 
 class _Echo(BaseHTTPRequestHandler):

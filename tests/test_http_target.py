@@ -10,13 +10,12 @@ from pathlib import Path
 import pytest
 
 from metrana._config import resolve_config
-from metrana._fault_proxy import Fault, FaultProxy
 from metrana.api import Client
 from metrana.api._routes import API_PREFIX, INGEST_PATH
-from metrana.dispatcher._http import HttpTarget
-from metrana.dispatcher._target import DeliveryFailure, RejectedBatch
+from metrana.dispatcher.targets import DeliveryFailure, RejectedBatch
+from metrana.dispatcher.targets._http import HttpTarget
 from metrana.storage import SeriesColumns, SeriesKey
-from metrana.testing import RunningServer
+from metrana.testing import Fault, FaultProxy, RunningServer
 
 INGEST = API_PREFIX + INGEST_PATH
 T0 = 1_700_000_000_000_000_000

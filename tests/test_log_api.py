@@ -14,8 +14,9 @@ import pytest
 from conftest import export_points, run_python, store_path
 
 import metrana
-from metrana import _ring, _run
+from metrana import ring as _ring
 from metrana.storage import SqliteStore
+from metrana.writer import _run
 
 NAMES = {"workspace_name": "w", "project_name": "p", "run_name": "api"}
 
@@ -217,7 +218,7 @@ def test_interpreter_exit_closes_with_the_configured_strategy() -> None:
 
 
 def test_stale_sessions_are_reaped_but_not_those_holding_rings(tmp_path: Path) -> None:
-    from metrana._session import reap_sessions
+    from metrana.session import reap_sessions
 
     root = tmp_path / "sessions"
     empty, holding = root / "a", root / "b"
@@ -260,7 +261,7 @@ def test_stats_and_flush(monkeypatch: pytest.MonkeyPatch) -> None:
 KEPT_LOG = """
 import inspect, os, sys
 import metrana
-from metrana import _run
+from metrana.writer import _run
 
 names = dict(workspace_name='w', project_name='p', run_name='kept', close_strategy='CompleteAll')
 metrana.init(**names)
@@ -305,9 +306,8 @@ def test_raise_on_log_raises_once_even_after_get_last_step(isolated: Path) -> No
     """RaiseOnLog empties log()'s table of plain series so that the next call raises; a
     get_last_step() of the same name before that call must not put it back."""
     from metrana._config import resolve_config
-    from metrana._error_channel import ErrorPublisher
-    from metrana._session import Session
-    from metrana._writer import Writer
+    from metrana.session import ErrorPublisher, Session
+    from metrana.writer._writer import Writer
 
     config = resolve_config(**NAMES, error_strategy="RaiseOnLog")
     session = Session.for_config(config)

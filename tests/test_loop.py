@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from metrana.dispatcher._loop import Dispatcher, _submitted
-from metrana.dispatcher._target import RejectedBatch
+from metrana.dispatcher.targets import RejectedBatch
 from metrana.storage import SeriesColumns
 
 

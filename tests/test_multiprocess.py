@@ -156,7 +156,7 @@ import multiprocessing as mp
 import sys
 
 import metrana
-from metrana import _run
+from metrana.writer import _run
 
 
 def rank(barrier, queue):
@@ -239,7 +239,7 @@ def test_eight_ranks_starting_at_once_elect_one_dispatcher(tmp_path: Path) -> No
 KILLED_WRITER = """
 import sys
 import metrana
-from metrana import _run
+from metrana.writer import _run
 
 metrana.init(workspace_name="ws", project_name="proj", run_name="killed")
 writer = _run.current_writer()

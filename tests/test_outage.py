@@ -16,12 +16,11 @@ import pytest
 from conftest import dispatcher_pids
 
 import metrana
-from metrana import _run
-from metrana._fault_proxy import Fault, FaultProxy
 from metrana.api import Client
 from metrana.api._routes import API_PREFIX, INGEST_PATH
 from metrana.dispatcher._spool import spool_root
-from metrana.testing import RunningServer
+from metrana.testing import Fault, FaultProxy, RunningServer
+from metrana.writer import _run
 
 
 def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:

@@ -1,3 +1,5 @@
+import pkgutil
+
 import metrana
 
 
@@ -43,16 +45,24 @@ def test_exported_names_are_exactly_the_public_api() -> None:
         "stats",
     }
     public = {name for name in dir(metrana) if not name.startswith("_")}
-    assert public - set(metrana.__all__) <= {
-        "annotations",
-        "cli",
-        "dispatcher",
-        "storage",
-        "api",
-        "server",
-        "proto",
-        "testing",
-    }
+    subpackages = {module.name for module in pkgutil.iter_modules(metrana.__path__)}
+    assert public - set(metrana.__all__) <= subpackages | {"annotations"}
+
+
+def test_public_api_is_assembled_from_each_modules_all() -> None:
+    """As httpx does: ``metrana.__all__`` is the union of its parts' ``__all__``, and each
+    name resolves to the object its module defines."""
+    from metrana import _enums, _errors, api, writer
+
+    rest = set(metrana._REST_CLIENT_NAMES)
+    assert rest <= set(api.__all__)
+    parts = {"__version__", *_enums.__all__, *_errors.__all__, *writer.__all__, *rest}
+    assert set(metrana.__all__) == parts
+    assert len(metrana.__all__) == len(set(metrana.__all__))
+    for name in metrana.__all__:
+        obj = getattr(metrana, name)
+        if name != "__version__" and name != "log":  # log is rebound while a writer is open
+            assert obj.__module__.startswith("metrana."), name
 
 
 def test_every_error_derives_from_metrana_error() -> None:

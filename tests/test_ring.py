@@ -1,9 +1,9 @@
-"""The ring (``metrana._ring``): property tests against a model of its documented format, torn
+"""The ring (``metrana.ring``): property tests against a model of its documented format, torn
 records, commit and rewind, and a writer and a reader in two processes.
 
-Small rings are made by patching ``_ring.segment_capacity`` while the writer is created: the
-capacity is stored in the meta file, so the reader uses it too. Every ring lives in a fresh
-directory under the test's session root (``conftest.isolated`` removes it).
+Small rings are made by patching ``segment_capacity`` of ``metrana.ring._writer`` while the
+writer is created: the capacity is stored in the meta file, so the reader uses it too. Every
+ring lives in a fresh directory under the test's session root (``conftest.isolated`` removes it).
 """
 
 from __future__ import annotations
@@ -29,8 +29,11 @@ from conftest import kill_tree
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from metrana import _ring
+from metrana import ring as _ring
 from metrana._errors import MetranaCorruptRingError
+from metrana.ring import _layout as ring_layout_module
+from metrana.ring import _reader as ring_reader_module
+from metrana.ring import _writer as ring_writer_module
 
 WRITER = "t"
 TESTS_DIR = Path(__file__).resolve().parent
@@ -62,7 +65,7 @@ def ring_dir() -> Path:
 def make_writer(
     directory: Path, capacity: int, max_events: int, writer_id: str = WRITER
 ) -> _ring.RingWriter:
-    with mock.patch.object(_ring, "segment_capacity", lambda _max_events: capacity):
+    with mock.patch.object(ring_writer_module, "segment_capacity", lambda _max_events: capacity):
         return _ring.RingWriter(directory, writer_id, os.getpid(), 0, max_events)
 
 
@@ -418,8 +421,8 @@ def test_the_published_word_wraps_its_record_count_and_lap_fields() -> None:
     field shrunk to 4 bits, 700 records through a 64-byte ring (350 laps) read back in order."""
     directory = ring_dir()
     with (
-        mock.patch.object(_ring, "COUNT_MASK", 15),
-        mock.patch.object(_ring, "WORD_LIMIT", 15 << _ring.COUNT_SHIFT),
+        mock.patch.object(ring_layout_module, "COUNT_MASK", 15),
+        mock.patch.object(ring_writer_module, "WORD_LIMIT", 15 << _ring.COUNT_SHIFT),
     ):
         writer = make_writer(directory, 64, 10)
         reader = open_reader(directory)
@@ -491,7 +494,10 @@ def test_a_checkpoint_the_writer_has_overwritten_is_not_used() -> None:
     """With a table of two checkpoints, the writer 3 checkpoints ahead has replaced the one a
     reader would stop at: the reader takes the whole published span instead."""
     directory = ring_dir()
-    with mock.patch.object(_ring, "CHECKPOINT_SLOTS", 2):
+    with (
+        mock.patch.object(ring_writer_module, "CHECKPOINT_SLOTS", 2),
+        mock.patch.object(ring_reader_module, "CHECKPOINT_SLOTS", 2),
+    ):
         writer = _ring.RingWriter(directory, WRITER, os.getpid(), 0, 10_000)
         reader = open_reader(directory)
         payloads = [make_payload(i, 10) for i in range(3 * 1024 + 5)]

@@ -8,13 +8,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from metrana._fault_proxy import Fault, FaultProxy
 from metrana.api import Client, ComparisonMetricSeries, MetricsApiRequestError
 from metrana.api._routes import API_PREFIX, INGEST_PATH, PROTOBUF_CONTENT_TYPE, ROUTES
 from metrana.proto import IngestResponse
 from metrana.proto._codec import encode_batch
 from metrana.storage import SeriesColumns, SqliteStore
-from metrana.testing import RunningServer, serve_in_thread
+from metrana.testing import Fault, FaultProxy, RunningServer, serve_in_thread
 
 
 def _experiment(client: Client, name: str = "run-1", folder: str = "proj") -> int:

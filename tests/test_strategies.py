@@ -29,14 +29,11 @@ import pytest
 from conftest import kill_tree
 
 import metrana
-from metrana import _run
-from metrana._error_channel import ErrorPublisher
-from metrana._fault_proxy import Fault, FaultProxy
-from metrana._session import Session, process_alive
-from metrana._stats import session_stats
 from metrana.api import Client
 from metrana.api._routes import API_PREFIX, INGEST_PATH
-from metrana.testing import RunningServer
+from metrana.session import ErrorPublisher, Session, process_alive, session_stats
+from metrana.testing import Fault, FaultProxy, RunningServer
+from metrana.writer import _run
 
 INGEST = API_PREFIX + INGEST_PATH
 DEAD_URL = "http://127.0.0.1:9"  # the discard port: nothing listens
@@ -56,7 +53,7 @@ import traceback
 import msgspec
 
 import metrana
-from metrana import _run
+from metrana.writer import _run
 
 SPEC = json.loads(open(sys.argv[1]).read())
 CONTROL = SPEC["control"]

@@ -13,59 +13,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
-from ._enums import (
-    BackpressureStrategy,
-    CloseStrategy,
-    ErrorStrategy,
-    LogLevel,
-    ResumeStrategy,
-    StandardMetricScale,
-)
-from ._errors import (
-    MetranaAlreadyInitializedError,
-    MetranaConfigError,
-    MetranaCorruptRingError,
-    MetranaDeliveryError,
-    MetranaDispatcherError,
-    MetranaError,
-    MetranaEventQueueFullError,
-    MetranaInvalidMetricError,
-    MetranaInvalidMetricTypeError,
-    MetranaMissingApiKeyError,
-    MetranaNotInitializedError,
-    MetranaRunExistsError,
-    MetranaTimeoutError,
-)
-from ._rl import log_rl_environment_step, log_rl_episode
-from ._run import close, flush, get_last_step, init, log, stats
-from ._stats import SessionStats, Stats, WriterStats
+from . import _enums, _errors, writer
+from ._enums import *  # noqa: F403
+from ._errors import *  # noqa: F403
+from .writer import *  # noqa: F403
 
 __version__ = "0.1.0"
 
 if _TYPE_CHECKING:
-    from .api import (
-        AsyncClient,
-        Client,
-        ComparisonMetricSeries,
-        MetricsApiAuthError,
-        MetricsApiError,
-        MetricsApiRequestError,
-        MetricsApiResponseError,
-    )
+    from .api import AsyncClient as AsyncClient
+    from .api import Client as Client
+    from .api import ComparisonMetricSeries as ComparisonMetricSeries
 
 # The REST client pulls in httpx; it is loaded on first use so that `import metrana` stays
 # cheap in every training process.
-_REST_CLIENT_NAMES = frozenset(
-    {
-        "AsyncClient",
-        "Client",
-        "ComparisonMetricSeries",
-        "MetricsApiAuthError",
-        "MetricsApiError",
-        "MetricsApiRequestError",
-        "MetricsApiResponseError",
-    }
-)
+_REST_CLIENT_NAMES = ("AsyncClient", "Client", "ComparisonMetricSeries")
 
 
 def __getattr__(name: str) -> _Any:
@@ -76,43 +38,8 @@ def __getattr__(name: str) -> _Any:
     raise AttributeError(f"module 'metrana' has no attribute {name!r}")
 
 
-__all__ = [
-    "AsyncClient",
-    "BackpressureStrategy",
-    "Client",
-    "CloseStrategy",
-    "ComparisonMetricSeries",
-    "ErrorStrategy",
-    "LogLevel",
-    "MetranaAlreadyInitializedError",
-    "MetranaConfigError",
-    "MetranaCorruptRingError",
-    "MetranaDeliveryError",
-    "MetranaDispatcherError",
-    "MetranaError",
-    "MetranaEventQueueFullError",
-    "MetranaInvalidMetricError",
-    "MetranaInvalidMetricTypeError",
-    "MetranaMissingApiKeyError",
-    "MetranaNotInitializedError",
-    "MetranaRunExistsError",
-    "MetranaTimeoutError",
-    "MetricsApiAuthError",
-    "MetricsApiError",
-    "MetricsApiRequestError",
-    "MetricsApiResponseError",
-    "ResumeStrategy",
-    "SessionStats",
-    "StandardMetricScale",
-    "Stats",
-    "WriterStats",
-    "__version__",
-    "close",
-    "flush",
-    "get_last_step",
-    "init",
-    "log",
-    "log_rl_environment_step",
-    "log_rl_episode",
-    "stats",
-]
+__all__ = ["__version__"]
+__all__ += _enums.__all__
+__all__ += _errors.__all__
+__all__ += writer.__all__
+__all__ += _REST_CLIENT_NAMES

@@ -1,15 +1,22 @@
-"""Configuration, resolved in one place: ``init()`` arguments over ``METRANA_*`` variables over
-defaults. Every value is validated here; a bad one raises :class:`MetranaConfigError` naming the
-setting, the value and what is accepted.
+"""Configuration, in one table: every ``METRANA_*`` variable is declared, parsed, validated and
+documented here (:data:`SETTINGS`), and read nowhere else.
+
+``init()`` arguments win over environment variables, which win over defaults. ``init()``
+validates every variable of the table, including those that only the dispatcher or the REST
+client reads, so that a bad value fails at once, naming the setting, the value and what is
+accepted, instead of in another process later. The settings table of
+``docs/getting-started.md`` is generated from this one (``scripts/gen_settings_doc.py``; a
+test checks that they agree).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import msgspec
 
@@ -23,35 +30,445 @@ from ._enums import (
     parse_enum,
 )
 from ._errors import MetranaConfigError, MetranaMissingApiKeyError
+from ._identity import MAX_NAME_LENGTH
+from ._logging import logger
 from ._retry import RetryPolicy
 
-__all__ = [
-    "Config",
-    "RunIdentity",
-    "api_host",
-    "config_dir",
-    "default_store_path",
-    "metrana_home",
-    "orchestration_id",
-    "resolve_config",
-    "retry_policy",
-]
+__all__: list[str] = []  # internal: the settings are documented, the module is not public
 
-DEFAULT_EVENT_QUEUE_MAX_SIZE = 100_000
-# A bounded ring is one segment of 48 bytes an event, and a segment holds at most 256 MiB.
-MAX_EVENT_QUEUE_SIZE = 5_000_000
-DEFAULT_DISPATCH_QUEUE_MAX_SIZE = 64
-DEFAULT_ERROR_QUEUE_MAX_SIZE = 1_000
-DEFAULT_CLOSE_TIMEOUT = 30.0
-DEFAULT_INIT_TIMEOUT = 30.0
-DEFAULT_BLOCK_TIMEOUT = 60.0
-MAX_NAME_LENGTH = 256
 OFFLINE = "offline"
 DEFAULT_API_HOST = "http://127.0.0.1:8765"
-
+# A bounded ring is one segment of 48 bytes an event, and a segment holds at most 256 MiB.
+MAX_EVENT_QUEUE_SIZE = 5_000_000
 ORCHESTRATION_VARIABLES = ("METRANA_ORCHESTRATION_ID", "TORCHELASTIC_RUN_ID", "SLURM_JOB_ID")
 
-E = TypeVar("E", bound=_NamedEnum)
+
+class _Invalid(ValueError):
+    """A value a parser does not accept (the caller says which setting and from where)."""
+
+
+# -- parsers: raw value (an argument of any type, or a variable's text) -> value ---------------
+
+
+def _enum(cls: type[_NamedEnum]) -> Callable[[Any], Any]:
+    def parse(raw: Any) -> Any:
+        member = parse_enum(cls, raw)
+        if member is None:
+            raise _Invalid
+        return member
+
+    return parse
+
+
+def _integer(minimum: int, maximum: int | None = None) -> Callable[[Any], int]:
+    def parse(raw: Any) -> int:
+        if isinstance(raw, (bool, float)):
+            raise _Invalid
+        try:
+            value = int(raw)
+        except (TypeError, ValueError):
+            raise _Invalid from None
+        if value < minimum or (maximum is not None and value > maximum):
+            raise _Invalid
+        return value
+
+    return parse
+
+
+def _seconds(raw: Any) -> float:
+    if isinstance(raw, bool):
+        raise _Invalid
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise _Invalid from None
+    if not 0 < value < float("inf"):
+        raise _Invalid
+    return value
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+
+
+def _boolean(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.strip().lower() in _TRUE + _FALSE:
+        return raw.strip().lower() in _TRUE
+    raise _Invalid
+
+
+_BYTE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1024,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1024**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "g": 1024**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+    "t": 1024**4,
+    "tb": 1000**4,
+    "tib": 1024**4,
+}
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*")
+MIN_SPOOL_BYTES = 1024
+
+
+def _size(raw: Any) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, (int, str)):
+        raise _Invalid
+    match = _SIZE.fullmatch(str(raw))
+    if match is None or match.group(2).lower() not in _BYTE_UNITS:
+        raise _Invalid
+    value = int(float(match.group(1)) * _BYTE_UNITS[match.group(2).lower()])
+    if value < MIN_SPOOL_BYTES:
+        raise _Invalid
+    return value
+
+
+def _text(raw: Any) -> str:
+    if not isinstance(raw, str) or not raw.strip() or "\x00" in raw:
+        raise _Invalid
+    return raw.strip()
+
+
+def _path(raw: Any) -> Path:
+    return Path(_text(raw)).expanduser()
+
+
+def _http_url(raw: Any) -> str:
+    url = _text(raw)
+    if not (url.startswith("http://") or url.startswith("https://")):
+        raise _Invalid
+    return url.rstrip("/")
+
+
+def _ingestion_url(raw: Any) -> str | None:
+    if not isinstance(raw, str):
+        raise _Invalid
+    url = raw.strip()
+    if url.lower() in ("", "embedded", "local"):
+        return None
+    if url.lower() == OFFLINE:
+        return OFFLINE
+    return _http_url(url)
+
+
+class Setting(msgspec.Struct, frozen=True):
+    """One setting: its variable, its ``init()`` argument, its parser and its documentation."""
+
+    variable: str | None  # None: an init() argument without a variable
+    argument: str | None  # how init() (or close()) takes it; None: a variable only
+    parse: Callable[[Any], Any]
+    default: Any
+    accepted: str  # what a bad value's error says is accepted
+    default_text: str  # the default, for the docs
+    meaning: str  # for the docs
+    validated: bool = True  # False: read but never refused (its value is free text)
+
+    @property
+    def name(self) -> str:
+        """How errors name the setting: its argument, else its variable."""
+        return self.argument or self.variable or "?"
+
+
+def _enum_setting(
+    variable: str, argument: str, cls: type[_NamedEnum], default: _NamedEnum, meaning: str
+) -> Setting:
+    return Setting(
+        variable,
+        argument,
+        _enum(cls),
+        default,
+        cls.accepted(),
+        f"`{default.value}`",
+        meaning,
+    )
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "METRANA_HOME",
+        None,
+        _path,
+        None,
+        "a directory path",
+        "`~/.metrana`",
+        "Root of the embedded store (`store.sqlite`) and of the disk spool (`spool/`).",
+    ),
+    Setting(
+        "METRANA_INGESTION_URL",
+        "ingestion_url",
+        _ingestion_url,
+        None,
+        "an http(s):// URL, 'offline', or unset for the embedded store",
+        "unset",
+        'Where data goes. Unset, `""`, `embedded` or `local`: the embedded store. `offline`: '
+        "everything goes to the disk spool. An `http(s)://` URL: a Metrana server "
+        "([server.md](server.md); needs an API key).",
+    ),
+    Setting(
+        "METRANA_API_KEY",
+        "api_key",
+        _text,
+        None,
+        "a non-empty string",
+        "unset",
+        "A workspace API key (`metrana serve`, `metrana keys create`), needed with an "
+        "`http(s)://` target (the first positional argument of `init()`). Without it, `init()` "
+        "raises `MetranaMissingApiKeyError`. The credentials saved by `metrana login` are not "
+        "used here.",
+    ),
+    Setting(
+        "METRANA_ORCHESTRATION_ID",
+        None,
+        _text,
+        None,
+        "a non-empty string",
+        "see meaning",
+        "The job's identity. Processes with the same run names and orchestration id share one "
+        "session. The fallbacks are `TORCHELASTIC_RUN_ID`, then `SLURM_JOB_ID`, then a random "
+        "token that is generated and exported to `METRANA_ORCHESTRATION_ID` so that child "
+        "processes inherit it ([multiprocess.md](multiprocess.md)).",
+    ),
+    _enum_setting(
+        "METRANA_BACKPRESSURE_STRATEGY",
+        "backpressure_strategy",
+        BackpressureStrategy,
+        BackpressureStrategy.DROP_NEW,
+        "What `log()` does when the ring is full: `DropNew`, `Block`, `Raise`.",
+    ),
+    _enum_setting(
+        "METRANA_ERROR_MODES",
+        "error_strategy",
+        ErrorStrategy,
+        ErrorStrategy.WARN,
+        "How delivery errors surface: `Warn`, `Silent`, `RaiseOnLog`, `RaiseOnClose`. The "
+        "variable is named `..._ERROR_MODES`, not `..._ERROR_STRATEGY`.",
+    ),
+    _enum_setting(
+        "METRANA_CLOSE_STRATEGY",
+        "close_strategy",
+        CloseStrategy,
+        CloseStrategy.COMPLETE_PENDING,
+        "What `close()` does with undelivered points: `CompletePending`, `Immediate`, "
+        "`CompleteAll` (also `close(close_strategy=)`).",
+    ),
+    _enum_setting(
+        "METRANA_RESUME_STRATEGY",
+        "resume_strategy",
+        ResumeStrategy,
+        ResumeStrategy.ALLOW,
+        "`Allow` creates or resumes the run. `Never` refuses a run that another job created.",
+    ),
+    _enum_setting(
+        "METRANA_LOG_LEVEL",
+        "log_level",
+        LogLevel,
+        LogLevel.SUCCESS,
+        "Level of the `metrana` logger: `Success`, `Trace`, `Debug`, `Info`, `Warn`, `Error`, "
+        "`Critical`, `Off`.",
+    ),
+    Setting(
+        "METRANA_SYSTEM_METRICS",
+        "system_metrics",
+        _boolean,
+        False,
+        "True/False, or 1/0 (true/false, yes/no, on/off)",
+        "off",
+        "`True`, or `1`/`true`/`yes`/`on` (and `0`/`false`/`no`/`off`), has the dispatcher "
+        "sample CPU, memory, threads and open files of every process "
+        "([System metrics](#system-metrics)).",
+    ),
+    Setting(
+        "METRANA_SYSTEM_METRICS_INTERVAL",
+        None,
+        _seconds,
+        5.0,
+        "a number of seconds > 0",
+        "`5` s",
+        "Seconds between two system samples. The dispatcher checks every 0.5 s, so shorter "
+        "intervals sample every 0.5 s.",
+    ),
+    Setting(
+        None,
+        "num_dispatch_workers",
+        _integer(1),
+        4,
+        "an integer >= 1",
+        "`4` (≥ 1)",
+        "Concurrent requests to a remote target. It has no effect on the embedded store, "
+        "which takes one batch at a time.",
+    ),
+    Setting(
+        "METRANA_EVENT_QUEUE_MAX_SIZE",
+        None,
+        _integer(0, MAX_EVENT_QUEUE_SIZE),
+        100_000,
+        f"an integer from 0 to {MAX_EVENT_QUEUE_SIZE:_}",
+        "`100000` (0 to 5,000,000)",
+        "Capacity of each process's ring, in records: one per point, plus one per series "
+        "declaration and one for the close marker. `0` means unbounded: the ring grows in "
+        "4 MiB segments.",
+    ),
+    Setting(
+        "METRANA_DISPATCH_QUEUE_MAX_SIZE",
+        None,
+        _integer(1),
+        64,
+        "an integer >= 1",
+        "`64` (≥ 1)",
+        "Maximum number of batches in flight. The dispatcher uses `min(this, "
+        "num_dispatch_workers)` for a remote target and 1 for the embedded store.",
+    ),
+    Setting(
+        "METRANA_ERROR_QUEUE_MAX_SIZE",
+        None,
+        _integer(1),
+        1_000,
+        "an integer >= 1",
+        "`1000` (≥ 1)",
+        "Distinct errors kept on the session's error channel. Older ones are dropped and counted.",
+    ),
+    Setting(
+        "METRANA_CLOSE_TIMEOUT",
+        None,
+        _seconds,
+        30.0,
+        "a number of seconds > 0",
+        "`30` s",
+        "How long `close()`, and the automatic close at exit, wait (also `close(timeout=)`).",
+    ),
+    Setting(
+        "METRANA_INIT_TIMEOUT",
+        None,
+        _seconds,
+        30.0,
+        "a number of seconds > 0",
+        "`30` s",
+        "How long `init()` waits to start the dispatcher and for its handshake.",
+    ),
+    Setting(
+        "METRANA_BLOCK_TIMEOUT",
+        None,
+        _seconds,
+        60.0,
+        "a number of seconds > 0",
+        "`60` s",
+        'How long `log()` waits for room under `backpressure_strategy="Block"`.',
+    ),
+    Setting(
+        "METRANA_RETRY_MAX_ATTEMPTS",
+        None,
+        _integer(1),
+        RetryPolicy().max_attempts,
+        "an integer >= 1",
+        "`8` (≥ 1)",
+        "Attempts per HTTP request: each batch of the dispatcher, each call of `metrana.Client`.",
+    ),
+    Setting(
+        "METRANA_RETRY_MAX_ELAPSED",
+        None,
+        _seconds,
+        RetryPolicy().max_elapsed,
+        "a number of seconds > 0",
+        "`60` s",
+        "Time budget per HTTP request, counted from its first attempt.",
+    ),
+    Setting(
+        "METRANA_SPOOL_MAX_BYTES",
+        None,
+        _size,
+        1 << 30,
+        f"a size of at least {MIN_SPOOL_BYTES} bytes: bytes, or a number with a unit "
+        "(KiB, MiB, GiB, TiB; KB, MB, GB, TB)",
+        "`1GiB`",
+        "Size cap of one session's disk spool, in bytes or with a unit (`512MiB`, `2GB`).",
+    ),
+    Setting(
+        "METRANA_SESSION_ROOT",
+        None,
+        _path,
+        None,
+        "a directory path",
+        "`/dev/shm/metrana-<uid>`",
+        "Where session directories (rings, locks, dispatcher log) live; the temp dir when "
+        "`/dev/shm` is not writable.",
+    ),
+    Setting(
+        "METRANA_HOST",
+        None,
+        _http_url,
+        DEFAULT_API_HOST,
+        "an http(s):// URL",
+        f"`{DEFAULT_API_HOST}`",
+        "The server of `metrana.Client` when no `host=` is given and no `metrana login` host "
+        "applies ([rest-client.md](rest-client.md#which-host)).",
+    ),
+    Setting(
+        "METRANA_CONFIG_DIR",
+        None,
+        _path,
+        None,
+        "a directory path",
+        "`$XDG_CONFIG_HOME/metrana`",
+        'Where `metrana login` saves `auth.json` for `Client("local")`; else `~/.config/metrana`.',
+    ),
+)
+
+_BY_KEY: dict[str, Setting] = {}
+for _setting in SETTINGS:
+    for _key in (_setting.variable, _setting.argument):
+        if _key is not None:
+            _BY_KEY[_key] = _setting
+
+
+def setting(key: str) -> Setting:
+    """The setting of a variable or ``init()`` argument name."""
+    return _BY_KEY[key]
+
+
+def read(key: str, argument: Any = None, environ: Mapping[str, str] | None = None) -> Any:
+    """The value of setting ``key`` (a variable or argument name): ``argument`` if given, else
+    its variable if set and not empty, else its default; validated."""
+    entry = _BY_KEY[key]
+    env = os.environ if environ is None else environ
+    if argument is not None:
+        raw, source = argument, "argument"
+    elif entry.variable is not None and env.get(entry.variable, "") != "":
+        raw, source = env[entry.variable], f"environment variable {entry.variable}"
+    else:
+        return entry.default
+    try:
+        return entry.parse(raw)
+    except _Invalid:
+        shown = repr(raw) if not isinstance(raw, str) or len(raw) <= 60 else repr(raw[:40]) + "..."
+        raise MetranaConfigError(
+            f"invalid {entry.name} {shown} (from {source}); accepted values: {entry.accepted}"
+        ) from None
+
+
+def check_environment(environ: Mapping[str, str] | None = None) -> None:
+    """Validate every ``METRANA_*`` variable of the table (``init()`` calls this); warn about a
+    ``METRANA_*`` variable that no setting has (a misspelt name is otherwise silently
+    ignored)."""
+    env = os.environ if environ is None else environ
+    for entry in SETTINGS:
+        if entry.variable is not None:
+            read(entry.variable, None, env)
+    known = {entry.variable for entry in SETTINGS}
+    for name in env:
+        if name.startswith("METRANA_") and name not in known:
+            logger.warning(
+                "unknown environment variable %s ignored; Metrana's variables are listed in "
+                "docs/getting-started.md (settings)",
+                name,
+            )
 
 
 class RunIdentity(msgspec.Struct, frozen=True):
@@ -118,114 +535,17 @@ def orchestration_id(environ: Mapping[str, str] | None = None) -> str:
     return token
 
 
-def _pick(argument: Any, env_name: str | None, environ: Mapping[str, str]) -> tuple[Any, str]:
-    """The argument if given, else the variable; with the name to quote in errors."""
-    if argument is not None:
-        return argument, "argument"
-    if env_name is not None and environ.get(env_name, "") != "":
-        return environ[env_name], f"environment variable {env_name}"
-    return None, "default"
-
-
-def _enum_setting(
-    cls: type[E], setting: str, argument: Any, env_name: str, default: E, environ: Mapping[str, str]
-) -> E:
-    raw, source = _pick(argument, env_name, environ)
-    if raw is None:
-        return default
-    member = parse_enum(cls, raw)
-    if member is None:
-        raise MetranaConfigError(
-            f"invalid {setting} {raw!r} (from {source}); accepted values: {cls.accepted()}"
-        )
-    return member
-
-
-def _int_setting(
-    setting: str,
-    argument: Any,
-    env_name: str | None,
-    default: int,
-    minimum: int,
-    environ: Mapping[str, str],
-    maximum: int | None = None,
-) -> int:
-    raw, source = _pick(argument, env_name, environ)
-    if raw is None:
-        return default
-    accepted = f"an integer >= {minimum}"
-    if maximum is not None:
-        accepted = f"an integer from {minimum} to {maximum:,}".replace(",", "_")
-    try:
-        if isinstance(raw, (bool, float)):
-            raise ValueError
-        value = int(raw)
-    except (TypeError, ValueError):
-        raise MetranaConfigError(
-            f"invalid {setting} {raw!r} (from {source}); accepted values: {accepted}"
-        ) from None
-    if value < minimum or (maximum is not None and value > maximum):
-        raise MetranaConfigError(
-            f"invalid {setting} {raw!r} (from {source}); accepted values: {accepted}"
-        )
-    return value
-
-
-def _float_setting(
-    setting: str, argument: Any, env_name: str, default: float, environ: Mapping[str, str]
-) -> float:
-    raw, source = _pick(argument, env_name, environ)
-    if raw is None:
-        return default
-    try:
-        if isinstance(raw, bool):
-            raise ValueError
-        value = float(raw)
-    except (TypeError, ValueError):
-        value = -1.0
-    if not value > 0 or value == float("inf"):
-        raise MetranaConfigError(
-            f"invalid {setting} {raw!r} (from {source}); accepted values: a number of seconds > 0"
-        )
-    return value
-
-
-def _name_setting(setting: str, value: Any, required: bool) -> str | None:
+def _name_setting(setting_name: str, value: Any, required: bool) -> str | None:
     if value is None and not required:
         return None
+    accepted = f"a non-empty string of at most {MAX_NAME_LENGTH} characters without NUL"
     if not isinstance(value, str) or not value.strip():
-        raise MetranaConfigError(
-            f"invalid {setting} {value!r}; accepted values: a non-empty string "
-            f"of at most {MAX_NAME_LENGTH} characters"
-        )
+        raise MetranaConfigError(f"invalid {setting_name} {value!r}; accepted values: {accepted}")
     if len(value) > MAX_NAME_LENGTH or "\x00" in value:
         raise MetranaConfigError(
-            f"invalid {setting} {value[:40]!r}...; accepted values: a non-empty string "
-            f"of at most {MAX_NAME_LENGTH} characters without NUL"
+            f"invalid {setting_name} {value[:40]!r}...; accepted values: {accepted}"
         )
     return value
-
-
-def _ingestion_url(argument: Any, environ: Mapping[str, str]) -> str | None:
-    raw, source = _pick(argument, "METRANA_INGESTION_URL", environ)
-    if raw is None:
-        return None
-    if not isinstance(raw, str):
-        raise MetranaConfigError(
-            f"invalid ingestion_url {raw!r} (from {source}); accepted values: "
-            "an http(s):// URL, 'offline', or unset for the embedded store"
-        )
-    url = raw.strip()
-    if url.lower() in ("", "embedded", "local"):
-        return None
-    if url.lower() == OFFLINE:
-        return OFFLINE
-    if not (url.startswith("http://") or url.startswith("https://")):
-        raise MetranaConfigError(
-            f"invalid ingestion_url {raw!r} (from {source}); accepted values: "
-            "an http(s):// URL, 'offline', or unset for the embedded store"
-        )
-    return url.rstrip("/")
 
 
 def resolve_config(
@@ -247,7 +567,7 @@ def resolve_config(
     system_metrics: Any = None,
     environ: Mapping[str, str] | None = None,
 ) -> Config:
-    """Resolve and validate every setting of ``init()``."""
+    """Resolve and validate every setting of ``init()`` (and every variable of the table)."""
     env: Mapping[str, str] = os.environ if environ is None else environ
     run = RunIdentity(
         workspace_name=str(_name_setting("workspace_name", workspace_name, True)),
@@ -255,10 +575,9 @@ def resolve_config(
         run_name=str(_name_setting("run_name", run_name, True)),
         experiment_name=_name_setting("experiment_name", experiment_name, False),
     )
-    url = _ingestion_url(ingestion_url, env)
-    key, _ = _pick(api_key, "METRANA_API_KEY", env)
-    if key is not None and (not isinstance(key, str) or not key.strip()):
-        raise MetranaConfigError(f"invalid api_key {key!r}; accepted values: a non-empty string")
+    check_environment(env)
+    url = read("ingestion_url", ingestion_url, env)
+    key = read("api_key", api_key, env)
     if url is not None and url != OFFLINE and key is None:
         raise MetranaMissingApiKeyError(
             f"ingestion_url {url!r} needs an API key: pass api_key= to init() "
@@ -270,135 +589,41 @@ def resolve_config(
         ingestion_url=url,
         home=str(metrana_home(env)),
         orchestration_id=orchestration_id(environ),
-        resume_strategy=_enum_setting(
-            ResumeStrategy,
-            "resume_strategy",
-            resume_strategy,
-            "METRANA_RESUME_STRATEGY",
-            ResumeStrategy.ALLOW,
-            env,
-        ),
-        backpressure_strategy=_enum_setting(
-            BackpressureStrategy,
-            "backpressure_strategy",
-            backpressure_strategy,
-            "METRANA_BACKPRESSURE_STRATEGY",
-            BackpressureStrategy.DROP_NEW,
-            env,
-        ),
-        error_strategy=_enum_setting(
-            ErrorStrategy,
-            "error_strategy",
-            error_strategy,
-            "METRANA_ERROR_MODES",
-            ErrorStrategy.WARN,
-            env,
-        ),
-        close_strategy=_enum_setting(
-            CloseStrategy,
-            "close_strategy",
-            close_strategy,
-            "METRANA_CLOSE_STRATEGY",
-            CloseStrategy.COMPLETE_PENDING,
-            env,
-        ),
-        log_level=_enum_setting(
-            LogLevel, "log_level", log_level, "METRANA_LOG_LEVEL", LogLevel.SUCCESS, env
-        ),
-        num_dispatch_workers=_int_setting(
-            "num_dispatch_workers", num_dispatch_workers, None, 4, 1, env
-        ),
-        event_queue_max_size=_int_setting(
-            "METRANA_EVENT_QUEUE_MAX_SIZE",
-            event_queue_max_size,
-            "METRANA_EVENT_QUEUE_MAX_SIZE",
-            DEFAULT_EVENT_QUEUE_MAX_SIZE,
-            0,
-            env,
-            MAX_EVENT_QUEUE_SIZE,
-        ),
-        dispatch_queue_max_size=_int_setting(
-            "METRANA_DISPATCH_QUEUE_MAX_SIZE",
-            None,
-            "METRANA_DISPATCH_QUEUE_MAX_SIZE",
-            DEFAULT_DISPATCH_QUEUE_MAX_SIZE,
-            1,
-            env,
-        ),
-        error_queue_max_size=_int_setting(
-            "METRANA_ERROR_QUEUE_MAX_SIZE",
-            None,
-            "METRANA_ERROR_QUEUE_MAX_SIZE",
-            DEFAULT_ERROR_QUEUE_MAX_SIZE,
-            1,
-            env,
-        ),
-        close_timeout=_float_setting(
-            "close_timeout", close_timeout, "METRANA_CLOSE_TIMEOUT", DEFAULT_CLOSE_TIMEOUT, env
-        ),
-        init_timeout=_float_setting(
-            "init_timeout", None, "METRANA_INIT_TIMEOUT", DEFAULT_INIT_TIMEOUT, env
-        ),
-        block_timeout=_float_setting(
-            "block_timeout", None, "METRANA_BLOCK_TIMEOUT", DEFAULT_BLOCK_TIMEOUT, env
-        ),
-        system_metrics=_bool_setting(
-            "system_metrics", system_metrics, "METRANA_SYSTEM_METRICS", False, env
-        ),
-        system_metrics_interval=_float_setting(
-            "system_metrics_interval", None, "METRANA_SYSTEM_METRICS_INTERVAL", 5.0, env
-        ),
-    )
-
-
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off", "")
-
-
-def _bool_setting(
-    setting: str, argument: Any, env_name: str, default: bool, environ: Mapping[str, str]
-) -> bool:
-    value, source = _pick(argument, env_name, environ)
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
-        return value.strip().lower() in _TRUE
-    raise MetranaConfigError(
-        f"invalid {setting} {value!r} (from {source}); accepted values: True/False, "
-        f"or {env_name}=1/0 (true/false, yes/no, on/off)"
+        resume_strategy=read("resume_strategy", resume_strategy, env),
+        backpressure_strategy=read("backpressure_strategy", backpressure_strategy, env),
+        error_strategy=read("error_strategy", error_strategy, env),
+        close_strategy=read("close_strategy", close_strategy, env),
+        log_level=read("log_level", log_level, env),
+        num_dispatch_workers=read("num_dispatch_workers", num_dispatch_workers, env),
+        event_queue_max_size=read("METRANA_EVENT_QUEUE_MAX_SIZE", event_queue_max_size, env),
+        dispatch_queue_max_size=read("METRANA_DISPATCH_QUEUE_MAX_SIZE", None, env),
+        error_queue_max_size=read("METRANA_ERROR_QUEUE_MAX_SIZE", None, env),
+        close_timeout=read("METRANA_CLOSE_TIMEOUT", close_timeout, env),
+        init_timeout=read("METRANA_INIT_TIMEOUT", None, env),
+        block_timeout=read("METRANA_BLOCK_TIMEOUT", None, env),
+        system_metrics=read("system_metrics", system_metrics, env),
+        system_metrics_interval=read("METRANA_SYSTEM_METRICS_INTERVAL", None, env),
     )
 
 
 def retry_policy(environ: Mapping[str, str] | None = None) -> RetryPolicy:
-    """The retry budget: ``METRANA_RETRY_MAX_ATTEMPTS`` (default 8) and
-    ``METRANA_RETRY_MAX_ELAPSED`` seconds (default 60)."""
-    env = os.environ if environ is None else environ
-    defaults = RetryPolicy()
+    """The retry budget: ``METRANA_RETRY_MAX_ATTEMPTS`` and ``METRANA_RETRY_MAX_ELAPSED``."""
     return RetryPolicy(
-        max_attempts=_int_setting(
-            "METRANA_RETRY_MAX_ATTEMPTS",
-            None,
-            "METRANA_RETRY_MAX_ATTEMPTS",
-            defaults.max_attempts,
-            1,
-            env,
-        ),
-        max_elapsed=_float_setting(
-            "METRANA_RETRY_MAX_ELAPSED",
-            None,
-            "METRANA_RETRY_MAX_ELAPSED",
-            defaults.max_elapsed,
-            env,
-        ),
+        max_attempts=read("METRANA_RETRY_MAX_ATTEMPTS", None, environ),
+        max_elapsed=read("METRANA_RETRY_MAX_ELAPSED", None, environ),
     )
+
+
+def spool_max_bytes(environ: Mapping[str, str] | None = None) -> int:
+    """``METRANA_SPOOL_MAX_BYTES``: the size cap of one session's spool."""
+    value: int = read("METRANA_SPOOL_MAX_BYTES", None, environ)
+    return value
 
 
 def metrana_home(environ: Mapping[str, str] | None = None) -> Path:
     """``METRANA_HOME`` (default ``~/.metrana``): the embedded store and the spools."""
-    env = os.environ if environ is None else environ
-    return Path(env.get("METRANA_HOME") or Path.home() / ".metrana").expanduser().resolve()
+    home: Path | None = read("METRANA_HOME", None, environ)
+    return (home or Path.home() / ".metrana").expanduser().resolve()
 
 
 def default_store_path(environ: Mapping[str, str] | None = None) -> str:
@@ -406,12 +631,19 @@ def default_store_path(environ: Mapping[str, str] | None = None) -> str:
     return str(metrana_home(environ) / "store.sqlite")
 
 
+def session_root_override(environ: Mapping[str, str] | None = None) -> Path | None:
+    """``METRANA_SESSION_ROOT``, if set."""
+    root: Path | None = read("METRANA_SESSION_ROOT", None, environ)
+    return root
+
+
 def config_dir(environ: Mapping[str, str] | None = None) -> Path:
     """Where ``metrana login`` keeps ``auth.json``: ``METRANA_CONFIG_DIR``, else
     ``$XDG_CONFIG_HOME/metrana``, else ``~/.config/metrana``."""
     env = os.environ if environ is None else environ
-    if env.get("METRANA_CONFIG_DIR"):
-        return Path(env["METRANA_CONFIG_DIR"]).expanduser()
+    chosen: Path | None = read("METRANA_CONFIG_DIR", None, env)
+    if chosen is not None:
+        return chosen
     if env.get("XDG_CONFIG_HOME"):
         return Path(env["XDG_CONFIG_HOME"]).expanduser() / "metrana"
     return Path.home() / ".config" / "metrana"
@@ -425,18 +657,26 @@ def api_host(
     """The REST client's server: the argument, else the host saved by ``metrana login`` (for
     ``api_key="local"``), else ``METRANA_HOST``, else ``http://127.0.0.1:8765``; an http(s) URL,
     returned without a trailing slash."""
-    env = os.environ if environ is None else environ
-    if argument:
-        raw, source = argument, "argument"
-    elif saved:
-        raw, source = saved, "auth.json"
-    elif env.get("METRANA_HOST"):
-        raw, source = env["METRANA_HOST"], "environment variable METRANA_HOST"
-    else:
-        return DEFAULT_API_HOST
-    url = raw.strip()
-    if not (url.startswith("http://") or url.startswith("https://")) or "\x00" in url:
-        raise MetranaConfigError(
-            f"invalid host {raw!r} (from {source}); accepted values: an http(s):// URL"
-        )
-    return url.rstrip("/")
+    if argument or saved:
+        raw, source = (argument, "argument") if argument else (saved, "auth.json")
+        try:
+            return _http_url(raw)
+        except _Invalid:
+            raise MetranaConfigError(
+                f"invalid host {raw!r} (from {source}); accepted values: an http(s):// URL"
+            ) from None
+    host: str = read("METRANA_HOST", None, environ)
+    return host
+
+
+def settings_markdown() -> str:
+    """The settings table of the docs, generated from :data:`SETTINGS`."""
+    rows = [
+        "| variable | `init()` argument | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    for entry in SETTINGS:
+        variable = f"`{entry.variable}`" if entry.variable else "—"
+        argument = f"`{entry.argument}`" if entry.argument else "—"
+        rows.append(f"| {variable} | {argument} | {entry.default_text} | {entry.meaning} |")
+    return "\n".join(rows) + "\n"

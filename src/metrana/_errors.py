@@ -12,11 +12,17 @@ Every exception the library raises derives from :class:`MetranaError`::
     ├── MetranaEventQueueFullError               the writer's ring is full (backpressure Raise)
     ├── MetranaTimeoutError (TimeoutError)       close()/flush() gave up; carries ``pending``
     ├── MetranaDispatcherError                   the dispatcher could not start or hand-shake
-    │   └── MetranaRunExistsError                resume_strategy=Never and the run exists
+    │   ├── MetranaRunExistsError                resume_strategy=Never and the run exists
+    │   ├── DispatcherVanishedError*             killed before its handshake: start another
+    │   └── TargetUnreachableError*              the target did not answer the handshake
     ├── MetranaDeliveryError                     the dispatcher could not deliver data
-    └── MetranaCorruptRingError                  a ring file does not hold what it should
+    ├── MetranaCorruptRingError                  a ring file does not hold what it should
+    └── MetricsApiError                          the REST client's errors (metrana.Client)
+        ├── MetricsApiRequestError               an HTTP error answer, or no answer (status 0)
+        ├── MetricsApiResponseError              a 2xx answer whose body does not match its type
+        └── MetricsApiAuthError                  local credentials (auth.json) missing or invalid
 
-The REST client's errors (``MetricsApiError`` and subclasses) live in ``metrana.api``.
+Those marked * are internal: raised and caught inside Metrana, never by a public call.
 """
 
 from __future__ import annotations
@@ -35,6 +41,10 @@ __all__ = [
     "MetranaNotInitializedError",
     "MetranaRunExistsError",
     "MetranaTimeoutError",
+    "MetricsApiAuthError",
+    "MetricsApiError",
+    "MetricsApiRequestError",
+    "MetricsApiResponseError",
 ]
 
 
@@ -86,9 +96,40 @@ class MetranaRunExistsError(MetranaDispatcherError):
     """The run already exists, belongs to another job, and ``resume_strategy`` is ``Never``."""
 
 
+class DispatcherVanishedError(MetranaDispatcherError):
+    """The dispatcher died before its handshake without saying why (killed): start another."""
+
+
+class TargetUnreachableError(MetranaDispatcherError):
+    """The run could not be opened because the target did not answer (not because it said
+    no): a replacement dispatcher may carry on with its predecessor's run."""
+
+
 class MetranaDeliveryError(MetranaError):
     """The dispatcher could not deliver data; the message carries the target's answer."""
 
 
 class MetranaCorruptRingError(MetranaError):
     """A ring file's header or a record in it is not what the ring format promises."""
+
+
+class MetricsApiError(MetranaError):
+    """Root of the REST client's errors."""
+
+
+class MetricsApiRequestError(MetricsApiError):
+    """The server answered with an error status, or could not be reached (``status`` 0)."""
+
+    def __init__(self, message: str, status: int = 0, code: str = "unreachable") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.server_message = message
+
+
+class MetricsApiResponseError(MetricsApiError):
+    """A successful answer whose body does not match the expected type."""
+
+
+class MetricsApiAuthError(MetricsApiError):
+    """Local authentication (``~/.config/metrana/auth.json``) is missing or invalid."""

@@ -17,20 +17,33 @@ from concurrent.futures import Future, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
-from .. import _ring
+from .. import ring as _ring
 from .._config import Config
 from .._enums import CloseStrategy
-from .._error_channel import ErrorPublisher
 from .._errors import MetranaCorruptRingError
+from .._identity import SeriesColumns, SeriesKey, labels_json
 from .._logging import logger
-from .._records import CLOSE, DECLARE, POINT, VALUES_PER_RECORD, decoder, span_decoder
-from .._session import Session, process_alive, process_create_ms
-from .._stats import DispatcherStats, publish_dispatcher_stats
-from .._writer import CLOSE_STRATEGY_OF_CODE, labels_json
-from ..storage import SeriesColumns, SeriesKey, WriteResult
+from ..ring import (
+    CLOSE,
+    CLOSE_STRATEGY_OF_CODE,
+    DECLARE,
+    POINT,
+    VALUES_PER_RECORD,
+    decoder,
+    span_decoder,
+)
+from ..session import (
+    DispatcherStats,
+    ErrorPublisher,
+    Session,
+    current_process,
+    process_alive,
+    publish_dispatcher_stats,
+)
+from ..storage import WriteResult
 from ._spool import Spool, SpooledBatch, SpoolFullError
 from ._system import SystemSampler
-from ._target import DeliveryFailure, RejectedBatch, Target
+from .targets import DeliveryFailure, RejectedBatch, Target
 
 SCAN_INTERVAL = 0.1
 LIVENESS_INTERVAL = 0.5
@@ -146,7 +159,7 @@ class Dispatcher:
         self.system: SystemSampler | None = None
         if config.system_metrics:
             self.system = SystemSampler(config.system_metrics_interval)
-        self._create_ms = process_create_ms()
+        self._create_ms = current_process().create_ms
         self._system_points: dict[SeriesKey, SeriesColumns] = {}
         # The last step read per series, published for writers that join later (resume.json);
         # a replacement dispatcher starts from its predecessor's table, which holds the steps

@@ -11,13 +11,13 @@ from types import FrameType
 
 import filelock
 
-from .._errors import MetranaConfigError, MetranaRunExistsError
+from .._errors import MetranaConfigError, MetranaRunExistsError, TargetUnreachableError
 from .._logging import configure, logger
-from .._session import DispatcherInfo, Handshake, Session, process_create_ms
+from ..session import DispatcherInfo, Handshake, Session, current_process
 from ..storage import RunHandle
 from ._loop import Dispatcher
 from ._spool import Spool, spool_root
-from ._target import TargetUnreachable, make_target
+from .targets import make_target
 
 LOCK_TIMEOUT = 1.0
 
@@ -44,7 +44,7 @@ def _run(session: Session) -> int:
 
     pid = os.getpid()
     session.write_info(
-        DispatcherInfo(pid=pid, create_ms=process_create_ms(), started_ns=time.time_ns())
+        DispatcherInfo(pid=pid, create_ms=current_process().create_ms, started_ns=time.time_ns())
     )
     config = session.read_config()
     configure(config.log_level)
@@ -57,7 +57,7 @@ def _run(session: Session) -> int:
         target = make_target(config)
         try:
             handle = target.open_run(config)
-        except TargetUnreachable as error:
+        except TargetUnreachableError as error:
             previous = session.read_previous_handshake()
             if previous is None or previous.experiment_id is None or config.is_embedded:
                 raise

@@ -25,12 +25,11 @@ from pathlib import Path
 import filelock
 import msgspec
 
-from .._config import Config
+from .._config import Config, spool_max_bytes
 from .._errors import MetranaError
-from ..storage import SeriesColumns, SeriesKey
+from .._identity import SeriesColumns, SeriesKey
 
 FILE_BYTES = 64 * 1024 * 1024
-DEFAULT_MAX_BYTES = 1024 * 1024 * 1024
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder()
@@ -58,11 +57,6 @@ class SpooledBatch(msgspec.Struct):
 
 def spool_root(home: str | Path) -> Path:
     return Path(home) / "spool"
-
-
-def spool_max_bytes() -> int:
-    raw = os.environ.get("METRANA_SPOOL_MAX_BYTES")
-    return int(raw) if raw else DEFAULT_MAX_BYTES
 
 
 class Spool:

@@ -14,16 +14,13 @@ import os
 import socket
 import time
 
-import msgspec
 import psutil
 
-from ..storage import SeriesColumns, SeriesKey
-
-_labels = msgspec.json.Encoder(order="sorted")
+from .._identity import DEFAULT_SCALE, SeriesColumns, SeriesKey, series_key
 
 
 def _key(name: str, labels: dict[str, str]) -> SeriesKey:
-    return (f"system/{name}", "ML_STEP", _labels.encode(labels).decode())
+    return series_key(f"system/{name}", DEFAULT_SCALE, labels)
 
 
 class SystemSampler:

@@ -6,11 +6,16 @@ from collections.abc import Mapping
 
 import msgspec
 
-from ..storage import SeriesColumns, SeriesKey
+from .._identity import (
+    NO_LABELS,
+    SeriesColumns,
+    SeriesKey,
+    is_scale,
+    labels_of,
+    name_problem,
+    series_key,
+)
 from .metrana_pb2 import IngestBatch
-
-_labels_encoder = msgspec.json.Encoder(order="sorted")
-_labels_decoder = msgspec.json.Decoder(dict[str, str])
 
 
 class DecodedBatch(msgspec.Struct):
@@ -31,8 +36,8 @@ def encode_batch(
     message = IngestBatch(producer_id=producer_id, sequence=sequence, experiment_id=experiment_id)
     for (name, scale, labels), columns in batch.items():
         series = message.series.add(metric_name=name, scale=scale)
-        if labels != "{}":
-            series.labels.update(_labels_decoder.decode(labels))
+        if labels != NO_LABELS:
+            series.labels.update(labels_of(labels))
         series.steps.extend(columns.steps)
         series.timestamps_ns.extend(columns.timestamps)
         values = columns.values
@@ -70,9 +75,10 @@ def decode_batch(data: bytes) -> DecodedBatch:
             raise BatchDecodeError(
                 f"series {index}: steps, values and timestamps_ns must have the same length"
             )
-        if not item.metric_name or len(item.metric_name) > 256:
-            raise BatchDecodeError(f"series {index}: metric_name must be 1-256 characters")
-        if item.scale not in ("ML_STEP", "EPISODE", "ENVIRONMENT_STEP"):
+        problem = name_problem(item.metric_name)
+        if problem is not None:
+            raise BatchDecodeError(f"series {index}: metric_name {problem}")
+        if not is_scale(item.scale):
             raise BatchDecodeError(f"series {index}: unknown scale {item.scale!r}")
         if len(item.int_positions) != len(item.int_values):
             raise BatchDecodeError(f"series {index}: int_positions and int_values differ")
@@ -84,7 +90,7 @@ def decode_batch(data: bytes) -> DecodedBatch:
             if position >= n:
                 raise BatchDecodeError(f"series {index}: int position {position} out of range")
             values[position] = value
-        key = (item.metric_name, item.scale, _labels_encoder.encode(dict(item.labels)).decode())
+        key = series_key(item.metric_name, item.scale, item.labels)
         target = series.get(key)
         if target is None:
             series[key] = SeriesColumns(steps, values, list(item.timestamps_ns))

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import msgspec
 
-# (metric name, scale, canonical labels JSON): the identity of a series within a run.
-SeriesKey = tuple[str, str, str]
+from .._identity import SeriesColumns, SeriesKey
 
-
-class SeriesColumns(msgspec.Struct):
-    """Points of one series in columns, as the dispatcher batches them."""
-
-    steps: list[int]
-    values: list[float | int]
-    timestamps: list[int]
+__all__ = [
+    "ApiKeyInfo",
+    "ConflictError",
+    "ExperimentRow",
+    "InvalidRequestError",
+    "NotFoundError",
+    "PointRow",
+    "Principal",
+    "RunHandle",
+    "RunSummary",
+    "SeriesColumns",
+    "SeriesKey",
+    "StorageError",
+    "StorageRunExistsError",
+    "WriteResult",
+]
 
 
 class WriteResult(msgspec.Struct):

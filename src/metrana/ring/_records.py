@@ -19,6 +19,20 @@ from typing import Any
 
 import msgspec
 
+__all__ = [
+    "CLOSE",
+    "DECLARE",
+    "POINT",
+    "VALUES_PER_RECORD",
+    "close_record",
+    "declare_record",
+    "decoder",
+    "encoder",
+    "ring_record",
+    "span_decoder",
+]
+
+
 POINT = 0
 DECLARE = 1
 CLOSE = 2

@@ -7,28 +7,29 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import httpx
 
-from .._config import Config, retry_policy
-from .._errors import (
+from ..._config import Config, retry_policy
+from ..._errors import (
     MetranaConfigError,
     MetranaDispatcherError,
     MetranaError,
     MetranaRunExistsError,
+    TargetUnreachableError,
 )
-from .._logging import logger
-from .._retry import Pacer, RetryPolicy, is_retryable_status, parse_retry_after
-from ..api import Client, MetricsApiRequestError
-from ..api._routes import API_PREFIX, INGEST_PATH, PROTOBUF_CONTENT_TYPE
-from ..api._transport import needs_tls
-from ..api._types import RunHandshakeRequest
-from ..proto import IngestResponse
-from ..proto._codec import decode_batch, encode_batch
-from ..storage import RunHandle, SeriesColumns, WriteResult
-from ._target import Batch, DeliveryFailure, RejectedBatch, TargetUnreachable
+from ..._identity import SeriesColumns, labels_json
+from ..._logging import logger
+from ..._retry import Pacer, RetryPolicy, is_retryable_status, parse_retry_after
+from ...api import Client, MetricsApiRequestError
+from ...api._routes import API_PREFIX, INGEST_PATH, PROTOBUF_CONTENT_TYPE
+from ...api._transport import needs_tls
+from ...api._types import RunHandshakeRequest
+from ...proto import IngestResponse
+from ...proto._codec import decode_batch, encode_batch
+from ...storage import RunHandle, WriteResult
+from ._base import Batch, DeliveryFailure, RejectedBatch
 
 
 class HttpTarget:
@@ -90,7 +91,7 @@ class HttpTarget:
                     f"{error.server_message}"
                 ) from error
             if error.status == 0 or is_retryable_status(error.status):
-                raise TargetUnreachable(
+                raise TargetUnreachableError(
                     f"cannot reach the server at {self.url}: {error.server_message}"
                 ) from error
             raise MetranaDispatcherError(
@@ -110,7 +111,7 @@ class HttpTarget:
             limits=httpx.Limits(max_connections=self.max_inflight),
         )
         resume = [
-            (s.metric_name, s.scale, _labels_json(s.labels), s.last_step) for s in answer.resume
+            (s.metric_name, s.scale, labels_json(s.labels), s.last_step) for s in answer.resume
         ]
         return RunHandle(experiment_id=answer.experiment_id, created=answer.created, resume=resume)
 
@@ -296,12 +297,6 @@ def _error_message(response: httpx.Response) -> str:
         return str(response.json()["error"]["message"])
     except Exception:
         return response.text[:200] or response.reason_phrase
-
-
-def _labels_json(labels: Mapping[str, str]) -> str:
-    from .._writer import labels_json
-
-    return labels_json(dict(labels))
 
 
 def _split(batch: Batch) -> tuple[Batch, Batch] | None:

@@ -11,9 +11,14 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from ._enums import StandardMetricScale
-from ._logging import logger
+from .._enums import StandardMetricScale
+from .._logging import logger
 from ._run import log
+
+__all__ = [
+    "log_rl_environment_step",
+    "log_rl_episode",
+]
 
 _warned: set[tuple[str, str]] = set()
 _warned_lock = threading.Lock()

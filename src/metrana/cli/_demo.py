@@ -13,10 +13,9 @@ from typing import Any
 
 import metrana
 
-from ._config import orchestration_id, resolve_config
-from ._session import Session, session_root
-from ._stats import read_dispatcher_stats
-from .storage import SqliteStore
+from .._config import orchestration_id, resolve_config
+from ..session import Session, read_dispatcher_stats, session_root
+from ..storage import SqliteStore
 
 
 def _env_worker(args: tuple[int, int, int]) -> int:
@@ -64,7 +63,7 @@ def _rank(rank: int, run_name: str, steps: int, workers: int, progress: Any) -> 
 def run_demo(ranks: int = 4, steps: int = 25_000, workers: int = 2) -> int:
     """Run the simulation; show progress bars (stderr) and print a summary of what the store
     holds (stdout)."""
-    from .cli import stderr_progress
+    from ._main import stderr_progress
 
     run_name = f"demo-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     # Like torchrun's TORCHELASTIC_RUN_ID: one job id, inherited by every spawned rank, so

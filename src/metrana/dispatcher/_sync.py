@@ -9,10 +9,10 @@ from pathlib import Path
 import filelock
 import msgspec
 
-from ._config import OFFLINE, Config
-from ._errors import MetranaConfigError
-from .dispatcher._spool import Spool, SpooledBatch, spool_root
-from .dispatcher._target import DeliveryFailure, RejectedBatch
+from .._config import OFFLINE, Config
+from .._errors import MetranaConfigError
+from ._spool import Spool, SpooledBatch, spool_root
+from .targets import DeliveryFailure, RejectedBatch
 
 Progress = Callable[[str, int, int], None]  # (spool, points sent so far, points in spool)
 
@@ -96,7 +96,7 @@ def _deliver(
 ) -> None:
     """Send a spool's batches oldest first under their own identities; stop at the first
     batch that cannot be delivered now (it stays spooled)."""
-    from .dispatcher._http import HttpTarget
+    from .targets._http import HttpTarget
 
     total = sum(b.points for b in pending)
     live = msgspec.structs.replace(config, ingestion_url=url, api_key=api_key)

@@ -29,10 +29,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ._config import default_store_path, metrana_home
-from ._errors import MetranaError
-from .api._routes import DEFAULT_MAX_BODY_BYTES
-from .storage import PointRow, SqliteStore, StorageError
+from .._config import default_store_path, metrana_home
+from .._errors import MetranaError
+from ..api._routes import DEFAULT_MAX_BODY_BYTES
+from ..storage import PointRow, SqliteStore, StorageError
 
 
 def _add_store_arg(parser: argparse.ArgumentParser) -> None:
@@ -159,7 +159,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from ._status import EMPTY_MESSAGE, SessionStatus, collect_status, render_status
+    from ..session import SessionStatus, collect_status
+    from ._status import EMPTY_MESSAGE, render_status
 
     encoder = msgspec.json.Encoder()
     if args.watch is None:
@@ -219,7 +220,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     try:
-        from .server import serve
+        from ..server import serve
     except ImportError as error:
         raise SystemExit(
             f"metrana serve needs the server extra ({error.name} is missing): "
@@ -269,8 +270,8 @@ def _print_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 
 
 def cmd_login(args: argparse.Namespace) -> int:
-    from .api import Client
-    from .api._auth import save_credentials
+    from ..api import Client
+    from ..api._auth import save_credentials
 
     with Client(args.api_key, host=args.host) as client:
         status = client.auth_status()
@@ -284,8 +285,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
     import os
     import time
 
-    from ._session import recover_orphans
-    from ._sync import sync_spools
+    from ..dispatcher._sync import sync_spools
+    from ..session import recover_orphans
 
     # Rings left in /dev/shm by a job whose processes all died: a dispatcher delivers them
     # (or spools them, if the server is down) before the spools are replayed.
@@ -320,7 +321,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def _spool_run_name(spool: str) -> str:
-    from .dispatcher._spool import Spool
+    from ..dispatcher._spool import Spool
 
     try:
         return Spool(Path(spool)).read_run().run.run_name

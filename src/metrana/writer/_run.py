@@ -10,20 +10,28 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._config import Config, resolve_config
-from ._enums import CloseStrategy, parse_enum
-from ._errors import (
+from .._config import Config, resolve_config
+from .._enums import CloseStrategy, parse_enum
+from .._errors import (
     MetranaAlreadyInitializedError,
     MetranaConfigError,
     MetranaError,
     MetranaNotInitializedError,
 )
-from ._logging import configure, logger
-from ._session import Handshake, Session, reap_sessions, recover_orphans
-from ._stats import Stats, session_stats
+from .._logging import configure, logger
+from ..session import (
+    Handshake,
+    Session,
+    Stats,
+    current_process,
+    join,
+    reap_sessions,
+    recover_orphans,
+    session_stats,
+)
 from ._writer import Writer
 
-__all__ = ["close", "flush", "init", "log", "stats"]
+__all__ = ["close", "flush", "get_last_step", "init", "log", "stats"]
 
 _writer: Writer | None = None
 # Set in a forked child whose parent had a writer: the child's first log() opens its own ring.
@@ -93,9 +101,11 @@ def init(
         recover_orphans()  # rings an earlier job left undelivered: a dispatcher takes them
         # The ring exists before the dispatcher is looked for, so a dispatcher about to exit
         # for lack of writers sees it and stays.
-        writer = Writer(config, session, next_steps=_closed_steps.get(str(session.dir)))
+        writer = Writer(
+            config, session, next_steps=_closed_steps.get(str(session.dir)), redirect=_redirect
+        )
         try:
-            process, handshake = session.join(config, config.init_timeout)
+            process, handshake = join(session, config, config.init_timeout)
             writer.adopt(process)
             writer.apply_handshake(handshake)
             if process is None:
@@ -156,6 +166,16 @@ def get_last_step(
     return writer.last_step(metric_name, scale, labels)
 
 
+def _redirect(writer: Writer, args: tuple[Any, ...]) -> None:
+    """A detached writer's log() calls (a kept reference): to this process's current writer."""
+    if _writer is writer:
+        raise MetranaNotInitializedError(
+            "metrana.log() called while metrana.close() runs in another thread; "
+            "stop logging before close(), or log again after a new init()"
+        )
+    log(*args)
+
+
 def _writer_after_fork() -> Writer:
     global _writer, _inherited
     with _state_lock:
@@ -166,7 +186,7 @@ def _writer_after_fork() -> Writer:
                 "metrana.log() called before metrana.init() (or after metrana.close())"
             )
         config, session, handshake, steps = _inherited
-        writer = Writer(config, session, handshake, steps)
+        writer = Writer(config, session, handshake, steps, redirect=_redirect)
         if not session.dispatcher_alive():
             writer.check_dispatcher()
         writer.start_watchdog()
@@ -242,7 +262,7 @@ def stats() -> Stats:
 
 def _atexit_close() -> None:
     writer = _writer
-    if writer is None or writer.closed or writer.pid != os.getpid():
+    if writer is None or writer.closed or writer.pid != current_process().pid:
         return
     pending = writer.pending()
     if pending > 0 and writer.config.close_strategy is not CloseStrategy.IMMEDIATE:

@@ -3,14 +3,26 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import msgspec
 
-from . import _ring
-from ._errors import MetranaCorruptRingError
+from .. import ring as _ring
+from .._errors import MetranaCorruptRingError
+from .._files import read_struct, write_struct
+
+__all__ = [
+    "DispatcherStats",
+    "SessionStats",
+    "Stats",
+    "WriterStats",
+    "publish_dispatcher_stats",
+    "read_dispatcher_stats",
+    "session_stats",
+    "stats_path",
+    "writer_stats",
+]
 
 
 class DispatcherStats(msgspec.Struct):
@@ -72,17 +84,11 @@ def stats_path(session_dir: Path) -> Path:
 
 def publish_dispatcher_stats(session_dir: Path, stats: DispatcherStats) -> None:
     stats.updated_ns = time.time_ns()
-    path = stats_path(session_dir)
-    tmp = path.with_name(f".stats.{os.getpid()}.tmp")
-    tmp.write_bytes(msgspec.json.encode(stats))
-    os.replace(tmp, path)
+    write_struct(stats_path(session_dir), stats)
 
 
 def read_dispatcher_stats(session_dir: Path) -> DispatcherStats | None:
-    try:
-        return msgspec.json.decode(stats_path(session_dir).read_bytes(), type=DispatcherStats)
-    except (FileNotFoundError, msgspec.DecodeError):
-        return None
+    return read_struct(stats_path(session_dir), DispatcherStats)
 
 
 def writer_stats(meta: memoryview, writer_id: str, logged: int | None = None) -> WriterStats:

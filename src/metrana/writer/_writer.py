@@ -3,7 +3,6 @@ encodes one record and appends it to this process's ring; it never does I/O."""
 
 from __future__ import annotations
 
-import numbers
 import os
 import subprocess
 import threading
@@ -11,19 +10,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import msgspec
-
-from . import _ring
-from ._config import MAX_NAME_LENGTH, Config
-from ._enums import (
-    BackpressureStrategy,
-    CloseStrategy,
-    ErrorStrategy,
-    StandardMetricScale,
-    parse_enum,
-)
-from ._error_channel import DeliveryErrorEntry, ErrorWatcher
-from ._errors import (
+from .. import ring as _ring
+from .._config import Config
+from .._enums import BackpressureStrategy, CloseStrategy, ErrorStrategy
+from .._errors import (
     MetranaDeliveryError,
     MetranaDispatcherError,
     MetranaEventQueueFullError,
@@ -32,23 +22,36 @@ from ._errors import (
     MetranaNotInitializedError,
     MetranaTimeoutError,
 )
-from ._logging import logger
-from ._records import POINT, close_record, declare_record, encoder, ring_record
-from ._session import Handshake, Session, process_create_ms
-from ._stats import WriterStats, writer_stats
+from .._identity import (
+    I64_MAX,
+    I64_MIN,
+    check_labels,
+    check_metric_name,
+    check_scale,
+    check_step,
+    check_timestamp,
+    check_value,
+    labels_json,
+)
+from .._logging import logger
+from ..ring import POINT, close_record, declare_record, encoder, ring_record
+from ..session import (
+    DeliveryErrorEntry,
+    ErrorWatcher,
+    Handshake,
+    Session,
+    WriterStats,
+    current_process,
+    ensure_dispatcher,
+    writer_stats,
+)
 
-_json_sorted = msgspec.json.Encoder(order="sorted")
 _time_ns = time.time_ns
 _generation = 0
 
 WATCHDOG_INTERVAL = 0.5
 IDLE_WATCHDOG_INTERVAL = 5.0
 ERROR_POLL_INTERVAL = 0.1
-
-
-def labels_json(labels: dict[str, str]) -> str:
-    """The canonical text of a label set, as the store keys series by it."""
-    return _json_sorted.encode(labels).decode()
 
 
 class _Series:
@@ -64,97 +67,6 @@ class _Series:
         self.logged_declaration = False
 
 
-def _check_name(name: object) -> str:
-    if type(name) is not str:
-        raise MetranaInvalidMetricTypeError(
-            f"metric_name must be a str, got {type(name).__name__}: {name!r}"
-        )
-    if not name or not name.strip():
-        raise MetranaInvalidMetricError("metric_name must not be empty")
-    if len(name) > MAX_NAME_LENGTH:
-        raise MetranaInvalidMetricError(
-            f"metric_name is {len(name)} characters; at most {MAX_NAME_LENGTH} are accepted: "
-            f"{name[:40]!r}..."
-        )
-    return name
-
-
-def _check_scale(scale: object) -> str:
-    if scale is None:
-        return StandardMetricScale.ML_STEP.value
-    member = parse_enum(StandardMetricScale, scale)
-    if member is None:
-        raise MetranaInvalidMetricError(
-            f"unknown scale {scale!r}; accepted values: {StandardMetricScale.accepted()}"
-        )
-    return member.value
-
-
-def _check_labels(labels: object) -> dict[str, str]:
-    if labels is None:
-        return {}
-    if not isinstance(labels, dict):
-        raise MetranaInvalidMetricTypeError(
-            f"labels must be a dict of str to str, got {type(labels).__name__}"
-        )
-    for key, value in labels.items():
-        if type(key) is not str or type(value) is not str:
-            raise MetranaInvalidMetricTypeError(
-                f"labels must map str to str; got {key!r}: {value!r} "
-                f"({type(key).__name__}: {type(value).__name__})"
-            )
-        if not key:
-            raise MetranaInvalidMetricError("label names must not be empty")
-    return dict(labels)
-
-
-I64_MIN = -(2**63)
-I64_MAX = 2**63 - 1
-
-
-def check_value(value: object) -> int | float:
-    """Accept ints and floats (and other real numbers such as NumPy scalars); reject bools, and
-    ints that a 64-bit signed integer cannot hold (the store's and the wire's integer)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise MetranaInvalidMetricTypeError(
-            f"value must be an int or float, got {type(value).__name__}: {value!r}"
-        )
-    if isinstance(value, numbers.Integral):
-        value = int(value)
-        if not I64_MIN <= value <= I64_MAX:
-            raise MetranaInvalidMetricError(
-                f"value {value} does not fit a 64-bit signed integer; log it as a float "
-                "(float(value)) if an approximation will do"
-            )
-        return value
-    return float(value)
-
-
-def _check_step(step: object) -> int:
-    if type(step) is not int:
-        raise MetranaInvalidMetricTypeError(
-            f"step must be a non-negative int, got {type(step).__name__}: {step!r}"
-        )
-    if step < 0:
-        raise MetranaInvalidMetricError(f"step must be a non-negative int, got {step}")
-    if step > I64_MAX:
-        raise MetranaInvalidMetricError(f"step must be below 2**63, got {step}")
-    return step
-
-
-def _check_timestamp(timestamp: object) -> int:
-    if type(timestamp) is not int:
-        raise MetranaInvalidMetricTypeError(
-            f"timestamp must be an int of Unix nanoseconds, got {type(timestamp).__name__}: "
-            f"{timestamp!r}"
-        )
-    if not 0 <= timestamp <= I64_MAX:
-        raise MetranaInvalidMetricError(
-            f"timestamp must be Unix nanoseconds from 0 to 2**63 - 1, got {timestamp}"
-        )
-    return timestamp
-
-
 class Writer:
     """This process's writer: one ring in the session, one lock around appends."""
 
@@ -164,14 +76,19 @@ class Writer:
         session: Session,
         handshake: Handshake | None = None,
         next_steps: dict[tuple[str, str, str], int] | None = None,
+        redirect: Callable[[Writer, tuple[Any, ...]], None] | None = None,
     ) -> None:
+        """``redirect`` takes the calls of a kept ``log()`` function once this writer is
+        detached (closed, or a forked child's copy of its parent's): ``metrana.log`` of the
+        process's current writer."""
         global _generation
         _generation += 1
         self.config = config
         self.session = session
         self.handshake = handshake or Handshake(status="pending", dispatcher_pid=0)
-        self.pid = os.getpid()
-        create_ms = process_create_ms()
+        process = current_process()
+        self.pid = process.pid
+        create_ms = process.create_ms
         self.ring = _ring.RingWriter(
             session.dir,
             f"{self.pid}-{create_ms}-{_generation}",
@@ -207,6 +124,7 @@ class Writer:
         self.delivery_errors: list[DeliveryErrorEntry] = []
         self._unraised: list[str] = []  # RaiseOnLog: messages the next log() raises
         self._detached = False
+        self._redirect = redirect
         self.log: Callable[..., None] = self._make_log()
 
     def apply_handshake(self, handshake: Handshake) -> None:
@@ -288,13 +206,13 @@ class Writer:
             if timestamp is None:
                 timestamp = time_ns()
             elif type(timestamp) is not int or timestamp < 0 or timestamp > I64_MAX:
-                timestamp = _check_timestamp(timestamp)
+                timestamp = check_timestamp(timestamp)
             # (most steps are below 2**30, where int comparisons take the interpreter's fast
             # path: only larger ones pay the comparison with 2**63 - 1)
             if step is not None and (
                 type(step) is not int or step < 0 or (step > 0x3FFFFFFF and step > I64_MAX)
             ):
-                step = _check_step(step)
+                step = check_step(step)
             acquire()
             try:
                 if not series.declared and not declare(series):
@@ -325,14 +243,9 @@ class Writer:
         a writer that is closed or was inherited through fork (the call goes to this
         process's current writer, None); delivery errors to raise (RaiseOnLog)."""
         if self._detached:
-            from . import _run  # (imports this module)
-
-            if _run.current_writer() is self:
-                raise MetranaNotInitializedError(
-                    "metrana.log() called while metrana.close() runs in another thread; "
-                    "stop logging before close(), or log again after a new init()"
-                )
-            _run.log(metric_name, value, scale, step, labels, timestamp)
+            if self._redirect is None:
+                raise MetranaNotInitializedError("metrana.log() called on a closed writer")
+            self._redirect(self, (metric_name, value, scale, step, labels, timestamp))
             return None
         if self._unraised:
             self._raise_unraised()
@@ -369,7 +282,7 @@ class Writer:
             )
         checked = []
         for name, item in metrics.items():
-            _check_name(name)
+            check_metric_name(name)
             if isinstance(item, list | tuple) or getattr(item, "ndim", 0) > 0:
                 raise MetranaInvalidMetricTypeError(
                     f"log(dict) takes one value per metric; {name!r} has a sequence "
@@ -390,9 +303,9 @@ class Writer:
                 )
             values = values.tolist()
         checked = [v if type(v) is float else check_value(v) for v in values]
-        timestamp = _time_ns() if timestamp is None else _check_timestamp(timestamp)
+        timestamp = _time_ns() if timestamp is None else check_timestamp(timestamp)
         if step is not None:
-            step = _check_step(step)
+            step = check_step(step)
             if checked and step + len(checked) - 1 > I64_MAX:
                 raise MetranaInvalidMetricError(
                     f"step must be below 2**63 for every value: {len(checked)} values from step "
@@ -431,11 +344,11 @@ class Writer:
             if scale is None and labels is None:
                 self._remember_plain(metric_name, series)  # again, after the table was emptied
             return series
-        name = _check_name(metric_name)
-        canonical = (name, _check_scale(scale), labels_json(_check_labels(labels)))
+        name = check_metric_name(metric_name)
+        canonical = (name, check_scale(scale), labels_json(check_labels(labels)))
         series = self._canonical.get(canonical)
         if series is None:
-            series = _Series(len(self._canonical), name, canonical[1], _check_labels(labels))
+            series = _Series(len(self._canonical), name, canonical[1], check_labels(labels))
             series.next_step = self._resume.get(canonical, 0)
             self._canonical[canonical] = series
         if key is not None:
@@ -525,7 +438,7 @@ class Writer:
         """Start a replacement dispatcher if none is alive; reap exited ones."""
         self._dispatchers = [p for p in self._dispatchers if p.poll() is None]
         try:
-            process = self.session.ensure_dispatcher(self.config, self.config.init_timeout)
+            process = ensure_dispatcher(self.session, self.config, self.config.init_timeout)
         except (MetranaDispatcherError, OSError) as error:
             logger.error("could not restart the dispatcher: %s", error)
             return
@@ -549,7 +462,7 @@ class Writer:
         interval = ERROR_POLL_INTERVAL
         last_written = -1
         while not self._stop.wait(interval):
-            if os.getpid() != self.pid:
+            if current_process().pid != self.pid:
                 return
             try:
                 self.poll_errors()
@@ -661,7 +574,7 @@ class Writer:
         with self._lock:
             ring = self.ring
             ring.set_slot(_ring.M_LOGGED, self.logged)
-            ring.set_slot(_ring.M_CLOSE_STRATEGY, _CLOSE_CODES[strategy])
+            ring.set_slot(_ring.M_CLOSE_STRATEGY, _ring.CLOSE_CODES[strategy])
             record = close_record(strategy.value)
             # The CLOSE record marks the end of the stream; the state slot alone suffices when
             # the ring is full and the strategy does not wait.
@@ -724,11 +637,3 @@ class Writer:
     def release(self) -> None:
         """Unmap the ring (its files stay for the dispatcher)."""
         self.ring.close()
-
-
-_CLOSE_CODES = {
-    CloseStrategy.COMPLETE_PENDING: 0,
-    CloseStrategy.IMMEDIATE: 1,
-    CloseStrategy.COMPLETE_ALL: 2,
-}
-CLOSE_STRATEGY_OF_CODE = {code: strategy for strategy, code in _CLOSE_CODES.items()}

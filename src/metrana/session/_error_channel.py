@@ -8,11 +8,21 @@ dropped and counted in ``overflow``. Publishing never blocks on a reader.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 import msgspec
+
+from .._files import read_struct, write_struct
+
+__all__ = [
+    "DeliveryErrorEntry",
+    "ErrorChannelState",
+    "ErrorPublisher",
+    "ErrorWatcher",
+    "errors_path",
+    "read_errors",
+]
 
 
 class DeliveryErrorEntry(msgspec.Struct):
@@ -57,17 +67,12 @@ class ErrorPublisher:
             while len(self.state.errors) > self.max_size:
                 self.state.errors.pop(0)
                 self.state.overflow += 1
-        tmp = self.path.with_name(f".errors.{os.getpid()}.tmp")
-        tmp.write_bytes(msgspec.json.encode(self.state))
-        os.replace(tmp, self.path)
+        write_struct(self.path, self.state)
 
 
 def read_errors(path: Path) -> ErrorChannelState | None:
     """The channel as last published, or None when nothing was published."""
-    try:
-        return msgspec.json.decode(path.read_bytes(), type=ErrorChannelState)
-    except (FileNotFoundError, msgspec.DecodeError):
-        return None
+    return read_struct(path, ErrorChannelState)
 
 
 class ErrorWatcher:
