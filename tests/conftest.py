@@ -1,8 +1,12 @@
 """Every test gets its own METRANA_HOME, session root and orchestration id, and every process a
-test starts (dispatchers included) is killed by pid when it ends."""
+test starts (dispatchers included) is killed by pid when it ends. A test that starts a process
+(a subprocess, a multiprocessing worker, a fork, a dispatcher) must be marked ``slow``, so that
+``pytest -m "not slow"`` stays an inner loop of seconds: the ``only_slow_tests_start_processes``
+fixture fails one that is not."""
 
 from __future__ import annotations
 
+import multiprocessing.process
 import os
 import shutil
 import signal
@@ -11,18 +15,57 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import psutil
 import pytest
 
-import metrana
 from metrana.api import Client
 from metrana.session import live_dispatchers
-from metrana.testing import RunningServer, serve_in_thread
-from metrana.writer import _run
+from metrana.testing import RunningServer, reset, serve_in_thread
 
 ORCHESTRATION_VARIABLES = ("METRANA_ORCHESTRATION_ID", "TORCHELASTIC_RUN_ID", "SLURM_JOB_ID")
+
+
+_started: list[str] = []
+
+
+def _note_process(what: str) -> None:
+    _started.append(what)
+
+
+_popen_init = subprocess.Popen.__init__
+
+
+def _noting_popen_init(self: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> None:
+    _note_process(f"subprocess {args[0] if args else kwargs.get('args')!r}")
+    _popen_init(self, *args, **kwargs)
+
+
+subprocess.Popen.__init__ = _noting_popen_init  # type: ignore[method-assign]
+_process_start = multiprocessing.process.BaseProcess.start
+
+
+def _noting_process_start(self: multiprocessing.process.BaseProcess) -> None:
+    _note_process(f"multiprocessing {self.name}")
+    _process_start(self)
+
+
+multiprocessing.process.BaseProcess.start = _noting_process_start  # type: ignore[method-assign]
+os.register_at_fork(before=lambda: _note_process("os.fork"))
+
+
+@pytest.fixture(autouse=True)
+def only_slow_tests_start_processes(request: pytest.FixtureRequest) -> Iterator[None]:
+    _started.clear()
+    yield
+    if _started and request.node.get_closest_marker("slow") is None:
+        pytest.fail(
+            f"{request.node.nodeid} started a process ({_started[0]}) but is not marked "
+            "@pytest.mark.slow: mark it, or use metrana.testing.InProcessSession",
+            pytrace=False,
+        )
 
 
 @pytest.fixture(autouse=True)
@@ -37,13 +80,7 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     monkeypatch.setenv("METRANA_SESSION_ROOT", str(session_root))
     monkeypatch.setenv("METRANA_ORCHESTRATION_ID", uuid.uuid4().hex)
     yield home
-    writer = _run.current_writer()
-    if writer is not None and not writer.closed:
-        try:
-            metrana.close(close_strategy="Immediate")
-        except metrana.MetranaError:
-            pass
-    _run._inherited = None
+    reset()
     kill_dispatchers(session_root)
     shutil.rmtree(session_root, ignore_errors=True)
 
@@ -82,6 +119,8 @@ def dispatcher_pids(session_root: Path) -> list[int]:
 
 def kill_dispatchers(session_root: Path) -> None:
     for pid in dispatcher_pids(session_root):
+        if pid == os.getpid():
+            continue  # an in-process dispatcher (metrana.testing.InProcessSession)
         try:
             os.kill(pid, signal.SIGKILL)
             psutil.Process(pid).wait(5)

@@ -10,7 +10,7 @@ import pytest
 from conftest import export_points
 
 import metrana
-from metrana.dispatcher._loop import _by_series
+from metrana.dispatcher._columns import by_series
 
 
 def _columns(sids: list[int]) -> tuple[list[int], list[int], list[float], list[int]]:
@@ -42,7 +42,7 @@ def _expected(sids: list[int]) -> dict[int, tuple[list[int], list[float], list[i
     ],
 )
 def test_split_by_series_keeps_each_series_in_order(sids: list[int]) -> None:
-    got = {sid: (list(a), list(b), list(c)) for sid, a, b, c in _by_series(*_columns(sids))}
+    got = {sid: (list(a), list(b), list(c)) for sid, a, b, c in by_series(*_columns(sids))}
     assert got == _expected(sids)
 
 
@@ -53,7 +53,7 @@ def test_split_by_series_of_random_mixes() -> None:
         sids = [rng.randrange(8) for _ in range(period)] * rng.randint(1, 5)
         if rng.random() < 0.5:
             sids += [rng.randrange(8) for _ in range(rng.randint(0, 4))]
-        got = {sid: (list(a), list(b), list(c)) for sid, a, b, c in _by_series(*_columns(sids))}
+        got = {sid: (list(a), list(b), list(c)) for sid, a, b, c in by_series(*_columns(sids))}
         assert got == _expected(sids)
 
 

@@ -13,7 +13,7 @@ from metrana import (
     MetranaMissingApiKeyError,
     ResumeStrategy,
 )
-from metrana._config import resolve_config
+from metrana._config import SETTINGS, resolve_config, settings_markdown, spool_max_bytes
 
 NAMES = {"workspace_name": "w", "project_name": "p", "run_name": "r"}
 
@@ -159,3 +159,67 @@ def test_bad_numbers() -> None:
         resolve_config(**NAMES, num_dispatch_workers=0)
     with pytest.raises(MetranaConfigError, match="num_dispatch_workers"):
         resolve_config(**NAMES, num_dispatch_workers="four")
+
+
+# -- the one table ---------------------------------------------------------------------------
+
+TABLE_VARIABLES = [entry.variable for entry in SETTINGS if entry.variable is not None]
+
+
+@pytest.mark.parametrize("variable", TABLE_VARIABLES)
+def test_a_bad_value_of_any_variable_fails_at_init_naming_it(variable: str) -> None:
+    environ = {"METRANA_ORCHESTRATION_ID": "job", variable: "\x00 not a value"}
+    with pytest.raises(MetranaConfigError) as error:
+        resolve_config(**NAMES, environ=environ)
+    message = str(error.value)
+    assert f"environment variable {variable}" in message
+    assert "accepted values:" in message
+
+
+def test_a_spool_size_takes_units_and_a_bad_one_is_refused_at_init() -> None:
+    def size(text: str) -> int:
+        return spool_max_bytes({"METRANA_SPOOL_MAX_BYTES": text})
+
+    assert size("1GiB") == 1 << 30
+    assert size("512 MiB") == 512 << 20
+    assert size("2GB") == 2_000_000_000
+    assert size("100000") == 100_000
+    assert spool_max_bytes({}) == 1 << 30
+    with pytest.raises(
+        MetranaConfigError,
+        match=r"invalid METRANA_SPOOL_MAX_BYTES '1 gigabyte' .*accepted values: a size",
+    ):
+        resolve_config(
+            **NAMES,
+            environ={"METRANA_ORCHESTRATION_ID": "j", "METRANA_SPOOL_MAX_BYTES": "1 gigabyte"},
+        )
+    with pytest.raises(MetranaConfigError, match="at least 1024 bytes"):
+        resolve_config(
+            **NAMES, environ={"METRANA_ORCHESTRATION_ID": "j", "METRANA_SPOOL_MAX_BYTES": "10"}
+        )
+
+
+def test_an_unknown_metrana_variable_is_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    resolve_config(
+        **NAMES, environ={"METRANA_ORCHESTRATION_ID": "j", "METRANA_INGESTION_UR": "http://x"}
+    )
+    assert "unknown environment variable METRANA_INGESTION_UR ignored" in caplog.text
+
+
+def test_every_metrana_variable_the_code_reads_is_in_the_table() -> None:
+    import re
+    from pathlib import Path
+
+    import metrana
+
+    named = set()
+    for path in Path(metrana.__file__).parent.rglob("*.py"):
+        named.update(re.findall(r"[\"'](METRANA_[A-Z_]+)[\"']", path.read_text()))
+    assert named - set(TABLE_VARIABLES) == set()
+
+
+def test_the_docs_settings_table_is_generated_from_the_table() -> None:
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parent.parent / "docs" / "getting-started.md"
+    assert settings_markdown() in doc.read_text()

@@ -16,6 +16,7 @@ from conftest import export_points, run_python, store_path
 import metrana
 from metrana import ring as _ring
 from metrana.storage import SqliteStore
+from metrana.testing import InProcessSession
 from metrana.writer import _run
 
 NAMES = {"workspace_name": "w", "project_name": "p", "run_name": "api"}
@@ -76,16 +77,18 @@ BAD_INPUTS = [
 def test_bad_input_raises_and_reaches_no_ring(
     args: tuple[object, ...], kwargs: dict[str, object], error: type[Exception], message: str
 ) -> None:
-    metrana.init(**NAMES)
-    writer = _run.current_writer()
-    assert writer is not None
-    before = writer.ring.written
-    with pytest.raises(error, match=message):
-        metrana.log(*args, **kwargs)  # type: ignore[arg-type]
-    assert writer.ring.written == before
-    metrana.log("ok", 1.0)
-    metrana.close(close_strategy="CompleteAll")
-    assert [p["metric"] for p in export_points("w", "p", "api")] == ["ok"]
+    with InProcessSession() as session:
+        session.init(**NAMES)
+        writer = _run.current_writer()
+        assert writer is not None
+        before = writer.ring.written
+        with pytest.raises(error, match=message):
+            metrana.log(*args, **kwargs)  # type: ignore[arg-type]
+        assert writer.ring.written == before
+        metrana.log("ok", 1.0)
+        metrana.close(close_strategy="CompleteAll")
+    assert {key[0] for key in session.target.points} == {"ok"}
+    assert session.target.point_count() == 1
 
 
 def test_the_64_bit_integer_limits_are_stored_exactly() -> None:

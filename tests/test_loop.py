@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from metrana.dispatcher._loop import Dispatcher, _submitted
+from metrana.dispatcher._inflight import submitted
+from metrana.dispatcher._system import SystemSampler
 from metrana.dispatcher.targets import RejectedBatch
 from metrana.storage import SeriesColumns
 
@@ -17,7 +18,7 @@ def test_a_batch_the_target_cannot_take_is_rejected_not_raised() -> None:
     def submit(batch: Any) -> Any:
         raise ValueError("Value out of range: 9223372036854775808")
 
-    future = _submitted(submit, {})
+    future = submitted(submit, {})
     error = future.exception(timeout=0)
     assert isinstance(error, RejectedBatch)
     assert str(error) == (
@@ -27,12 +28,12 @@ def test_a_batch_the_target_cannot_take_is_rejected_not_raised() -> None:
 
 @pytest.mark.parametrize("later", [False, True])
 def test_an_abandoned_batchs_system_samples_go_back_before_later_ones(later: bool) -> None:
-    loop = Dispatcher.__new__(Dispatcher)  # only the samples' buffer is used
+    sampler = SystemSampler(5.0)
     key = ("system/cpu_percent", "ML_STEP", '{"process":"dispatcher"}')
-    loop._system_points = {key: SeriesColumns([3], [30.0], [3_000])} if later else {}
-    loop._restore_system_points({key: SeriesColumns([1, 2], [10.0, 20.0], [1_000, 2_000])})
+    sampler.pending = {key: SeriesColumns([3], [30.0], [3_000])} if later else {}
+    sampler.give_back({key: SeriesColumns([1, 2], [10.0, 20.0], [1_000, 2_000])})
     expected = ([1, 2, 3], [10.0, 20.0, 30.0], [1_000, 2_000, 3_000]) if later else (
         [1, 2], [10.0, 20.0], [1_000, 2_000]
     )  # fmt: skip
-    restored = loop._system_points[key]
+    restored = sampler.pending[key]
     assert (restored.steps, restored.values, restored.timestamps) == expected

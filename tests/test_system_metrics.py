@@ -5,6 +5,10 @@ from __future__ import annotations
 import pytest
 from conftest import export_points, run_python
 
+import metrana
+from metrana.session import read_dispatcher_stats
+from metrana.testing import InProcessSession, wait_until
+
 SCRIPT = """
 import os, time, metrana
 os.environ["RANK"] = "3"
@@ -26,6 +30,7 @@ print(os.getpid())
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["argument", "variable"])
 def test_system_metrics_sample_writers_and_host(how: str) -> None:
     script = SCRIPT
@@ -53,8 +58,29 @@ def test_system_metrics_sample_writers_and_host(how: str) -> None:
     assert steps == sorted(set(steps))
 
 
-def test_system_metrics_are_off_by_default() -> None:
-    run_python("-c", SCRIPT)
-    assert not [
-        p for p in export_points("ws", "p", "sys") if str(p["metric"]).startswith("system/")
-    ]
+@pytest.mark.parametrize("enabled", [False, True])
+def test_system_metrics_are_off_by_default(enabled: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In one process: with the default, no sample is taken however long the run goes (here
+    two stats publications, 5 sampling intervals); switched on, the same wait brings samples."""
+    monkeypatch.setenv("METRANA_SYSTEM_METRICS_INTERVAL", "0.1")
+    with InProcessSession() as session:
+        session.init(
+            workspace_name="ws", project_name="p", run_name="sys", system_metrics=enabled or None
+        )
+        assert session.dispatcher is not None
+        assert (session.dispatcher.system is not None) is enabled
+        metrana.log("loss", 1.0, step=0)
+        assert session.session is not None
+        first = wait_until(lambda: read_dispatcher_stats(session.session.dir), 10, message="stats")
+        wait_until(
+            lambda: (
+                (stats := read_dispatcher_stats(session.session.dir)) is not None
+                and stats.updated_ns > first.updated_ns
+            ),
+            10,
+            message="a second stats publication",
+        )
+        metrana.close(close_strategy="CompleteAll")
+    system = {key[0] for key in session.target.points if key[0].startswith("system/")}
+    assert bool(system) is enabled
+    assert session.target.values("loss") == {0: 1.0}

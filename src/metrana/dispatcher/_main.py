@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from types import FrameType
@@ -53,6 +54,8 @@ def _run(session: Session) -> int:
             logging.Formatter("%(asctime)s dispatcher %(process)d %(levelname)s: %(message)s")
         )
     spooling = False
+    # Set by SIGTERM: every wait of the loop and of the target's retries ends at once.
+    stopping = threading.Event()
     try:
         target = make_target(config)
         try:
@@ -106,10 +109,11 @@ def _run(session: Session) -> int:
         spool = Spool(spool_root(config.home) / session.dir.name)
         spool.acquire(timeout=30)
         spool.write_run(config)
-    dispatcher = Dispatcher(session, config, target, spool, spooling=spooling)
+    dispatcher = Dispatcher(session, config, target, spool, spooling=spooling, stop=stopping)
 
     def stop(signum: int, frame: FrameType | None) -> None:
-        dispatcher.stop()
+        logger.info("signal %d: stopping", signum)
+        stopping.set()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C in the job's terminal is for the job

@@ -24,9 +24,11 @@ def _key(name: str, labels: dict[str, str]) -> SeriesKey:
 
 
 class SystemSampler:
-    """Samples processes and the host every ``interval`` seconds."""
+    """Samples processes and the host every ``interval`` seconds, and keeps the samples until
+    a batch takes them (they are in no ring: a batch that is abandoned gives them back)."""
 
     def __init__(self, interval: float) -> None:
+        self.pending: dict[SeriesKey, SeriesColumns] = {}
         self.interval = max(0.1, interval)
         self.host = socket.gethostname()
         self._processes: dict[tuple[int, int], psutil.Process] = {}
@@ -36,11 +38,27 @@ class SystemSampler:
     def due(self, now: float) -> bool:
         return now >= self._next
 
-    def sample(
-        self, writers: list[tuple[int, int, int]], into: dict[SeriesKey, SeriesColumns]
-    ) -> int:
+    def take(self) -> dict[SeriesKey, SeriesColumns]:
+        """The samples not yet sent, for a batch."""
+        points, self.pending = self.pending, {}
+        return points
+
+    def give_back(self, points: dict[SeriesKey, SeriesColumns]) -> None:
+        """Put the samples of an abandoned batch back, before those taken since."""
+        for key, series in points.items():
+            later = self.pending.get(key)
+            if later is not None:
+                series = SeriesColumns(
+                    series.steps + later.steps,
+                    series.values + later.values,
+                    series.timestamps + later.timestamps,
+                )
+            self.pending[key] = series
+
+    def sample(self, writers: list[tuple[int, int, int]]) -> int:
         """Add one sample of each writer ``(pid, create_ms, rank or -1)`` and of the host to
-        ``into``; answer the number of points added."""
+        the pending samples; answer the number of points added."""
+        into = self.pending
         self._next = time.monotonic() + self.interval
         now_ns = time.time_ns()
         step = max(now_ns // 1_000_000_000, self._last_step + 1)

@@ -1,9 +1,29 @@
-"""Helpers for testing code that uses Metrana, and Metrana itself: a real server in a thread,
-a fault-injecting proxy."""
+"""Helpers for testing code that uses Metrana, and Metrana itself.
+
+- :func:`serve_in_thread`: a real ``metrana serve`` on 127.0.0.1 and a free port.
+- :class:`FaultProxy` and :class:`Fault`: a loopback proxy that injects HTTP faults.
+- :class:`CapturingTarget`: a delivery target that keeps points in memory.
+- :class:`InProcessSession`: a writer and a dispatcher in one process.
+- :func:`simulate_fork`, :func:`reset`: fork behaviour and a fresh state in one process.
+- :func:`wait_until`: poll a condition with a timeout instead of sleeping.
+"""
 
 from __future__ import annotations
 
+from .._files import wait_until
 from ..server._serve import RunningServer, serve_in_thread
+from ._capture import CapturingTarget
 from ._fault_proxy import Fault, FaultProxy
+from ._inprocess import InProcessSession, reset, simulate_fork
 
-__all__ = ["Fault", "FaultProxy", "RunningServer", "serve_in_thread"]
+__all__ = [
+    "CapturingTarget",
+    "Fault",
+    "FaultProxy",
+    "InProcessSession",
+    "RunningServer",
+    "reset",
+    "serve_in_thread",
+    "simulate_fork",
+    "wait_until",
+]
