@@ -29,10 +29,20 @@ ORCHESTRATION_VARIABLES = ("METRANA_ORCHESTRATION_ID", "TORCHELASTIC_RUN_ID", "S
 
 
 _started: list[str] = []
+_current_test: list[str] = []  # the node id of a running test that is not marked slow
 
 
 def _note_process(what: str) -> None:
     _started.append(what)
+    if _current_test:
+        pytest.fail(_unmarked(_current_test[0], what), pytrace=False)
+
+
+def _unmarked(nodeid: str, what: str) -> str:
+    return (
+        f"{nodeid} started a process ({what}) but is not marked @pytest.mark.slow: "
+        "mark it, or use metrana.testing.InProcessSession"
+    )
 
 
 _popen_init = subprocess.Popen.__init__
@@ -53,19 +63,21 @@ def _noting_process_start(self: multiprocessing.process.BaseProcess) -> None:
 
 
 multiprocessing.process.BaseProcess.start = _noting_process_start  # type: ignore[method-assign]
-os.register_at_fork(before=lambda: _note_process("os.fork"))
+os.register_at_fork(before=lambda: _started.append("os.fork"))
 
 
 @pytest.fixture(autouse=True)
 def only_slow_tests_start_processes(request: pytest.FixtureRequest) -> Iterator[None]:
     _started.clear()
-    yield
-    if _started and request.node.get_closest_marker("slow") is None:
-        pytest.fail(
-            f"{request.node.nodeid} started a process ({_started[0]}) but is not marked "
-            "@pytest.mark.slow: mark it, or use metrana.testing.InProcessSession",
-            pytrace=False,
-        )
+    unmarked = request.node.get_closest_marker("slow") is None
+    if unmarked:
+        _current_test.append(request.node.nodeid)
+    try:
+        yield
+    finally:
+        _current_test.clear()
+    if _started and unmarked:
+        pytest.fail(_unmarked(request.node.nodeid, _started[0]), pytrace=False)
 
 
 @pytest.fixture(autouse=True)

@@ -25,6 +25,7 @@ def logged_run() -> None:
     metrana.close(close_strategy="CompleteAll")
 
 
+@pytest.mark.slow
 def test_runs_lists_status_series_and_points(logged_run: None) -> None:
     out = cli("runs").stdout
     assert out.splitlines()[0].split() == [
@@ -46,6 +47,7 @@ def test_runs_lists_status_series_and_points(logged_run: None) -> None:
     )
 
 
+@pytest.mark.slow
 def test_export_csv_to_a_file(logged_run: None, tmp_path: Path) -> None:
     target = tmp_path / "points.csv"
     result = cli(
@@ -69,18 +71,21 @@ def test_export_csv_to_a_file(logged_run: None, tmp_path: Path) -> None:
     assert (reward[0]["scale"], reward[0]["step"], reward[0]["value"]) == ("EPISODE", "0", "1.5")
 
 
+@pytest.mark.slow
 def test_export_of_an_unknown_run_says_so(logged_run: None) -> None:
     result = cli("export", "--workspace", "ws", "--project", "proj", "--run", "nope", check=False)
     assert result.returncode == 1
     assert "no run ws/proj/nope" in result.stderr
 
 
+@pytest.mark.slow
 def test_runs_without_a_store_says_where_it_looked(tmp_path: Path) -> None:
     result = cli("runs", "--store", str(tmp_path / "missing.sqlite"), check=False)
     assert result.returncode != 0
     assert "no store at" in result.stderr
 
 
+@pytest.mark.slow
 def test_demo_stores_every_point() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "metrana.cli", "demo", "--ranks", "2", "--steps", "2000"],
@@ -93,6 +98,7 @@ def test_demo_stores_every_point() -> None:
     assert "points   10,400 of 10,400 logged" in result.stdout
 
 
+@pytest.mark.slow
 def test_benchmark_smoke_run() -> None:
     """The harness runs every section at toy sizes; no timing is asserted, only that each target
     row is reported and every point of the end-to-end runs was stored."""

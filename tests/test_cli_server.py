@@ -18,6 +18,7 @@ from metrana.dispatcher._spool import spool_root
 from metrana.testing import RunningServer
 
 
+@pytest.mark.slow
 def test_serve_prints_the_first_key_once_and_answers(tmp_path: Path) -> None:
     store = str(tmp_path / "served.sqlite")
     process = subprocess.Popen(
@@ -43,6 +44,7 @@ def test_serve_prints_the_first_key_once_and_answers(tmp_path: Path) -> None:
     assert [(k["name"], k["revoked"]) for k in listed] == [("first key", False)]
 
 
+@pytest.mark.slow
 def test_keys_create_list_revoke(tmp_path: Path, live_server: RunningServer) -> None:
     store = live_server.store_path
     created = json.loads(cli("keys", "create", "--store", store, "--name", "ci", "--json").stdout)
@@ -64,6 +66,7 @@ def test_keys_create_list_revoke(tmp_path: Path, live_server: RunningServer) -> 
     assert "no API key with prefix 'mtr_nothing'" in unknown.stderr
 
 
+@pytest.mark.slow
 def test_login_saves_credentials_for_the_local_client(
     tmp_path: Path, live_server: RunningServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -82,6 +85,7 @@ def test_login_saves_credentials_for_the_local_client(
     assert json.loads(auth.read_text())["api_key"] == live_server.api_key
 
 
+@pytest.mark.slow
 def test_an_offline_run_is_delivered_later_by_sync(
     isolated: Path, live_server: RunningServer, client: Client
 ) -> None:
@@ -130,6 +134,7 @@ def test_health_needs_no_key(live_server: RunningServer) -> None:
     assert httpx.get(live_server.url + "/api/v1/health").json()["status"] == "ok"
 
 
+@pytest.mark.slow
 def test_keys_on_a_missing_store_or_unknown_key_fail_cleanly(tmp_path: Path) -> None:
     missing = cli("keys", "list", "--store", str(tmp_path / "typo.sqlite"), check=False)
     assert missing.returncode != 0 and "no store at" in missing.stderr

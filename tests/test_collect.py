@@ -57,6 +57,7 @@ def test_split_by_series_of_random_mixes() -> None:
         assert got == _expected(sids)
 
 
+@pytest.mark.slow
 def test_mixed_series_declared_mid_run_are_stored_exactly() -> None:
     """Regular steps (loss, acc, lr each step), a series that starts later, labelled series
     in a random order and a dict of metrics: every point stored once, in order."""

@@ -41,6 +41,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["embedded", "http"])
 def test_two_ranks_logging_one_series_store_each_step_once_and_warn(
     tmp_path: Path, target: str, request: pytest.FixtureRequest

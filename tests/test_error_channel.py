@@ -25,6 +25,7 @@ def _publish(message: str, max_size: int = 10) -> None:
     _writer().poll_errors()
 
 
+@pytest.mark.slow
 def test_warn_logs_each_distinct_error_once(caplog: pytest.LogCaptureFixture) -> None:
     metrana.init(**NAMES, error_strategy="Warn")
     with caplog.at_level(logging.WARNING, logger="metrana"):
@@ -40,6 +41,7 @@ def test_warn_logs_each_distinct_error_once(caplog: pytest.LogCaptureFixture) ->
     metrana.close(close_strategy="CompleteAll")
 
 
+@pytest.mark.slow
 def test_silent_says_nothing(caplog: pytest.LogCaptureFixture) -> None:
     metrana.init(**NAMES, error_strategy="Silent")
     with caplog.at_level(logging.DEBUG, logger="metrana"):
@@ -48,6 +50,7 @@ def test_silent_says_nothing(caplog: pytest.LogCaptureFixture) -> None:
     metrana.close(close_strategy="CompleteAll")
 
 
+@pytest.mark.slow
 def test_raise_on_log_raises_from_the_next_log_only() -> None:
     metrana.init(**NAMES, error_strategy="RaiseOnLog")
     metrana.log("loss", 1.0)
@@ -58,6 +61,7 @@ def test_raise_on_log_raises_from_the_next_log_only() -> None:
     metrana.close(close_strategy="CompleteAll")
 
 
+@pytest.mark.slow
 def test_raise_on_close_raises_from_close_after_closing() -> None:
     metrana.init(**NAMES, error_strategy="RaiseOnClose")
     metrana.log("loss", 1.0)
@@ -68,6 +72,7 @@ def test_raise_on_close_raises_from_close_after_closing() -> None:
     assert _run.current_writer() is None  # closed all the same
 
 
+@pytest.mark.slow
 def test_errors_from_before_a_writer_joined_are_not_its_own(tmp_path: object) -> None:
     metrana.init(**NAMES, error_strategy="RaiseOnLog")
     session_dir = _writer().session.dir
@@ -79,6 +84,7 @@ def test_errors_from_before_a_writer_joined_are_not_its_own(tmp_path: object) ->
     metrana.close(close_strategy="Immediate")
 
 
+@pytest.mark.slow
 def test_the_channel_is_bounded_and_counts_overflow(tmp_path: object) -> None:
     metrana.init(**NAMES)
     session_dir = _writer().session.dir

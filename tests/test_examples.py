@@ -49,6 +49,7 @@ def series_of(points: list[dict[str, Any]]) -> dict[tuple[str, str, tuple[Any, .
     return out
 
 
+@pytest.mark.slow
 def test_torchrun_ddp_every_rank_logs_into_one_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -108,6 +109,7 @@ def test_torchrun_ddp_every_rank_logs_into_one_run(
         assert max(norms) == pytest.approx(min(norms), rel=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("context", ["fork", "spawn", "forkserver"])
 def test_env_pool_workers_log_from_inside_their_processes(tmp_path: Path, context: str) -> None:
     need("gymnasium")
@@ -211,6 +213,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow
 def test_dataloader_workers_log_from_getitem(tmp_path: Path) -> None:
     need("torch")
     size, batch, epochs = 200, 8, 2

@@ -65,6 +65,7 @@ def _points_over_http(server: RunningServer) -> list[dict[str, object]]:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["embedded", "http"])
 def test_dispatcher_killed_repeatedly_loses_nothing_and_stores_nothing_twice(
     tmp_path: Path, target: str, request: pytest.FixtureRequest

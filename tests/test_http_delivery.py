@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 from conftest import dispatcher_pids, run_python, server_env
 
 import metrana
@@ -42,6 +43,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow
 def test_four_processes_of_50k_points_arrive_exactly_over_http(
     tmp_path: Path, live_server: RunningServer, client: Client
 ) -> None:
@@ -72,6 +74,7 @@ metrana.close()
 """
 
 
+@pytest.mark.slow
 def test_a_resumed_run_continues_auto_incremented_steps(
     tmp_path: Path, live_server: RunningServer, client: Client
 ) -> None:
@@ -105,6 +108,7 @@ sys.exit("init() did not fail")
 """
 
 
+@pytest.mark.slow
 def test_an_unknown_key_fails_init_fast_and_writes_nothing(
     tmp_path: Path, live_server: RunningServer, client: Client
 ) -> None:
@@ -121,6 +125,7 @@ def test_an_unknown_key_fails_init_fast_and_writes_nothing(
     assert client.list_folders() == []
 
 
+@pytest.mark.slow
 def test_an_unreachable_server_fails_init_within_its_timeout(tmp_path: Path) -> None:
     script = tmp_path / "refused.py"
     script.write_text(REFUSED.replace("mtr_this-key-does-not-exist", "mtr_any"))
@@ -136,6 +141,7 @@ def test_an_unreachable_server_fails_init_within_its_timeout(tmp_path: Path) -> 
     assert time.monotonic() - started < 30
 
 
+@pytest.mark.slow
 def test_resume_never_refuses_another_jobs_run_over_http(
     tmp_path: Path, live_server: RunningServer
 ) -> None:
@@ -154,6 +160,7 @@ def test_resume_never_refuses_another_jobs_run_over_http(
     assert "already exists" in output[1]
 
 
+@pytest.mark.slow
 def test_a_key_of_another_workspace_fails_init_with_a_config_error(
     tmp_path: Path, live_server: RunningServer, client: Client
 ) -> None:
@@ -169,6 +176,7 @@ def test_a_key_of_another_workspace_fails_init_with_a_config_error(
     assert client.list_experiments() == []
 
 
+@pytest.mark.slow
 def test_a_revoked_ingestion_key_is_replaced_and_nothing_is_lost(
     live_server: RunningServer, client: Client
 ) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import metrana
 
 PACKAGE = Path(metrana.__file__).parent
@@ -89,6 +91,7 @@ def test_the_dispatcher_never_imports_the_writer() -> None:
     assert broken == []
 
 
+@pytest.mark.slow
 def test_there_is_no_import_cycle() -> None:
     """Tarjan's strongly connected components of the import graph: each has one module."""
     index: dict[str, int] = {}

@@ -29,6 +29,7 @@ def test_log_before_init_raises() -> None:
         metrana.close()
 
 
+@pytest.mark.slow
 def test_init_twice_raises_and_reinit_after_close_works() -> None:
     metrana.init(**NAMES)
     with pytest.raises(metrana.MetranaAlreadyInitializedError, match="close"):
@@ -91,6 +92,7 @@ def test_bad_input_raises_and_reaches_no_ring(
     assert session.target.point_count() == 1
 
 
+@pytest.mark.slow
 def test_the_64_bit_integer_limits_are_stored_exactly() -> None:
     metrana.init(**NAMES)
     metrana.log("big", 2**63 - 1, step=2**63 - 1, timestamp=2**63 - 1)
@@ -100,6 +102,7 @@ def test_the_64_bit_integer_limits_are_stored_exactly() -> None:
     assert points == [(0, -(2**63), 0), (2**63 - 1, 2**63 - 1, 2**63 - 1)]
 
 
+@pytest.mark.slow
 def test_values_scales_labels_and_auto_steps_are_stored_faithfully() -> None:
     metrana.init(**NAMES)
     metrana.log("v", 1)
@@ -130,6 +133,7 @@ def test_values_scales_labels_and_auto_steps_are_stored_faithfully() -> None:
     assert (run.status, run.series, run.points) == ("finished", 4, 11)
 
 
+@pytest.mark.slow
 def test_resumed_run_continues_auto_steps() -> None:
     metrana.init(**NAMES)
     for i in range(5):
@@ -142,6 +146,7 @@ def test_resumed_run_continues_auto_steps() -> None:
     assert steps == [0, 1, 2, 3, 4, 5]
 
 
+@pytest.mark.slow
 def test_resume_never_raises_for_another_job(monkeypatch: pytest.MonkeyPatch) -> None:
     metrana.init(**NAMES)
     metrana.log("loss", 1.0)
@@ -166,6 +171,7 @@ def dispatcher_stopped() -> Iterator[None]:
         os.kill(info.pid, signal.SIGCONT)
 
 
+@pytest.mark.slow
 def test_drop_new_counts_exactly_what_did_not_fit(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("METRANA_EVENT_QUEUE_MAX_SIZE", "100")
     metrana.init(**NAMES)
@@ -182,6 +188,7 @@ def test_drop_new_counts_exactly_what_did_not_fit(monkeypatch: pytest.MonkeyPatc
     assert steps == list(range(99))
 
 
+@pytest.mark.slow
 def test_raise_backpressure_names_the_queue_size(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("METRANA_EVENT_QUEUE_MAX_SIZE", "10")
     metrana.init(**NAMES, backpressure_strategy="Raise")
@@ -194,6 +201,7 @@ def test_raise_backpressure_names_the_queue_size(monkeypatch: pytest.MonkeyPatch
     assert len(export_points("w", "p", "api")) == 9
 
 
+@pytest.mark.slow
 def test_unbounded_queue_never_drops(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("METRANA_EVENT_QUEUE_MAX_SIZE", "0")
     metrana.init(**NAMES)
@@ -208,6 +216,7 @@ def test_unbounded_queue_never_drops(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(export_points("w", "p", "api")) == 200_000
 
 
+@pytest.mark.slow
 def test_interpreter_exit_closes_with_the_configured_strategy() -> None:
     result = run_python(
         "-c",
@@ -233,6 +242,7 @@ def test_stale_sessions_are_reaped_but_not_those_holding_rings(tmp_path: Path) -
     assert not empty.exists() and holding.exists()
 
 
+@pytest.mark.slow
 def test_stats_and_flush(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("METRANA_EVENT_QUEUE_MAX_SIZE", "100")
     metrana.init(**NAMES)
@@ -295,6 +305,7 @@ metrana.close()
 """
 
 
+@pytest.mark.slow
 def test_a_kept_log_function_follows_fork_close_and_a_new_init() -> None:
     result = run_python("-c", KEPT_LOG)
     assert "after close: metrana.log() called before metrana.init()" in result.stdout

@@ -24,6 +24,7 @@ def _stored(run: str = "shapes") -> dict[tuple[str, str, str], list[tuple[int, o
     return out
 
 
+@pytest.mark.slow
 def test_a_dict_logs_several_metrics_at_one_step() -> None:
     _init()
     metrana.log({"loss": 0.5, "acc": 0.75}, step=10)
@@ -35,6 +36,7 @@ def test_a_dict_logs_several_metrics_at_one_step() -> None:
     assert stored[("acc", "ML_STEP", "split=val")] == [(11, 1)]
 
 
+@pytest.mark.slow
 def test_sequences_and_arrays_log_consecutive_steps() -> None:
     numpy = pytest.importorskip("numpy")
     _init()
@@ -48,6 +50,7 @@ def test_sequences_and_arrays_log_consecutive_steps() -> None:
     assert stored[("q", "ML_STEP", "")] == [(0, 0.5), (1, 1.5), (2, 2.5)]
 
 
+@pytest.mark.slow
 def test_bad_shapes_raise_and_log_nothing() -> None:
     numpy = pytest.importorskip("numpy")
     _init()
@@ -67,6 +70,7 @@ def test_bad_shapes_raise_and_log_nothing() -> None:
     assert _stored() == {}
 
 
+@pytest.mark.slow
 def test_numpy_is_not_imported_unless_given() -> None:
     out = run_python(
         "-c",
@@ -80,6 +84,7 @@ def test_numpy_is_not_imported_unless_given() -> None:
     assert out.strip() == "False"
 
 
+@pytest.mark.slow
 def test_get_last_step_follows_logging_and_resume() -> None:
     _init("last")
     assert metrana.get_last_step("loss") is None
@@ -94,6 +99,7 @@ def test_get_last_step_follows_logging_and_resume() -> None:
     metrana.close()
 
 
+@pytest.mark.slow
 def test_rl_helpers_log_on_their_scales_with_counters_beside(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

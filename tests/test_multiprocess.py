@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 
 import psutil
+import pytest
 from conftest import export_points, kill_tree, run_python
 
 JOB = """
@@ -76,6 +77,7 @@ def run_script(path: Path, *args: str, timeout: float = 240) -> str:
     return run_python(str(path), *args, timeout=timeout).stdout
 
 
+@pytest.mark.slow
 def test_spawned_ranks_forked_children_and_threads_store_every_point_once(tmp_path: Path) -> None:
     script = tmp_path / "job.py"
     script.write_text(textwrap.dedent(JOB))
@@ -121,6 +123,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow
 def test_two_jobs_log_into_one_store_at_once(tmp_path: Path) -> None:
     script = tmp_path / "job.py"
     script.write_text(textwrap.dedent(TWO_JOBS))
@@ -204,6 +207,7 @@ def _dispatchers_of(session_dir: str) -> list[psutil.Process]:
     return found
 
 
+@pytest.mark.slow
 def test_eight_ranks_starting_at_once_elect_one_dispatcher(tmp_path: Path) -> None:
     import json
 
@@ -252,6 +256,7 @@ sys.stdin.readline()  # wait to be killed
 """
 
 
+@pytest.mark.slow
 def test_writer_killed_after_logging_has_all_points_stored(tmp_path: Path) -> None:
     script = tmp_path / "killed.py"
     script.write_text(textwrap.dedent(KILLED_WRITER))

@@ -59,6 +59,7 @@ def _wait_gone(session: Path, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_metrana_sync_delivers_an_orphaned_session(tmp_path: Path) -> None:
     session = _orphan(tmp_path)
@@ -69,6 +70,7 @@ def test_metrana_sync_delivers_an_orphaned_session(tmp_path: Path) -> None:
     assert steps == list(range(500))
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_the_next_init_on_the_host_delivers_an_orphaned_session(tmp_path: Path) -> None:
     session = _orphan(tmp_path)

@@ -102,18 +102,21 @@ def _outage(
     _wait_for(lambda: not _spooled_files(isolated), 30, "the spool to be emptied")
 
 
+@pytest.mark.slow
 def test_an_outage_past_the_retry_budget_spools_then_replays_exactly_once(
     isolated: Path, live_server: RunningServer, client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _outage(isolated, live_server, client, monkeypatch, kill_while_spooling=False)
 
 
+@pytest.mark.slow
 def test_a_dispatcher_killed_while_spooling_is_replaced_and_loses_nothing(
     isolated: Path, live_server: RunningServer, client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _outage(isolated, live_server, client, monkeypatch, kill_while_spooling=True)
 
 
+@pytest.mark.slow
 def test_two_outages_with_a_dispatcher_restart_between_lose_nothing(
     isolated: Path, live_server: RunningServer, client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -181,6 +184,7 @@ def _spool_too_small_for_a_pass(
         yield proxy, writer.session.log_path
 
 
+@pytest.mark.slow
 def test_batches_the_full_spool_cannot_take_stay_in_the_rings(
     isolated: Path, live_server: RunningServer, client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -196,6 +200,7 @@ def test_batches_the_full_spool_cannot_take_stay_in_the_rings(
     assert not _spooled_files(isolated)
 
 
+@pytest.mark.slow
 def test_a_discard_behind_a_batch_that_cannot_be_kept_is_cancelled(
     isolated: Path, live_server: RunningServer, client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -802,6 +802,7 @@ def wait_for_reader(
             os.sched_yield()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize("max_events", [50, 0], ids=["bounded", "unbounded"])
 def test_a_reader_in_another_process_receives_every_record_once_in_order(max_events: int) -> None:
@@ -872,6 +873,7 @@ def test_a_reader_in_another_process_receives_every_record_once_in_order(max_eve
             reader.close()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(90)
 @pytest.mark.parametrize(
     ("max_events", "capacity"), [(50, CAPACITY), (0, 64 * 1024)], ids=["bounded", "unbounded"]

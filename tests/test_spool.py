@@ -56,6 +56,7 @@ def test_the_cap_raises_a_clear_error_and_keeps_what_was_spooled(tmp_path: Path)
     assert next(iter(spool.pending())).batch_id == 1
 
 
+@pytest.mark.slow
 def test_offline_mode_spools_every_point(isolated: Path) -> None:
     metrana.init(
         workspace_name="w", project_name="p", run_name="air-gapped", ingestion_url="offline"

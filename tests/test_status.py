@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import conftest
 import psutil
+import pytest
 from conftest import kill_tree
 
 T = TypeVar("T")
@@ -95,6 +96,7 @@ def poll(condition: Callable[[], T | None], what: str, timeout: float = 60.0) ->
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_status_json_follows_a_running_job_then_its_end(tmp_path: Path) -> None:
     script = tmp_path / "job.py"
     script.write_text(JOB)
@@ -206,6 +208,7 @@ def test_status_json_follows_a_running_job_then_its_end(tmp_path: Path) -> None:
         kill_tree(job.pid)
 
 
+@pytest.mark.slow
 def test_status_with_no_sessions(isolated: Path) -> None:
     root = Path(os.environ["METRANA_SESSION_ROOT"])
     assert not root.exists()
@@ -232,6 +235,7 @@ def _read_lines(process: subprocess.Popen[str], count: int, timeout: float) -> l
     return lines
 
 
+@pytest.mark.slow
 def test_watch_refreshes_until_ctrl_c_and_exits_0() -> None:
     watch = subprocess.Popen(
         [sys.executable, "-m", "metrana.cli", "status", "--watch", "0.1", "--json"],
@@ -261,6 +265,7 @@ def test_watch_refreshes_until_ctrl_c_and_exits_0() -> None:
         kill_tree(live.pid)
 
 
+@pytest.mark.slow
 def test_status_usage_errors_exit_2() -> None:
     for args in (("--watch", "0"), ("--watch", "soon"), ("--bogus",)):
         result = cli("status", *args)

@@ -441,6 +441,7 @@ def closed_cleanly(result: Result) -> bool:
 # -- backpressure ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_drop_new_drops_and_counts_exactly_what_did_not_fit(
     start_job: StartJob, proxy: CountingProxy, client: Client
 ) -> None:
@@ -482,6 +483,7 @@ def test_drop_new_drops_and_counts_exactly_what_did_not_fit(
     assert stored(client) == {"0": list(range(19)), "1": list(range(19))}
 
 
+@pytest.mark.slow
 def test_block_waits_for_room_and_a_dead_dispatcher_is_replaced(
     start_job: StartJob, proxy: CountingProxy, client: Client
 ) -> None:
@@ -523,6 +525,7 @@ def test_block_waits_for_room_and_a_dead_dispatcher_is_replaced(
     assert stored(client) == {"0": list(range(50)), "1": list(range(50))}
 
 
+@pytest.mark.slow
 def test_block_raises_after_the_block_timeout(
     start_job: StartJob, proxy: CountingProxy, client: Client
 ) -> None:
@@ -558,6 +561,7 @@ def test_block_raises_after_the_block_timeout(
     assert stored(client) == {}
 
 
+@pytest.mark.slow
 def test_raise_raises_naming_the_queue_size(
     start_job: StartJob, proxy: CountingProxy, client: Client
 ) -> None:
@@ -601,6 +605,7 @@ REJECTION = b'{"error": {"code": "invalid_batch", "message": "metric loss is fro
 REJECTED = "the server rejected a batch (400): metric loss is frozen"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("mode", "other"),
     [
@@ -667,6 +672,7 @@ def test_error_strategy(
     assert stored(client) == {"0": list(range(1, later + 1)), "1": list(range(later))}
 
 
+@pytest.mark.slow
 def test_error_strategies_are_per_process_and_carry_every_error(
     start_job: StartJob, proxy: CountingProxy, client: Client
 ) -> None:
@@ -727,6 +733,7 @@ def test_error_strategies_are_per_process_and_carry_every_error(
     assert stored(client) == {"0": [0], "1": [0, 1], "2": [0, 1], "3": [3, 4]}
 
 
+@pytest.mark.slow
 def test_raise_on_log_raises_once_when_two_threads_log_at_once() -> None:
     """Two threads that both picked up the raising ``log()``: one raises, the other logs."""
     metrana.init(
@@ -748,6 +755,7 @@ def test_raise_on_log_raises_once_when_two_threads_log_at_once() -> None:
 # -- close strategy --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_stalled_target_immediate_returns_at_once_complete_all_times_out(
     start_job: StartJob, proxy: CountingProxy, client: Client
 ) -> None:
@@ -805,6 +813,7 @@ def test_stalled_target_immediate_returns_at_once_complete_all_times_out(
     )
 
 
+@pytest.mark.slow
 def test_complete_pending_finishes_in_flight_and_discards_the_rest(
     start_job: StartJob, proxy: CountingProxy, client: Client
 ) -> None:
@@ -850,6 +859,7 @@ def test_complete_pending_finishes_in_flight_and_discards_the_rest(
     assert stored(client) == {"0": [0], "1": [0]}
 
 
+@pytest.mark.slow
 def test_complete_all_returns_when_everything_is_acknowledged(
     start_job: StartJob, proxy: CountingProxy, client: Client
 ) -> None:
@@ -889,6 +899,7 @@ def _resume_job(value: str, other: str, points: int) -> list[list[Step]]:
     ]
 
 
+@pytest.mark.slow
 def test_resume_allow_continues_the_run_of_another_job(
     start_job: StartJob, proxy: CountingProxy, client: Client
 ) -> None:
@@ -904,6 +915,7 @@ def test_resume_allow_continues_the_run_of_another_job(
     assert experiment.orchestration_id == "job-b"
 
 
+@pytest.mark.slow
 def test_resume_never_refuses_another_job_but_not_the_same_job(
     start_job: StartJob, proxy: CountingProxy, client: Client
 ) -> None:
@@ -929,6 +941,7 @@ def test_resume_never_refuses_another_job_but_not_the_same_job(
     assert experiment.orchestration_id == "job-a"
 
 
+@pytest.mark.slow
 def test_a_restart_of_the_same_job_continues_steps_while_its_dispatcher_lives(
     start_job: StartJob, proxy: CountingProxy, client: Client
 ) -> None:
@@ -960,6 +973,7 @@ LEVELS = [
 ]
 
 
+@pytest.mark.slow
 def test_log_level_filters_writers_and_dispatcher(
     start_job: StartJob, proxies: Callable[[], CountingProxy], client: Client
 ) -> None:
@@ -1004,6 +1018,7 @@ def test_log_level_filters_writers_and_dispatcher(
 # -- retry pacing and concurrency ------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "workers",
     [1, 4],
@@ -1041,6 +1056,7 @@ def test_no_ingest_request_before_retry_after_has_passed(
     assert stored(client) == {"0": list(range(6)), "1": list(range(5))}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("workers", "dispatch_queue", "bound"),
     [(2, "", 2), (4, "", 4), (4, "3", 3)],  # METRANA_DISPATCH_QUEUE_MAX_SIZE bounds it too

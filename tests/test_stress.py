@@ -11,6 +11,7 @@ from conftest import run_python
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_quick_stress_run_under_mixed_faults_stores_every_point_exactly_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
