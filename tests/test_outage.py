@@ -216,3 +216,47 @@ def test_a_discard_behind_a_batch_that_cannot_be_kept_is_cancelled(
         _wait_for(lambda: len(_stored_steps(client)) >= 20_000, 60, "every point stored")
     assert _stored_steps(client) == list(range(20_000))
     assert b"the 545 points discarded are delivered instead" in log.read_bytes()
+
+
+@pytest.mark.slow
+def test_sigterm_in_backoff_spools_at_once_and_a_replay_stores_each_point_once(
+    isolated: Path, live_server: RunningServer, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A retry budget of minutes: SIGTERM must not wait it out. The dispatcher exits within
+    5 s with its batches in the spool, and its successor delivers them, each point once."""
+    session_root = Path(os.environ["METRANA_SESSION_ROOT"])
+    monkeypatch.setenv("METRANA_RETRY_MAX_ELAPSED", "300")
+    monkeypatch.setenv("METRANA_RETRY_MAX_ATTEMPTS", "1000")
+    with FaultProxy(live_server.url) as proxy:
+        metrana.init(
+            api_key=live_server.api_key,
+            workspace_name="default",
+            project_name="proj",
+            run_name="sigterm",
+            ingestion_url=proxy.url,
+        )
+        for step in range(1_000):
+            metrana.log("loss", float(step), step=step)
+        metrana.flush(timeout=30)
+        proxy.set_fault(Fault.refuse())
+        for step in range(1_000, 3_000):
+            metrana.log("loss", float(step), step=step)
+
+        def in_backoff() -> bool:
+            dispatcher = metrana.stats().session.dispatcher
+            return dispatcher is not None and dispatcher.inflight > 0
+
+        _wait_for(in_backoff, 30, "a batch in flight against the unreachable server")
+        (pid,) = dispatcher_pids(session_root)
+        signalled = time.monotonic()
+        os.kill(pid, signal.SIGTERM)
+        psutil.Process(pid).wait(5)  # psutil.TimeoutExpired fails the test
+        assert time.monotonic() - signalled < 5
+        assert _spooled_files(isolated), "SIGTERM left the batches in flight unspooled"
+        assert _stored_steps(client) == list(range(1_000))
+
+        proxy.set_fault(None)  # the writer's watchdog starts a successor, which replays
+        _wait_for(lambda: len(_stored_steps(client)) >= 3_000, 60, "the spool replayed")
+        metrana.close(close_strategy="CompleteAll", timeout=30)
+    assert _stored_steps(client) == list(range(3_000))
+    _wait_for(lambda: not _spooled_files(isolated), 30, "the spool to be emptied")

@@ -62,19 +62,22 @@ class RetryPolicy(msgspec.Struct, frozen=True):
 
 
 class Pacer:
-    """Spaces requests as the server asks (``pacing_seconds`` in its answers)."""
+    """Spaces requests as the server asks (``pacing_seconds`` or ``Retry-After`` in its
+    answers), for every sender that shares it, not just the one that was told."""
 
     def __init__(self) -> None:
         self._not_before = 0.0
 
     def hint(self, seconds: float) -> None:
+        """No request before ``seconds`` from now."""
         if seconds > 0:
             self._not_before = max(self._not_before, time.monotonic() + seconds)
 
-    def wait(self) -> float:
-        """Sleep until the server's pacing allows the next request; return the seconds slept."""
-        remaining = self._not_before - time.monotonic()
-        if remaining > 0:
-            time.sleep(remaining)
-            return remaining
-        return 0.0
+    def remaining(self) -> float:
+        """Seconds until the server's pacing allows the next request (0 if it does now)."""
+        return max(0.0, self._not_before - time.monotonic())
+
+
+class RetryInterrupted(Exception):
+    """A wait between attempts was cut short by a stop event (say, SIGTERM in the
+    dispatcher): the request was not completed and will not be retried here."""

@@ -11,6 +11,7 @@ and errors therefore exist in exactly one place: :meth:`Exchange.call`.
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Generator, Mapping
@@ -21,7 +22,7 @@ import httpx
 import msgspec
 
 from .._logging import logger
-from .._retry import RetryPolicy, is_retryable_status, parse_retry_after
+from .._retry import Pacer, RetryInterrupted, RetryPolicy, is_retryable_status, parse_retry_after
 from ._errors import MetricsApiRequestError, MetricsApiResponseError
 from ._routes import API_PREFIX, ROUTES_BY_NAME, Route
 from ._types import ErrorResponse
@@ -128,52 +129,7 @@ class Exchange:
     def _send_with_retries(
         self, route: Route, build: Callable[[], httpx.Request]
     ) -> Generator[Step, Outcome, httpx.Response]:
-        """The retry loop: transient transport errors and 408/429/5xx are retried within the
-        policy's budget, never sooner than ``Retry-After``; other errors are raised at once."""
-        started = time.monotonic()
-        attempt = 0
-        while True:
-            outcome = yield Send(build())
-            retry_after: float | None = None
-            if isinstance(outcome, httpx.Response):
-                if outcome.is_success:
-                    return outcome
-                failure = error_from_response(outcome)
-                if not is_retryable_status(outcome.status_code):
-                    raise failure
-                retry_after = parse_retry_after(outcome.headers.get("Retry-After"))
-            elif isinstance(outcome, httpx.TransportError):
-                failure = self._unreachable(outcome)
-                if not isinstance(outcome, RETRYABLE_TRANSPORT_ERRORS):
-                    raise failure from outcome
-            else:  # pragma: no cover - a driver bug
-                raise TypeError(f"a Send step was answered with {outcome!r}")
-            attempt += 1
-            delay = self.retry.delay(attempt, retry_after)
-            if not self.retry.allows(attempt, started, delay):
-                elapsed = time.monotonic() - started
-                raise MetricsApiRequestError(
-                    f"{failure.server_message} (gave up after {attempt} attempts "
-                    f"in {elapsed:.1f} s)",
-                    status=failure.status,
-                    code=failure.code,
-                ) from failure
-            logger.debug(
-                "%s attempt %d failed (%s); retrying in %.2f s",
-                route.name,
-                attempt,
-                failure.server_message,
-                delay,
-            )
-            yield Sleep(delay)
-
-    def _unreachable(self, error: httpx.TransportError) -> MetricsApiRequestError:
-        detail = str(error) or "no detail"
-        return MetricsApiRequestError(
-            f"cannot reach {self.host}: {type(error).__name__}: {detail}",
-            status=0,
-            code="unreachable",
-        )
+        return (yield from send_with_retries(build, self.retry, what=route.name, host=self.host))
 
     @staticmethod
     def _decode(route: Route, response_type: type[T], response: httpx.Response) -> T:
@@ -184,6 +140,72 @@ class Exchange:
                 f"{route.name} ({route.method} {route.path}): the server's answer "
                 f"({response.status_code}) is not a valid {_type_name(response_type)}: {error}"
             ) from None
+
+
+def send_with_retries(
+    build: Callable[[], httpx.Request],
+    policy: RetryPolicy,
+    *,
+    what: str,
+    host: str,
+    pacer: Pacer | None = None,
+) -> Generator[Step, Outcome, httpx.Response]:
+    """The one retry loop, of the REST client and of the dispatcher's HTTP target.
+
+    Sends ``build()`` until it succeeds; transient transport errors and 408/429/5xx are
+    retried within ``policy``'s budget, never sooner than ``Retry-After`` (which, with a
+    ``pacer``, holds back every sender sharing it). Any other error answer, or the budget
+    spent, raises :class:`MetricsApiRequestError` with the server's status and code (status 0
+    when the server could not be reached); ``what`` names the request in log lines.
+    """
+    started = time.monotonic()
+    attempt = 0
+    while True:
+        if pacer is not None and (wait := pacer.remaining()) > 0:
+            yield Sleep(wait)
+        outcome = yield Send(build())
+        retry_after: float | None = None
+        if isinstance(outcome, httpx.Response):
+            if outcome.is_success:
+                return outcome
+            failure = error_from_response(outcome)
+            if not is_retryable_status(outcome.status_code):
+                raise failure
+            retry_after = parse_retry_after(outcome.headers.get("Retry-After"))
+            if retry_after is not None and pacer is not None:
+                pacer.hint(retry_after)
+        elif isinstance(outcome, httpx.TransportError):
+            failure = unreachable(host, outcome)
+            if not isinstance(outcome, RETRYABLE_TRANSPORT_ERRORS):
+                raise failure from outcome
+        else:  # pragma: no cover - a driver bug
+            raise TypeError(f"a Send step was answered with {outcome!r}")
+        attempt += 1
+        delay = policy.delay(attempt, retry_after)
+        if not policy.allows(attempt, started, delay):
+            elapsed = time.monotonic() - started
+            raise MetricsApiRequestError(
+                f"{failure.server_message} (gave up after {attempt} attempts in {elapsed:.1f} s)",
+                status=failure.status,
+                code=failure.code,
+            ) from failure
+        logger.debug(
+            "%s attempt %d failed (%s); retrying in %.2f s",
+            what,
+            attempt,
+            failure.server_message,
+            delay,
+        )
+        yield Sleep(delay)
+
+
+def unreachable(host: str, error: httpx.TransportError) -> MetricsApiRequestError:
+    """The error of a request that got no answer from ``host``: status 0, code
+    ``unreachable``."""
+    detail = str(error) or "no detail"
+    return MetricsApiRequestError(
+        f"cannot reach {host}: {type(error).__name__}: {detail}", status=0, code="unreachable"
+    )
 
 
 def error_from_response(response: httpx.Response) -> MetricsApiRequestError:
@@ -201,14 +223,18 @@ def _type_name(response_type: Any) -> str:
     return getattr(response_type, "__name__", None) or repr(response_type)
 
 
-def drive(http: httpx.Client, op: Op[T]) -> T:
-    """Run ``op`` with blocking I/O."""
+def drive(http: httpx.Client, op: Op[T], stop: threading.Event | None = None) -> T:
+    """Run ``op`` with blocking I/O. A wait between attempts ends early when ``stop`` is set,
+    raising :class:`RetryInterrupted`."""
     outcome: Outcome = None
     try:
         while True:
             step = op.send(outcome)
             if isinstance(step, Sleep):
-                time.sleep(step.seconds)
+                if stop is None:
+                    time.sleep(step.seconds)
+                elif stop.wait(step.seconds):
+                    raise RetryInterrupted(f"stopped while waiting {step.seconds:.1f} s to retry")
                 outcome = None
                 continue
             try:

@@ -57,7 +57,7 @@ def _run(session: Session) -> int:
     # Set by SIGTERM: every wait of the loop and of the target's retries ends at once.
     stopping = threading.Event()
     try:
-        target = make_target(config)
+        target = make_target(config, stop=stopping)
         try:
             handle = target.open_run(config)
         except TargetUnreachableError as error:

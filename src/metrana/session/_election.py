@@ -67,10 +67,17 @@ def ensure_dispatcher(
             time.sleep(0.002)
 
 
+# Every dispatcher this process started, until it has exited and been reaped. A dispatcher
+# outlives the writer that started it (it drains the rings after close()), so its Popen must
+# not be collected while it runs: the collector would warn "subprocess is still running".
+_started: list[subprocess.Popen[bytes]] = []
+
+
 def _spawn(session: Session) -> subprocess.Popen[bytes]:
+    _started[:] = [process for process in _started if process.poll() is None]
     log = open(session.log_path, "ab")  # noqa: SIM115 - handed to the child
     try:
-        return subprocess.Popen(
+        process = subprocess.Popen(
             [sys.executable, "-m", "metrana.dispatcher", str(session.dir)],
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -80,6 +87,8 @@ def _spawn(session: Session) -> subprocess.Popen[bytes]:
         )
     finally:
         log.close()
+    _started.append(process)
+    return process
 
 
 def join(

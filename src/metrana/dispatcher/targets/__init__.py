@@ -3,6 +3,8 @@ embedded store, offline, HTTP). The HTTP target loads httpx only when it is chos
 
 from __future__ import annotations
 
+import threading
+
 from ..._config import OFFLINE, Config
 from ._base import Batch, DeliveryFailure, RejectedBatch, Target
 from ._embedded import EmbeddedTarget
@@ -19,12 +21,12 @@ __all__ = [
 ]
 
 
-def make_target(config: Config) -> Target:
-    """The target named by the configuration."""
+def make_target(config: Config, stop: threading.Event | None = None) -> Target:
+    """The target named by the configuration; ``stop`` ends the HTTP target's retry waits."""
     if config.is_embedded:
         return EmbeddedTarget(config.store_path)
     if config.ingestion_url == OFFLINE:
         return OfflineTarget()
     from ._http import HttpTarget
 
-    return HttpTarget(config)
+    return HttpTarget(config, stop=stop)

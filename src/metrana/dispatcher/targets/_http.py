@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -21,10 +20,10 @@ from ..._errors import (
 )
 from ..._identity import SeriesColumns, labels_json
 from ..._logging import logger
-from ..._retry import Pacer, RetryPolicy, is_retryable_status, parse_retry_after
+from ..._retry import Pacer, RetryInterrupted, RetryPolicy, is_retryable_status
 from ...api import Client, MetricsApiRequestError
 from ...api._routes import API_PREFIX, INGEST_PATH, PROTOBUF_CONTENT_TYPE
-from ...api._transport import needs_tls
+from ...api._transport import drive, needs_tls, send_with_retries
 from ...api._types import RunHandshakeRequest
 from ...proto import IngestResponse
 from ...proto._codec import decode_batch, encode_batch
@@ -35,14 +34,24 @@ from ._base import Batch, DeliveryFailure, RejectedBatch
 class HttpTarget:
     """Ships batches to a Metrana server; acknowledged = the server stored and deduplicated."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        """``transport`` replaces the HTTP transport (``httpx.MockTransport`` in tests);
+        ``stop``, once set, ends every wait between retries at once."""
         assert config.ingestion_url is not None and config.api_key is not None
+        self._transport = transport
+        self._stop = stop
         self.config = config
         self.url = config.ingestion_url
         self.max_inflight = config.num_dispatch_workers
         self.offline = False
         self.policy = retry_policy()
-        self.client = Client(config.api_key, host=self.url, timeout=10.0)
+        self.client = Client(config.api_key, host=self.url, timeout=10.0, transport=transport)
         self.experiment_id = 0
         self.producer_id = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._sequence = 0
@@ -101,6 +110,7 @@ class HttpTarget:
         self.experiment_id = answer.experiment_id
         self._key_id = key.key.id
         self._http = httpx.Client(
+            transport=self._transport,
             base_url=self.url,
             verify=needs_tls(self.url),
             timeout=httpx.Timeout(60.0, connect=10.0),
@@ -183,66 +193,52 @@ class HttpTarget:
         return total
 
     def _send(self, body: bytes) -> WriteResult:
-        """POST one batch with the retry policy; the same (producer, sequence) on every try."""
-        assert self._http is not None
-        started = time.monotonic()
-        attempt = 0
+        """POST one batch with the one retry loop; the same (producer, sequence) on every try.
+        A refused ingestion key is replaced once; a stop (SIGTERM) ends a wait between tries
+        at once, and the batch is given back for the spool."""
         reminted = False
         while True:
-            self._pacer.wait()
-            retry_after: float | None = None
             generation = self._key_generation
             try:
-                response = self._http.post(API_PREFIX + INGEST_PATH, content=body)
-            except httpx.TransportError as error:
-                problem = f"{type(error).__name__}: {error}"
-            else:
-                if response.status_code == 200:
-                    answer = IngestResponse()
-                    try:
-                        answer.ParseFromString(response.content)
-                    except Exception as error:
-                        raise DeliveryFailure(f"the server answered garbage: {error}") from None
-                    self._pacer.hint(answer.pacing_seconds)
-                    return WriteResult(
-                        accepted=answer.accepted,
-                        duplicates=answer.duplicates,
-                        duplicates_by_series=dict(answer.duplicates_by_series),
-                    )
-                if response.status_code == 413:
-                    raise _TooLarge
-                message = _error_message(response)
-                if response.status_code == 401 and not reminted:
-                    # The ingestion key was revoked: mint another with the API key, once.
+                response = self._post(body)
+            except MetricsApiRequestError as error:
+                if error.status == 413:
+                    raise _TooLarge from None
+                if error.status == 401 and not reminted:
                     reminted = True
-                    self._remint_key(generation, message)
+                    self._remint_key(generation, error.server_message)
                     continue
-                if response.status_code in (400, 422):
+                if error.status in (400, 422):
                     raise RejectedBatch(
-                        f"the server rejected a batch ({response.status_code}): {message}",
-                        response.status_code,
-                    )
-                if not is_retryable_status(response.status_code):
-                    # 401/403/404/409: the batch is fine, the credentials or run are not; keep
-                    # the data and retry slowly so that a fixed server gets everything.
-                    raise DeliveryFailure(
-                        f"the server refused delivery ({response.status_code}): {message}"
-                    )
-                problem = f"{response.status_code}: {message}"
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                if retry_after is not None:
-                    self._pacer.hint(retry_after)  # every sender waits, not just this one
-            attempt += 1
-            delay = self.policy.delay(attempt, retry_after)
-            if not self.policy.allows(attempt, started, delay):
-                raise DeliveryFailure(
-                    f"gave up after {attempt} attempts in {time.monotonic() - started:.1f} s: "
-                    f"{problem}"
-                )
-            logger.debug(
-                "ingest attempt %d failed (%s); retrying in %.2f s", attempt, problem, delay
+                        f"the server rejected a batch ({error.status}): {error.server_message}",
+                        error.status,
+                    ) from None
+                # Unreachable, out of retries, or 401/403/404/409: the batch is fine, the
+                # network, credentials or run are not; keep the data so a fixed server gets it.
+                raise DeliveryFailure(_delivery_problem(error)) from None
+            except RetryInterrupted as error:
+                raise DeliveryFailure(f"stopping: {error}") from None
+            answer = IngestResponse()
+            try:
+                answer.ParseFromString(response.content)
+            except Exception as error:
+                raise DeliveryFailure(f"the server answered garbage: {error}") from None
+            self._pacer.hint(answer.pacing_seconds)
+            return WriteResult(
+                accepted=answer.accepted,
+                duplicates=answer.duplicates,
+                duplicates_by_series=dict(answer.duplicates_by_series),
             )
-            time.sleep(delay)
+
+    def _post(self, body: bytes) -> httpx.Response:
+        http = self._http
+        assert http is not None
+
+        def build() -> httpx.Request:
+            return http.build_request("POST", API_PREFIX + INGEST_PATH, content=body)
+
+        op = send_with_retries(build, self.policy, what="ingest", host=self.url, pacer=self._pacer)
+        return drive(http, op, self._stop)
 
     def _remint_key(self, generation: int, why: str) -> None:
         """Replace a refused ingestion key (once per refusal, whichever thread sees it first)."""
@@ -282,7 +278,13 @@ class HttpTarget:
         assert self.config.api_key is not None
         once = RetryPolicy(max_attempts=1)
         try:
-            with Client(self.config.api_key, host=self.url, timeout=2.0, retry=once) as client:
+            with Client(
+                self.config.api_key,
+                host=self.url,
+                timeout=2.0,
+                retry=once,
+                transport=self._transport,
+            ) as client:
                 client.revoke_ingestion_key(key_id)
         except Exception as error:
             logger.info("could not revoke the ingestion key %d: %s", key_id, error)
@@ -292,11 +294,12 @@ class _TooLarge(Exception):
     pass
 
 
-def _error_message(response: httpx.Response) -> str:
-    try:
-        return str(response.json()["error"]["message"])
-    except Exception:
-        return response.text[:200] or response.reason_phrase
+def _delivery_problem(error: MetricsApiRequestError) -> str:
+    if error.status == 0:
+        return error.server_message  # cannot reach the server (and how many tries)
+    if is_retryable_status(error.status):
+        return f"the server kept failing ({error.status}): {error.server_message}"
+    return f"the server refused delivery ({error.status}): {error.server_message}"
 
 
 def _split(batch: Batch) -> tuple[Batch, Batch] | None:
