@@ -36,6 +36,8 @@ from typing import Any
 
 import psutil
 
+from ._serve import SERVING, start_serve
+
 RUN = "stress"
 PROJECT = "stress"
 WORKSPACE = "default"
@@ -135,17 +137,9 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "metrana.cli", "serve", "--store", str(self.store),
-             "--port", str(self.port)],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )  # fmt: skip
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        if line.startswith("Created the first API key"):
-            self.api_key = self.process.stdout.readline().strip()
-            line = self.process.stdout.readline()
-        if not line.startswith("Metrana server on"):
+        self.process, api_key, line = start_serve(self.store, self.port)
+        self.api_key = api_key or self.api_key  # a restart on the same store prints no key
+        if not line.startswith(SERVING):
             self.stop()
             raise RuntimeError(f"metrana serve did not start: {line!r}")
 
