@@ -13,12 +13,12 @@ chunks whose step range overlaps the batch and removes the steps already there.
 from __future__ import annotations
 
 import operator
-import sqlite3
 from typing import Any
 
 import msgspec
 
 from ._base import SeriesColumns
+from ._db import Connection
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS chunks (
@@ -38,7 +38,7 @@ _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(tuple[list[int], list[float | int], list[int]])
 
 
-def last_step(conn: sqlite3.Connection, series_id: int) -> int | None:
+def last_step(conn: Connection, series_id: int) -> int | None:
     row = conn.execute("SELECT MAX(last_step) FROM chunks WHERE series_id=?", (series_id,))
     value = row.fetchone()[0]
     return None if value is None else int(value)
@@ -48,7 +48,7 @@ def _increasing(steps: list[int]) -> bool:
     return all(map(operator.lt, steps, steps[1:]))
 
 
-def write(conn: sqlite3.Connection, series_id: int, columns: SeriesColumns) -> int:
+def write(conn: Connection, series_id: int, columns: SeriesColumns) -> int:
     """Store the points of ``columns`` whose step is new; answer how many were stored."""
     steps = columns.steps
     if not steps:
@@ -67,7 +67,7 @@ def write(conn: sqlite3.Connection, series_id: int, columns: SeriesColumns) -> i
     return len(chunk[0])
 
 
-def _new_points(conn: sqlite3.Connection, series_id: int, columns: SeriesColumns) -> Column:
+def _new_points(conn: Connection, series_id: int, columns: SeriesColumns) -> Column:
     """The points of ``columns`` not stored yet (the first of equal steps wins), by step."""
     low, high = min(columns.steps), max(columns.steps)
     taken: set[int] = set()
@@ -86,7 +86,7 @@ def _new_points(conn: sqlite3.Connection, series_id: int, columns: SeriesColumns
     return order, [kept[s][0] for s in order], [kept[s][1] for s in order]
 
 
-def read(conn: sqlite3.Connection, series_id: int, limit: int | None = None) -> Column:
+def read(conn: Connection, series_id: int, limit: int | None = None) -> Column:
     """A series' points in step order (the first ``limit`` of them)."""
     steps: list[int] = []
     values: list[Any] = []
@@ -116,7 +116,7 @@ def read(conn: sqlite3.Connection, series_id: int, limit: int | None = None) -> 
     return steps, values, timestamps
 
 
-def migrate_point_rows(conn: sqlite3.Connection) -> None:
+def migrate_point_rows(conn: Connection) -> None:
     """Stores written before chunks kept a row per point in ``points``: move them over."""
     exists = conn.execute(
         "SELECT 1 FROM sqlite_master WHERE type='table' AND name='points'"

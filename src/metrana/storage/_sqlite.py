@@ -2,6 +2,13 @@
 
 WAL mode, one ``BEGIN IMMEDIATE`` transaction per batch; points are stored as columnar chunks
 (see ``_chunks``), keyed by (series, step), and the first write wins.
+
+The engine owns the connection, its transactions and the schema (``_sqlite_schema``); every
+method opens a transaction or a read and hands the connection to the resource module that
+does the work (``_runs``, ``_points``, ``_folders``, ``_experiments``, ``_keys``, ``_metrics``,
+``_idempotency``), written to be shared with the PostgreSQL engine to come.
+Methods that take a ``workspace_id`` only see that workspace's objects: an id from another
+workspace reads as not found.
 """
 
 from __future__ import annotations
@@ -9,112 +16,27 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from . import _chunks
+from ..api import _types as t
+from . import _chunks, _experiments, _folders, _idempotency, _keys, _metrics, _points, _runs
 from ._base import (
+    ApiKeyInfo,
     PointRow,
+    Principal,
     RunHandle,
     RunSummary,
     SeriesColumns,
     SeriesKey,
     StorageError,
-    StorageRunExistsError,
     WriteResult,
 )
-from ._sqlite_api import RestQueries, _labels_decoder
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS workspaces (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    created_ns INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS folders (
-    id INTEGER PRIMARY KEY,
-    workspace_id INTEGER NOT NULL REFERENCES workspaces(id),
-    parent_id INTEGER REFERENCES folders(id),
-    name TEXT NOT NULL,
-    description TEXT NOT NULL DEFAULT '',
-    created_ns INTEGER NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS folders_by_name
-    ON folders(workspace_id, IFNULL(parent_id, 0), name);
-CREATE TABLE IF NOT EXISTS experiments (
-    id INTEGER PRIMARY KEY,
-    workspace_id INTEGER NOT NULL REFERENCES workspaces(id),
-    folder_id INTEGER NOT NULL REFERENCES folders(id),
-    name TEXT NOT NULL,
-    status TEXT NOT NULL,
-    description TEXT NOT NULL DEFAULT '',
-    metadata TEXT NOT NULL DEFAULT '{}',
-    orchestration_id TEXT,
-    created_ns INTEGER NOT NULL,
-    updated_ns INTEGER NOT NULL,
-    UNIQUE (folder_id, name)
-);
-CREATE TABLE IF NOT EXISTS series (
-    id INTEGER PRIMARY KEY,
-    experiment_id INTEGER NOT NULL REFERENCES experiments(id),
-    metric_name TEXT NOT NULL,
-    scale TEXT NOT NULL,
-    labels TEXT NOT NULL,
-    UNIQUE (experiment_id, metric_name, scale, labels)
-);
-CREATE TABLE IF NOT EXISTS client_events (
-    experiment_id INTEGER NOT NULL,
-    client_event_id TEXT NOT NULL,
-    PRIMARY KEY (experiment_id, client_event_id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS api_keys (
-    id INTEGER PRIMARY KEY,
-    workspace_id INTEGER NOT NULL REFERENCES workspaces(id),
-    name TEXT NOT NULL,
-    prefix TEXT NOT NULL,
-    hash TEXT NOT NULL UNIQUE,
-    created_ns INTEGER NOT NULL,
-    revoked_ns INTEGER
-);
-CREATE TABLE IF NOT EXISTS ingestion_keys (
-    id INTEGER PRIMARY KEY,
-    experiment_id INTEGER NOT NULL REFERENCES experiments(id),
-    name TEXT NOT NULL,
-    prefix TEXT NOT NULL,
-    hash TEXT NOT NULL UNIQUE,
-    created_ns INTEGER NOT NULL,
-    revoked_ns INTEGER
-);
-CREATE TABLE IF NOT EXISTS annotations (
-    id INTEGER PRIMARY KEY,
-    experiment_id INTEGER NOT NULL REFERENCES experiments(id),
-    text TEXT NOT NULL,
-    step INTEGER,
-    timestamp_ns INTEGER NOT NULL,
-    metadata TEXT NOT NULL DEFAULT '{}',
-    created_ns INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS idempotency (
-    scope TEXT NOT NULL,
-    key TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    status INTEGER NOT NULL,
-    body BLOB NOT NULL,
-    created_ns INTEGER NOT NULL,
-    PRIMARY KEY (scope, key)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS producer_batches (
-    producer_id TEXT NOT NULL,
-    sequence INTEGER NOT NULL,
-    accepted INTEGER NOT NULL,
-    duplicates INTEGER NOT NULL,
-    PRIMARY KEY (producer_id, sequence)
-) WITHOUT ROWID;
-"""
+from ._sqlite_schema import SCHEMA
 
 
-class SqliteStore(RestQueries):
+class SqliteStore:
     """One connection to a SQLite store; safe to share between threads (serialised)."""
 
     def __init__(self, path: str | Path, busy_timeout: float = 60.0) -> None:
@@ -127,7 +49,7 @@ class SqliteStore(RestQueries):
             isolation_level=None,
             check_same_thread=False,
         )
-        self._series_ids: dict[tuple[int, SeriesKey], int] = {}
+        self._series_ids = _points.SeriesIds()
         self._depth = 0
         self._setup(busy_timeout)
 
@@ -183,45 +105,23 @@ class SqliteStore(RestQueries):
         with self._lock:
             yield self._conn
 
+    @contextmanager
+    def _writing_points(self) -> Iterator[sqlite3.Connection]:
+        """A transaction whose SQLite errors reach the dispatcher as StorageError; the series
+        ids are forgotten after any of them, a failed COMMIT (not rolled back) included."""
+        try:
+            with self.transaction() as conn:
+                yield conn
+        except sqlite3.Error as error:
+            self._series_ids.clear()
+            raise StorageError(f"store {self.path}: {error}") from error
+
     def close(self) -> None:
+        """Close the connection; the store cannot be used after."""
         with self._lock:
             self._conn.close()
 
-    # -- runs -------------------------------------------------------------------------------
-
-    @staticmethod
-    def _get_or_create(
-        conn: sqlite3.Connection, select: str, insert: str, args: tuple[object, ...]
-    ) -> int:
-        row = conn.execute(select, args).fetchone()
-        if row is not None:
-            return int(row[0])
-        cursor = conn.execute(insert, (*args, time.time_ns()))
-        return int(cursor.lastrowid or 0)
-
-    def _workspace_row(self, conn: sqlite3.Connection, name: str) -> int:
-        """The id of workspace ``name``, created if it does not exist."""
-        return self._get_or_create(
-            conn,
-            "SELECT id FROM workspaces WHERE name=?",
-            "INSERT INTO workspaces (name, created_ns) VALUES (?, ?)",
-            (name,),
-        )
-
-    def _folder(
-        self, conn: sqlite3.Connection, workspace_id: int, parent_id: int | None, name: str
-    ) -> int:
-        row = conn.execute(
-            "SELECT id FROM folders WHERE workspace_id=? AND IFNULL(parent_id, 0)=? AND name=?",
-            (workspace_id, parent_id or 0, name),
-        ).fetchone()
-        if row is not None:
-            return int(row[0])
-        cursor = conn.execute(
-            "INSERT INTO folders (workspace_id, parent_id, name, created_ns) VALUES (?,?,?,?)",
-            (workspace_id, parent_id, name, time.time_ns()),
-        )
-        return int(cursor.lastrowid or 0)
+    # -- runs and points ----------------------------------------------------------------------
 
     def open_run(
         self,
@@ -238,83 +138,21 @@ class SqliteStore(RestQueries):
         orchestration id) and ``allow_resume`` is False.
         """
         with self.transaction() as conn:
-            workspace_id = self._workspace_row(conn, workspace)
-            folder_id = self._folder(conn, workspace_id, None, project)
-            if experiment_name is not None:
-                folder_id = self._folder(conn, workspace_id, folder_id, experiment_name)
-            row = conn.execute(
-                "SELECT id, orchestration_id FROM experiments WHERE folder_id=? AND name=?",
-                (folder_id, run_name),
-            ).fetchone()
-            now = time.time_ns()
-            if row is None:
-                cursor = conn.execute(
-                    "INSERT INTO experiments (workspace_id, folder_id, name, status, "
-                    "orchestration_id, created_ns, updated_ns) VALUES (?,?,?,?,?,?,?)",
-                    (workspace_id, folder_id, run_name, "running", orchestration_id, now, now),
-                )
-                return RunHandle(experiment_id=int(cursor.lastrowid or 0), created=True, resume=[])
-            experiment_id, owner = int(row[0]), row[1]
-            if not allow_resume and owner != orchestration_id:
-                path = "/".join(p for p in (workspace, project, experiment_name, run_name) if p)
-                raise StorageRunExistsError(
-                    f"run {path!r} already exists (created by job {owner!r}) and "
-                    "resume_strategy is 'Never'; choose another run_name or use "
-                    "resume_strategy='Allow'"
-                )
-            conn.execute(
-                "UPDATE experiments SET status='running', orchestration_id=?, updated_ns=? "
-                "WHERE id=?",
-                (orchestration_id, now, experiment_id),
+            return _runs.open_run(
+                conn, workspace, project, experiment_name, run_name, orchestration_id, allow_resume
             )
-            resume = [
-                (str(name), str(scale), str(labels), int(last))
-                for name, scale, labels, last in conn.execute(
-                    "SELECT s.metric_name, s.scale, s.labels, "
-                    "(SELECT MAX(c.last_step) FROM chunks c WHERE c.series_id = s.id) AS last "
-                    "FROM series s WHERE s.experiment_id=? AND last IS NOT NULL",
-                    (experiment_id,),
-                )
-            ]
-            return RunHandle(experiment_id=experiment_id, created=False, resume=resume)
 
     def set_status(self, experiment_id: int, status: str) -> None:
+        """Set a run's status."""
         with self.transaction() as conn:
-            conn.execute(
-                "UPDATE experiments SET status=?, updated_ns=? WHERE id=?",
-                (status, time.time_ns(), experiment_id),
-            )
-
-    # -- points -------------------------------------------------------------------------------
-
-    def _series_id(self, conn: sqlite3.Connection, experiment_id: int, key: SeriesKey) -> int:
-        cache_key = (experiment_id, key)
-        series_id = self._series_ids.get(cache_key)
-        if series_id is None:
-            conn.execute(
-                "INSERT OR IGNORE INTO series (experiment_id, metric_name, scale, labels) "
-                "VALUES (?,?,?,?)",
-                (experiment_id, *key),
-            )
-            row = conn.execute(
-                "SELECT id FROM series WHERE experiment_id=? AND metric_name=? AND scale=? "
-                "AND labels=?",
-                (experiment_id, *key),
-            ).fetchone()
-            series_id = int(row[0])
-            self._series_ids[cache_key] = series_id
-        return series_id
+            _runs.set_status(conn, experiment_id, status)
 
     def write_points(
         self, experiment_id: int, batch: Mapping[SeriesKey, SeriesColumns]
     ) -> WriteResult:
         """Store a batch in one transaction; points already stored are counted, not changed."""
-        try:
-            with self.transaction() as conn:
-                return self._write_columns(conn, experiment_id, batch)
-        except sqlite3.Error as error:
-            self._series_ids.clear()
-            raise StorageError(f"store {self.path}: {error}") from error
+        with self._writing_points() as conn:
+            return _points.write_columns(conn, self._series_ids, experiment_id, batch)
 
     def write_batch(
         self,
@@ -325,107 +163,217 @@ class SqliteStore(RestQueries):
     ) -> tuple[WriteResult, bool]:
         """Store a producer's batch once: a (producer, sequence) seen before is not applied again
         and its first answer is returned, with ``True`` for "replayed"."""
-        try:
-            with self.transaction() as conn:
-                row = conn.execute(
-                    "SELECT accepted, duplicates FROM producer_batches "
-                    "WHERE producer_id=? AND sequence=?",
-                    (producer_id, sequence),
-                ).fetchone()
-                if row is not None:
-                    return WriteResult(accepted=int(row[0]), duplicates=int(row[1])), True
-                result = self._write_columns(conn, experiment_id, batch)
-                conn.execute(
-                    "INSERT INTO producer_batches (producer_id, sequence, accepted, duplicates) "
-                    "VALUES (?,?,?,?)",
-                    (producer_id, sequence, result.accepted, result.duplicates),
-                )
-                return result, False
-        except sqlite3.Error as error:
-            self._series_ids.clear()
-            raise StorageError(f"store {self.path}: {error}") from error
-
-    def _write_columns(
-        self, conn: sqlite3.Connection, experiment_id: int, batch: Mapping[SeriesKey, SeriesColumns]
-    ) -> WriteResult:
-        accepted = 0
-        duplicates = 0
-        by_series: dict[str, int] = {}
-        for key, columns in batch.items():
-            stored = _chunks.write(conn, self._series_id(conn, experiment_id, key), columns)
-            dup = len(columns.steps) - stored
-            accepted += stored
-            if dup:
-                duplicates += dup
-                by_series[key[0]] = by_series.get(key[0], 0) + dup
-        return WriteResult(accepted=accepted, duplicates=duplicates, duplicates_by_series=by_series)
-
-    # -- queries ------------------------------------------------------------------------------
+        with self._writing_points() as conn:
+            return _points.write_batch(
+                conn, self._series_ids, producer_id, sequence, experiment_id, batch
+            )
 
     def runs(self) -> list[RunSummary]:
         """Every run in the store with its series and point counts."""
-        with self._lock:
-            rows = self._conn.execute(
-                """
-                SELECT e.id, w.name, COALESCE(pf.name, f.name),
-                       CASE WHEN pf.id IS NULL THEN NULL ELSE f.name END,
-                       e.name, e.status,
-                       (SELECT COUNT(*) FROM series s WHERE s.experiment_id = e.id),
-                       (SELECT IFNULL(SUM(c.count), 0) FROM chunks c
-                         JOIN series s ON c.series_id = s.id WHERE s.experiment_id = e.id)
-                FROM experiments e
-                JOIN workspaces w ON w.id = e.workspace_id
-                JOIN folders f ON f.id = e.folder_id
-                LEFT JOIN folders pf ON pf.id = f.parent_id
-                ORDER BY e.id
-                """
-            ).fetchall()
-        return [
-            RunSummary(
-                experiment_id=r[0],
-                workspace=r[1],
-                project=r[2],
-                experiment_name=r[3],
-                run_name=r[4],
-                status=r[5],
-                series=r[6],
-                points=r[7],
-            )
-            for r in rows
-        ]
+        with self.reading() as conn:
+            return _runs.runs(conn)
 
     def find_run(
         self, workspace: str, project: str, run_name: str, experiment_name: str | None = None
     ) -> RunSummary | None:
-        for run in self.runs():
-            if (run.workspace, run.project, run.run_name, run.experiment_name) == (
-                workspace,
-                project,
-                run_name,
-                experiment_name,
-            ) or (
-                experiment_name is None
-                and (run.workspace, run.project, run.run_name) == (workspace, project, run_name)
-            ):
-                return run
-        return None
+        """A run by its address (with no ``experiment_name``, one in an experiment folder
+        matches too), or None."""
+        with self.reading() as conn:
+            return _runs.find_run(conn, workspace, project, run_name, experiment_name)
 
     def points(self, experiment_id: int) -> Iterator[PointRow]:
         """Every point of a run, ordered by series then step."""
-        with self._lock:
-            series = self._conn.execute(
-                "SELECT id, metric_name, scale, labels FROM series WHERE experiment_id=? "
-                "ORDER BY metric_name, scale, labels",
-                (experiment_id,),
-            ).fetchall()
-            columns = [(row, _chunks.read(self._conn, row[0])) for row in series]
-        for (_, name, scale, labels), (steps, values, timestamps) in columns:
-            decoded = _labels_decoder.decode(labels)
-            for step, value, timestamp in zip(steps, values, timestamps, strict=True):
-                yield PointRow(name, scale, decoded, step, value, timestamp)
+        with self.reading() as conn:
+            rows = _points.points(conn, experiment_id)
+        yield from rows
 
     def count_points(self) -> int:
         """Points stored in the whole store."""
         with self.reading() as conn:
-            row = conn.execute("SELECT IFNULL(SUM(count), 0) FROM chunks").fetchone()
-        return int(row[0])
+            return _points.count_points(conn)
+
+    def ingest_json(
+        self, workspace_id: int, experiment_id: int, metrics: Sequence[t.IngestMetric]
+    ) -> t.IngestResult:
+        """Store JSON-ingested points in one transaction (see :func:`_points.ingest_json`)."""
+        with self.transaction() as conn:
+            return _points.ingest_json(conn, self._series_ids, workspace_id, experiment_id, metrics)
+
+    # -- workspaces and keys --------------------------------------------------------------------
+
+    def workspace_id(self, name: str) -> int:
+        """The id of a workspace, created if it does not exist."""
+        with self.transaction() as conn:
+            return _folders.workspace(conn, name)
+
+    def workspace_names(self) -> list[str]:
+        """Every workspace's name, oldest first."""
+        with self.reading() as conn:
+            return _folders.workspace_names(conn)
+
+    def create_api_key(self, workspace: str, name: str) -> tuple[ApiKeyInfo, str]:
+        """A new workspace API key; the secret is returned once and only its hash is kept."""
+        with self.transaction() as conn:
+            return _keys.create_api_key(conn, workspace, name)
+
+    def list_api_keys(self) -> list[ApiKeyInfo]:
+        """Every API key, revoked ones included."""
+        with self.reading() as conn:
+            return _keys.list_api_keys(conn)
+
+    def revoke_api_key(self, key: str) -> ApiKeyInfo:
+        """Revoke an API key given by id or by its prefix."""
+        with self.transaction() as conn:
+            key_id = _keys.revoke_api_key(conn, key)
+        return next(k for k in self.list_api_keys() if k.id == key_id)
+
+    def authenticate(self, secret: str) -> Principal | None:
+        """The holder of a key, or None when it is unknown or revoked."""
+        with self.reading() as conn:
+            return _keys.authenticate(conn, secret)
+
+    def create_ingestion_key(
+        self, workspace_id: int, experiment_id: int, name: str
+    ) -> t.IngestionKeyCreated:
+        """A new ingestion key of an experiment; the secret is returned once."""
+        with self.transaction() as conn:
+            return _keys.create_ingestion_key(conn, workspace_id, experiment_id, name)
+
+    def list_ingestion_keys(self, workspace_id: int, experiment_id: int) -> list[t.IngestionKey]:
+        """An experiment's ingestion keys, revoked ones included."""
+        with self.reading() as conn:
+            return _keys.list_ingestion_keys(conn, workspace_id, experiment_id)
+
+    def revoke_ingestion_key(self, workspace_id: int, key_id: int) -> t.IngestionKey:
+        """Revoke an ingestion key of the workspace."""
+        with self.transaction() as conn:
+            return _keys.revoke_ingestion_key(conn, workspace_id, key_id)
+
+    # -- folders --------------------------------------------------------------------------------
+
+    def list_folders(self, workspace_id: int, parent_id: int | None) -> list[t.Folder]:
+        """The folders directly under a folder (the top level when None)."""
+        with self.reading() as conn:
+            return _folders.list_folders(conn, workspace_id, parent_id)
+
+    def get_folder(self, workspace_id: int, folder_id: int) -> t.Folder:
+        """One folder, with its path."""
+        with self.reading() as conn:
+            return _folders.get_folder(conn, workspace_id, folder_id)
+
+    def create_folder(self, workspace_id: int, request: t.FolderCreate) -> t.Folder:
+        """A new folder, its name free among its siblings."""
+        with self.transaction() as conn:
+            return _folders.create_folder(conn, workspace_id, request)
+
+    def patch_folder(self, workspace_id: int, folder_id: int, patch: t.FolderPatch) -> t.Folder:
+        """Change a folder's description."""
+        with self.transaction() as conn:
+            return _folders.patch_folder(conn, workspace_id, folder_id, patch)
+
+    def rename_folder(self, workspace_id: int, folder_id: int, name: str) -> t.Folder:
+        """Rename a folder, the name free among its siblings."""
+        with self.transaction() as conn:
+            return _folders.rename_folder(conn, workspace_id, folder_id, name)
+
+    def move_folder(self, workspace_id: int, folder_id: int, parent_id: int | None) -> t.Folder:
+        """Move a folder under another (the top level when None), not into its own subtree."""
+        with self.transaction() as conn:
+            return _folders.move_folder(conn, workspace_id, folder_id, parent_id)
+
+    # -- experiments and annotations ------------------------------------------------------------
+
+    def get_experiment(self, workspace_id: int, experiment_id: int) -> t.Experiment:
+        """One experiment."""
+        with self.reading() as conn:
+            return _experiments.get_experiment(conn, workspace_id, experiment_id)
+
+    def list_experiments(
+        self, workspace_id: int, folder_id: int | None, status: str | None
+    ) -> list[t.Experiment]:
+        """The workspace's experiments, optionally only those in a folder or with a status."""
+        with self.reading() as conn:
+            return _experiments.list_experiments(conn, workspace_id, folder_id, status)
+
+    def create_experiment(self, workspace_id: int, request: t.ExperimentCreate) -> t.Experiment:
+        """A new experiment, its name free in its folder."""
+        _experiments.check_new_experiment(request)
+        with self.transaction() as conn:
+            return _experiments.create_experiment(conn, workspace_id, request)
+
+    def update_experiment_status(
+        self, workspace_id: int, experiment_id: int, status: str
+    ) -> t.Experiment:
+        """Set an experiment's status."""
+        with self.transaction() as conn:
+            return _experiments.update_experiment_status(conn, workspace_id, experiment_id, status)
+
+    def move_experiment(
+        self, workspace_id: int, experiment_id: int, folder_id: int
+    ) -> t.Experiment:
+        """Move an experiment to another folder, its name free there."""
+        with self.transaction() as conn:
+            return _experiments.move_experiment(conn, workspace_id, experiment_id, folder_id)
+
+    def create_annotation(
+        self, workspace_id: int, experiment_id: int, request: t.AnnotationCreate
+    ) -> t.Annotation:
+        """A note on an experiment."""
+        _experiments.check_new_annotation(request)
+        with self.transaction() as conn:
+            return _experiments.create_annotation(conn, workspace_id, experiment_id, request)
+
+    def list_annotations(self, workspace_id: int, experiment_id: int) -> list[t.Annotation]:
+        """An experiment's annotations, oldest first."""
+        with self.reading() as conn:
+            return _experiments.list_annotations(conn, workspace_id, experiment_id)
+
+    # -- metric queries -------------------------------------------------------------------------
+
+    def list_metrics(
+        self,
+        workspace_id: int,
+        experiment_id: int,
+        metric_name: str | None,
+        scale: str | None,
+        limit: int | None,
+    ) -> t.MetricList:
+        """An experiment's series with their points (see :func:`_metrics.list_metrics`)."""
+        with self.reading() as conn:
+            return _metrics.list_metrics(
+                conn, workspace_id, experiment_id, metric_name, scale, limit
+            )
+
+    def compare_metrics(self, workspace_id: int, request: t.CompareRequest) -> t.CompareResponse:
+        """Several series aligned by step: one row per step any of them has (first ``limit``)."""
+        with self.reading() as conn:
+            return _metrics.compare_metrics(conn, workspace_id, request)
+
+    def metric_catalog(
+        self, workspace_id: int, folder_id: int | None
+    ) -> list[t.MetricCatalogEntry]:
+        """Every metric name in the workspace (or under a folder) and what carries it."""
+        with self.reading() as conn:
+            return _metrics.metric_catalog(conn, workspace_id, folder_id)
+
+    def metric_catalog_values(
+        self, workspace_id: int, metric_name: str, label_key: str
+    ) -> t.MetricCatalogValues:
+        """The distinct values a label takes on a metric across the workspace."""
+        with self.reading() as conn:
+            return _metrics.metric_catalog_values(conn, workspace_id, metric_name, label_key)
+
+    # -- idempotent requests --------------------------------------------------------------------
+
+    def idempotent(
+        self, scope: str, key: str, fingerprint: str, action: Callable[[], tuple[int, bytes]]
+    ) -> tuple[int, bytes]:
+        """Run ``action`` once per (scope, key), in the same transaction as its record; a
+        repeated key answers the first answer again without acting."""
+        with self.transaction() as conn:
+            return _idempotency.idempotent(conn, scope, key, fingerprint, action)
+
+    def forget_idempotency(self, older_than_ns: int) -> int:
+        """Drop idempotency records older than a cutoff; answer how many."""
+        with self.transaction() as conn:
+            return _idempotency.forget_idempotency(conn, older_than_ns)

@@ -1,0 +1,141 @@
+"""The keys that open the server: workspace API keys, and ingestion keys scoped to one
+experiment.
+
+A key is returned once, when it is created; the store keeps its first 12 characters (to name
+it) and a hash of it (to recognise it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+
+from ..api import _types as t
+from . import _experiments, _folders
+from ._base import ApiKeyInfo, Principal
+from ._db import Connection, require_row
+
+API_KEY_PREFIX = "mtr_"
+INGESTION_KEY_PREFIX = "mti_"
+
+_INGESTION_KEY_COLUMNS = (
+    "SELECT k.id, k.experiment_id, k.name, k.prefix, k.created_ns, k.revoked_ns "
+    "FROM ingestion_keys k JOIN experiments e ON e.id = k.experiment_id "
+    "WHERE e.workspace_id=? "
+)
+
+
+def hash_secret(secret: str) -> str:
+    """Keys are 256-bit random tokens, so one SHA-256 is enough to store them safely."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _new_key(
+    conn: Connection, table: str, owner: str, owner_id: int, name: str, prefix: str
+) -> tuple[int, str, int]:
+    """Store a new key in ``table`` for ``owner`` = ``owner_id``; answer its id, its secret
+    and its creation time."""
+    secret = prefix + secrets.token_urlsafe(32)
+    now = time.time_ns()
+    cursor = conn.execute(
+        f"INSERT INTO {table} ({owner}, name, prefix, hash, created_ns) VALUES (?,?,?,?,?)",
+        (owner_id, name, secret[:12], hash_secret(secret), now),
+    )
+    return int(cursor.lastrowid or 0), secret, now
+
+
+def create_api_key(conn: Connection, workspace: str, name: str) -> tuple[ApiKeyInfo, str]:
+    """A new API key of a workspace (created if needed), with its secret."""
+    workspace_id = _folders.workspace(conn, workspace)
+    key_id, secret, now = _new_key(
+        conn, "api_keys", "workspace_id", workspace_id, name, API_KEY_PREFIX
+    )
+    return ApiKeyInfo(key_id, workspace, name, secret[:12], now, revoked=False), secret
+
+
+def list_api_keys(conn: Connection) -> list[ApiKeyInfo]:
+    """Every API key of every workspace, revoked ones included, oldest first."""
+    rows = conn.execute(
+        "SELECT k.id, w.name, k.name, k.prefix, k.created_ns, k.revoked_ns "
+        "FROM api_keys k JOIN workspaces w ON w.id = k.workspace_id ORDER BY k.id"
+    ).fetchall()
+    return [ApiKeyInfo(r[0], r[1], r[2], r[3], r[4], r[5] is not None) for r in rows]
+
+
+def revoke_api_key(conn: Connection, key: str) -> int:
+    """Revoke an API key given by id or by its prefix (revoking twice keeps the first time);
+    answer its id."""
+    column = "id" if key.isdigit() else "prefix"
+    found = require_row(
+        conn,
+        f"SELECT id FROM api_keys WHERE {column}=?",
+        (key,),
+        f"no API key with {column} {key!r}",
+    )
+    conn.execute(
+        "UPDATE api_keys SET revoked_ns=COALESCE(revoked_ns, ?) WHERE id=?",
+        (time.time_ns(), found[0]),
+    )
+    return int(found[0])
+
+
+def authenticate(conn: Connection, secret: str) -> Principal | None:
+    """The holder of a key, or None when it is unknown or revoked."""
+    digest = hash_secret(secret)
+    found = conn.execute(
+        "SELECT k.id, k.name, w.id, w.name FROM api_keys k "
+        "JOIN workspaces w ON w.id = k.workspace_id "
+        "WHERE k.hash=? AND k.revoked_ns IS NULL",
+        (digest,),
+    ).fetchone()
+    if found is not None:
+        return Principal("api", found[0], found[1], found[2], found[3])
+    found = conn.execute(
+        "SELECT k.id, k.name, w.id, w.name, e.id FROM ingestion_keys k "
+        "JOIN experiments e ON e.id = k.experiment_id "
+        "JOIN workspaces w ON w.id = e.workspace_id "
+        "WHERE k.hash=? AND k.revoked_ns IS NULL",
+        (digest,),
+    ).fetchone()
+    if found is not None:
+        return Principal("ingestion", found[0], found[1], found[2], found[3], found[4])
+    return None
+
+
+def create_ingestion_key(
+    conn: Connection, workspace_id: int, experiment_id: int, name: str
+) -> t.IngestionKeyCreated:
+    """A new key that may only write to one experiment, with its secret."""
+    _experiments.row(conn, workspace_id, experiment_id)
+    key_id, secret, now = _new_key(
+        conn, "ingestion_keys", "experiment_id", experiment_id, name, INGESTION_KEY_PREFIX
+    )
+    key = t.IngestionKey(key_id, experiment_id, name, secret[:12], now, revoked=False)
+    return t.IngestionKeyCreated(key=key, secret=secret)
+
+
+def list_ingestion_keys(
+    conn: Connection, workspace_id: int, experiment_id: int
+) -> list[t.IngestionKey]:
+    """An experiment's ingestion keys, revoked ones included, oldest first."""
+    _experiments.row(conn, workspace_id, experiment_id)
+    rows = conn.execute(
+        _INGESTION_KEY_COLUMNS + "AND k.experiment_id=? ORDER BY k.id",
+        (workspace_id, experiment_id),
+    ).fetchall()
+    return [t.IngestionKey(r[0], r[1], r[2], r[3], r[4], r[5] is not None) for r in rows]
+
+
+def revoke_ingestion_key(conn: Connection, workspace_id: int, key_id: int) -> t.IngestionKey:
+    """Revoke an ingestion key of the workspace (revoking twice keeps the first time)."""
+    found = require_row(
+        conn,
+        _INGESTION_KEY_COLUMNS + "AND k.id=?",
+        (workspace_id, key_id),
+        f"no ingestion key {key_id} in this workspace",
+    )
+    conn.execute(
+        "UPDATE ingestion_keys SET revoked_ns=? WHERE id=?", (found[5] or time.time_ns(), key_id)
+    )
+    return t.IngestionKey(found[0], found[1], found[2], found[3], found[4], True)

@@ -1,0 +1,159 @@
+"""Points in and out: columnar batches (the dispatcher's), JSON points (the REST ingestion), and
+a run's points read back.
+
+Points are keyed by (series, step) and the first write wins: a point whose step is already
+stored is counted as a duplicate, not changed (see ``_chunks``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from ..api import _types as t
+from . import _chunks, _experiments
+from ._base import InvalidRequestError, PointRow, SeriesColumns, SeriesKey, WriteResult
+from ._db import Connection, check_name, encode_json, labels_decoder
+
+
+class SeriesIds:
+    """Series ids by (experiment, series key), created on first use and remembered across
+    transactions. Clear it when a transaction rolls back: the ids it created are gone."""
+
+    def __init__(self) -> None:
+        self._ids: dict[tuple[int, SeriesKey], int] = {}
+
+    def get(self, conn: Connection, experiment_id: int, key: SeriesKey) -> int:
+        """The id of a series of an experiment, created if it does not exist."""
+        cache_key = (experiment_id, key)
+        series_id = self._ids.get(cache_key)
+        if series_id is None:
+            conn.execute(
+                "INSERT OR IGNORE INTO series (experiment_id, metric_name, scale, labels) "
+                "VALUES (?,?,?,?)",
+                (experiment_id, *key),
+            )
+            found = conn.execute(
+                "SELECT id FROM series WHERE experiment_id=? AND metric_name=? AND scale=? "
+                "AND labels=?",
+                (experiment_id, *key),
+            ).fetchone()
+            series_id = int(found[0])
+            self._ids[cache_key] = series_id
+        return series_id
+
+    def clear(self) -> None:
+        """Forget every id."""
+        self._ids.clear()
+
+
+def write_columns(
+    conn: Connection,
+    series_ids: SeriesIds,
+    experiment_id: int,
+    batch: Mapping[SeriesKey, SeriesColumns],
+) -> WriteResult:
+    """Store a batch of an experiment's series; points already stored are counted, not
+    changed."""
+    accepted = 0
+    duplicates = 0
+    by_series: dict[str, int] = {}
+    for key, columns in batch.items():
+        stored = _chunks.write(conn, series_ids.get(conn, experiment_id, key), columns)
+        dup = len(columns.steps) - stored
+        accepted += stored
+        if dup:
+            duplicates += dup
+            by_series[key[0]] = by_series.get(key[0], 0) + dup
+    return WriteResult(accepted=accepted, duplicates=duplicates, duplicates_by_series=by_series)
+
+
+def write_batch(
+    conn: Connection,
+    series_ids: SeriesIds,
+    producer_id: str,
+    sequence: int,
+    experiment_id: int,
+    batch: Mapping[SeriesKey, SeriesColumns],
+) -> tuple[WriteResult, bool]:
+    """Store a producer's batch once: a (producer, sequence) seen before is not applied again
+    and its first answer is returned, with ``True`` for "replayed"."""
+    found = conn.execute(
+        "SELECT accepted, duplicates FROM producer_batches WHERE producer_id=? AND sequence=?",
+        (producer_id, sequence),
+    ).fetchone()
+    if found is not None:
+        return WriteResult(accepted=int(found[0]), duplicates=int(found[1])), True
+    result = write_columns(conn, series_ids, experiment_id, batch)
+    conn.execute(
+        "INSERT INTO producer_batches (producer_id, sequence, accepted, duplicates) "
+        "VALUES (?,?,?,?)",
+        (producer_id, sequence, result.accepted, result.duplicates),
+    )
+    return result, False
+
+
+def ingest_json(
+    conn: Connection,
+    series_ids: SeriesIds,
+    workspace_id: int,
+    experiment_id: int,
+    metrics: Sequence[t.IngestMetric],
+) -> t.IngestResult:
+    """Store JSON-ingested points (call it in one transaction). A ``client_event_id`` seen
+    before, or a (series, step) already stored, counts as a duplicate; an omitted step
+    continues the series after its last stored step."""
+    duplicates = 0
+    batch: dict[SeriesKey, SeriesColumns] = {}
+    now = time.time_ns()
+    _experiments.row(conn, workspace_id, experiment_id)
+    next_steps: dict[SeriesKey, int] = {}
+    for metric in metrics:
+        check_name("metric_name", metric.metric_name)
+        seen = conn.execute(
+            "INSERT OR IGNORE INTO client_events (experiment_id, client_event_id) VALUES (?,?)",
+            (experiment_id, metric.client_event_id),
+        ).rowcount
+        if not seen:
+            duplicates += 1
+            continue
+        key = (metric.metric_name, metric.scale, encode_json(metric.labels))
+        step = metric.step
+        if step is None:
+            step = next_steps.get(key)
+            if step is None:
+                last = _chunks.last_step(conn, series_ids.get(conn, experiment_id, key))
+                step = 0 if last is None else last + 1
+        if step < 0:
+            raise InvalidRequestError(f"step {step} of {metric.metric_name!r} is < 0")
+        next_steps[key] = max(step + 1, next_steps.get(key, 0))
+        columns = batch.setdefault(key, SeriesColumns([], [], []))
+        columns.steps.append(step)
+        columns.values.append(t.decode_value(metric.value))
+        columns.timestamps.append(metric.timestamp_ns or now)
+    result = write_columns(conn, series_ids, experiment_id, batch)
+    return t.IngestResult(accepted=result.accepted, duplicates=duplicates + result.duplicates)
+
+
+def points(conn: Connection, experiment_id: int) -> Iterator[PointRow]:
+    """Every point of a run, ordered by series then step. The chunks are read at the call
+    (while the caller holds the connection); the rows are made as they are iterated."""
+    series = conn.execute(
+        "SELECT id, metric_name, scale, labels FROM series WHERE experiment_id=? "
+        "ORDER BY metric_name, scale, labels",
+        (experiment_id,),
+    ).fetchall()
+    return _rows([(row, _chunks.read(conn, row[0])) for row in series])
+
+
+def _rows(columns: list[tuple[Any, _chunks.Column]]) -> Iterator[PointRow]:
+    for (_, name, scale, labels), (steps, values, timestamps) in columns:
+        decoded = labels_decoder.decode(labels)
+        for step, value, timestamp in zip(steps, values, timestamps, strict=True):
+            yield PointRow(name, scale, decoded, step, value, timestamp)
+
+
+def count_points(conn: Connection) -> int:
+    """Points stored in the whole store."""
+    return int(conn.execute("SELECT IFNULL(SUM(count), 0) FROM chunks").fetchone()[0])
