@@ -1,5 +1,7 @@
+# Over 400 lines: the one table of every setting is 230 of them, and it stays whole by design.
 """Configuration, in one table: every ``METRANA_*`` variable is declared, parsed, validated and
-documented here (:data:`SETTINGS`), and read nowhere else.
+documented here (:data:`SETTINGS`), and read nowhere else. The parsers of raw values (numbers,
+sizes with units, URLs...) are in ``_config_parse``.
 
 ``init()`` arguments win over environment variables, which win over defaults. ``init()``
 validates every variable of the table, including those that only the dispatcher or the REST
@@ -12,7 +14,6 @@ test checks that they agree).
 from __future__ import annotations
 
 import os
-import re
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -20,6 +21,17 @@ from typing import Any
 
 import msgspec
 
+from ._config_parse import (
+    Invalid,
+    boolean,
+    byte_size,
+    enum_value,
+    http_url,
+    integer,
+    seconds,
+    text,
+    user_path,
+)
 from ._enums import (
     BackpressureStrategy,
     CloseStrategy,
@@ -27,7 +39,6 @@ from ._enums import (
     LogLevel,
     ResumeStrategy,
     _NamedEnum,
-    parse_enum,
 )
 from ._errors import MetranaConfigError, MetranaMissingApiKeyError
 from ._identity import MAX_NAME_LENGTH
@@ -41,122 +52,19 @@ DEFAULT_API_HOST = "http://127.0.0.1:8765"
 # A bounded ring is one segment of 48 bytes an event, and a segment holds at most 256 MiB.
 MAX_EVENT_QUEUE_SIZE = 5_000_000
 ORCHESTRATION_VARIABLES = ("METRANA_ORCHESTRATION_ID", "TORCHELASTIC_RUN_ID", "SLURM_JOB_ID")
-
-
-class _Invalid(ValueError):
-    """A value a parser does not accept (the caller says which setting and from where)."""
-
-
-# -- parsers: raw value (an argument of any type, or a variable's text) -> value ---------------
-
-
-def _enum(cls: type[_NamedEnum]) -> Callable[[Any], Any]:
-    def parse(raw: Any) -> Any:
-        member = parse_enum(cls, raw)
-        if member is None:
-            raise _Invalid
-        return member
-
-    return parse
-
-
-def _integer(minimum: int, maximum: int | None = None) -> Callable[[Any], int]:
-    def parse(raw: Any) -> int:
-        if isinstance(raw, (bool, float)):
-            raise _Invalid
-        try:
-            value = int(raw)
-        except (TypeError, ValueError):
-            raise _Invalid from None
-        if value < minimum or (maximum is not None and value > maximum):
-            raise _Invalid
-        return value
-
-    return parse
-
-
-def _seconds(raw: Any) -> float:
-    if isinstance(raw, bool):
-        raise _Invalid
-    try:
-        value = float(raw)
-    except (TypeError, ValueError):
-        raise _Invalid from None
-    if not 0 < value < float("inf"):
-        raise _Invalid
-    return value
-
-
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off", "")
-
-
-def _boolean(raw: Any) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    if isinstance(raw, str) and raw.strip().lower() in _TRUE + _FALSE:
-        return raw.strip().lower() in _TRUE
-    raise _Invalid
-
-
-_BYTE_UNITS = {
-    "": 1,
-    "b": 1,
-    "k": 1024,
-    "kb": 1000,
-    "kib": 1024,
-    "m": 1024**2,
-    "mb": 1000**2,
-    "mib": 1024**2,
-    "g": 1024**3,
-    "gb": 1000**3,
-    "gib": 1024**3,
-    "t": 1024**4,
-    "tb": 1000**4,
-    "tib": 1024**4,
-}
-_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*")
 MIN_SPOOL_BYTES = 1024
 
 
-def _size(raw: Any) -> int:
-    if isinstance(raw, bool) or not isinstance(raw, (int, str)):
-        raise _Invalid
-    match = _SIZE.fullmatch(str(raw))
-    if match is None or match.group(2).lower() not in _BYTE_UNITS:
-        raise _Invalid
-    value = int(float(match.group(1)) * _BYTE_UNITS[match.group(2).lower()])
-    if value < MIN_SPOOL_BYTES:
-        raise _Invalid
-    return value
-
-
-def _text(raw: Any) -> str:
-    if not isinstance(raw, str) or not raw.strip() or "\x00" in raw:
-        raise _Invalid
-    return raw.strip()
-
-
-def _path(raw: Any) -> Path:
-    return Path(_text(raw)).expanduser()
-
-
-def _http_url(raw: Any) -> str:
-    url = _text(raw)
-    if not (url.startswith("http://") or url.startswith("https://")):
-        raise _Invalid
-    return url.rstrip("/")
-
-
 def _ingestion_url(raw: Any) -> str | None:
+    """METRANA_INGESTION_URL: None for the embedded store, OFFLINE, or an http(s) URL."""
     if not isinstance(raw, str):
-        raise _Invalid
+        raise Invalid
     url = raw.strip()
     if url.lower() in ("", "embedded", "local"):
         return None
     if url.lower() == OFFLINE:
         return OFFLINE
-    return _http_url(url)
+    return http_url(url)
 
 
 class Setting(msgspec.Struct, frozen=True):
@@ -183,7 +91,7 @@ def _enum_setting(
     return Setting(
         variable,
         argument,
-        _enum(cls),
+        enum_value(cls),
         default,
         cls.accepted(),
         f"`{default.value}`",
@@ -195,7 +103,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "METRANA_HOME",
         None,
-        _path,
+        user_path,
         None,
         "a directory path",
         "`~/.metrana`",
@@ -215,7 +123,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "METRANA_API_KEY",
         "api_key",
-        _text,
+        text,
         None,
         "a non-empty string",
         "unset",
@@ -227,7 +135,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "METRANA_ORCHESTRATION_ID",
         None,
-        _text,
+        text,
         None,
         "a non-empty string",
         "see meaning",
@@ -277,7 +185,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "METRANA_SYSTEM_METRICS",
         "system_metrics",
-        _boolean,
+        boolean,
         False,
         "True/False, or 1/0 (true/false, yes/no, on/off)",
         "off",
@@ -288,7 +196,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "METRANA_SYSTEM_METRICS_INTERVAL",
         None,
-        _seconds,
+        seconds,
         5.0,
         "a number of seconds > 0",
         "`5` s",
@@ -298,7 +206,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         None,
         "num_dispatch_workers",
-        _integer(1),
+        integer(1),
         4,
         "an integer >= 1",
         "`4` (≥ 1)",
@@ -308,7 +216,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "METRANA_EVENT_QUEUE_MAX_SIZE",
         None,
-        _integer(0, MAX_EVENT_QUEUE_SIZE),
+        integer(0, MAX_EVENT_QUEUE_SIZE),
         100_000,
         f"an integer from 0 to {MAX_EVENT_QUEUE_SIZE:_}",
         "`100000` (0 to 5,000,000)",
@@ -319,7 +227,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "METRANA_DISPATCH_QUEUE_MAX_SIZE",
         None,
-        _integer(1),
+        integer(1),
         64,
         "an integer >= 1",
         "`64` (≥ 1)",
@@ -329,7 +237,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "METRANA_ERROR_QUEUE_MAX_SIZE",
         None,
-        _integer(1),
+        integer(1),
         1_000,
         "an integer >= 1",
         "`1000` (≥ 1)",
@@ -338,7 +246,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "METRANA_CLOSE_TIMEOUT",
         None,
-        _seconds,
+        seconds,
         30.0,
         "a number of seconds > 0",
         "`30` s",
@@ -347,7 +255,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "METRANA_INIT_TIMEOUT",
         None,
-        _seconds,
+        seconds,
         30.0,
         "a number of seconds > 0",
         "`30` s",
@@ -356,7 +264,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "METRANA_BLOCK_TIMEOUT",
         None,
-        _seconds,
+        seconds,
         60.0,
         "a number of seconds > 0",
         "`60` s",
@@ -365,7 +273,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "METRANA_RETRY_MAX_ATTEMPTS",
         None,
-        _integer(1),
+        integer(1),
         RetryPolicy().max_attempts,
         "an integer >= 1",
         "`8` (≥ 1)",
@@ -374,7 +282,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "METRANA_RETRY_MAX_ELAPSED",
         None,
-        _seconds,
+        seconds,
         RetryPolicy().max_elapsed,
         "a number of seconds > 0",
         "`60` s",
@@ -383,7 +291,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "METRANA_SPOOL_MAX_BYTES",
         None,
-        _size,
+        byte_size(MIN_SPOOL_BYTES),
         1 << 30,
         f"a size of at least {MIN_SPOOL_BYTES} bytes: bytes, or a number with a unit "
         "(KiB, MiB, GiB, TiB; KB, MB, GB, TB)",
@@ -393,7 +301,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "METRANA_SESSION_ROOT",
         None,
-        _path,
+        user_path,
         None,
         "a directory path",
         "`/dev/shm/metrana-<uid>`",
@@ -403,7 +311,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "METRANA_HOST",
         None,
-        _http_url,
+        http_url,
         DEFAULT_API_HOST,
         "an http(s):// URL",
         f"`{DEFAULT_API_HOST}`",
@@ -413,7 +321,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "METRANA_CONFIG_DIR",
         None,
-        _path,
+        user_path,
         None,
         "a directory path",
         "`$XDG_CONFIG_HOME/metrana`",
@@ -446,7 +354,7 @@ def read(key: str, argument: Any = None, environ: Mapping[str, str] | None = Non
         return entry.default
     try:
         return entry.parse(raw)
-    except _Invalid:
+    except Invalid:
         shown = repr(raw) if not isinstance(raw, str) or len(raw) <= 60 else repr(raw[:40]) + "..."
         raise MetranaConfigError(
             f"invalid {entry.name} {shown} (from {source}); accepted values: {entry.accepted}"
@@ -660,8 +568,8 @@ def api_host(
     if argument or saved:
         raw, source = (argument, "argument") if argument else (saved, "auth.json")
         try:
-            return _http_url(raw)
-        except _Invalid:
+            return http_url(raw)
+        except Invalid:
             raise MetranaConfigError(
                 f"invalid host {raw!r} (from {source}); accepted values: an http(s):// URL"
             ) from None

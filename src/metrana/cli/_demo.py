@@ -16,6 +16,7 @@ import metrana
 from .._config import orchestration_id, resolve_config
 from ..session import Session, read_dispatcher_stats, session_root
 from ..storage import SqliteStore
+from ._console import stderr_progress
 
 
 def _env_worker(args: tuple[int, int, int]) -> int:
@@ -63,8 +64,6 @@ def _rank(rank: int, run_name: str, steps: int, workers: int, progress: Any) -> 
 def run_demo(ranks: int = 4, steps: int = 25_000, workers: int = 2) -> int:
     """Run the simulation; show progress bars (stderr) and print a summary of what the store
     holds (stdout)."""
-    from ._main import stderr_progress
-
     run_name = f"demo-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     # Like torchrun's TORCHELASTIC_RUN_ID: one job id, inherited by every spawned rank, so
     # that all ranks share one session and one dispatcher.

@@ -1,17 +1,22 @@
-"""``metrana status`` rendered with rich: a few labelled lines and a table of writers per
-session (the data comes from ``metrana.session.collect_status``)."""
+"""``metrana status``: the command, and its rendering with rich: a few labelled lines and a
+table of writers per session (the data comes from ``metrana.session.collect_status``)."""
 
 from __future__ import annotations
 
+import argparse
+import sys
 import time
 from typing import TYPE_CHECKING
 
-from ..session import SessionStatus, WriterStatus
+import msgspec
+
+from ..session import SessionStatus, WriterStatus, collect_status
+from ._console import stdout_console
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-__all__ = ["EMPTY_MESSAGE", "render_status"]
+__all__ = ["EMPTY_MESSAGE", "cmd_status", "render_status"]
 
 
 EMPTY_MESSAGE = "no Metrana sessions on this host"
@@ -174,3 +179,48 @@ def render_status(sessions: list[SessionStatus], now_ns: int | None = None) -> R
             )
         parts.append(Padding(table, (0, 0, 0, 2)))
     return Group(*parts)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """``metrana status``: every session on this host, once or every ``--watch`` seconds (as a
+    table, or one JSON document a refresh)."""
+    encoder = msgspec.json.Encoder()
+    if args.watch is None:
+        sessions = collect_status()
+        if args.json:
+            sys.stdout.write(encoder.encode(sessions).decode() + "\n")
+        elif not sessions:
+            print(EMPTY_MESSAGE)
+        else:
+            stdout_console().print(render_status(sessions))
+        return 0
+
+    from rich.live import Live
+
+    previous: dict[str, SessionStatus] = {}
+    try:
+        if args.json:  # one JSON document per line, per refresh
+            while True:
+                sessions = collect_status(previous=previous)
+                sys.stdout.write(encoder.encode(sessions).decode() + "\n")
+                sys.stdout.flush()
+                previous = {s.key: s for s in sessions}
+                time.sleep(args.watch)
+        console = stdout_console()
+        sessions = collect_status()
+        if not console.is_terminal:  # a pipe or a file: one snapshot per refresh
+            while True:
+                console.print(render_status(sessions))
+                console.file.flush()
+                time.sleep(args.watch)
+                previous = {s.key: s for s in sessions}
+                sessions = collect_status(previous=previous)
+                console.print()
+        with Live(render_status(sessions), console=console, auto_refresh=False) as live:
+            while True:
+                time.sleep(args.watch)
+                previous = {s.key: s for s in sessions}
+                sessions = collect_status(previous=previous)
+                live.update(render_status(sessions), refresh=True)
+    except KeyboardInterrupt:
+        return 0

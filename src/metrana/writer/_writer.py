@@ -1,10 +1,16 @@
 """The writer: this process's side of a session. ``log()`` validates, interns the series,
-encodes one record and appends it to this process's ring; it never does I/O."""
+encodes one record and appends it to this process's ring; it never does I/O.
+
+:class:`Writer` is built in layers, one module each, every layer using only those below it:
+:class:`~._series.SeriesTable` (series interning and auto-steps), :class:`~._watch.Watch` (the
+watchdog thread, dispatcher restarts, delivery errors), :class:`~._close.Closing` (counters,
+flush and close), and this module: the writer's construction and the ``log()`` hot path with
+its validation and backpressure. One object, so that ``log()`` binds the same methods and
+tables it always did."""
 
 from __future__ import annotations
 
 import os
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -12,62 +18,33 @@ from typing import Any
 
 from .. import ring as _ring
 from .._config import Config
-from .._enums import BackpressureStrategy, CloseStrategy, ErrorStrategy
+from .._enums import BackpressureStrategy
 from .._errors import (
-    MetranaDeliveryError,
-    MetranaDispatcherError,
     MetranaEventQueueFullError,
     MetranaInvalidMetricError,
     MetranaInvalidMetricTypeError,
     MetranaNotInitializedError,
-    MetranaTimeoutError,
 )
 from .._identity import (
     I64_MAX,
     I64_MIN,
-    check_labels,
     check_metric_name,
-    check_scale,
     check_step,
     check_timestamp,
     check_value,
-    labels_json,
 )
 from .._logging import logger
-from ..ring import POINT, close_record, declare_record, encoder, ring_record
-from ..session import (
-    DeliveryErrorEntry,
-    ErrorWatcher,
-    Handshake,
-    Session,
-    WriterStats,
-    current_process,
-    ensure_dispatcher,
-    writer_stats,
-)
+from ..ring import POINT, declare_record, encoder, ring_record
+from ..session import ErrorWatcher, Handshake, Session, current_process
+from ._close import Closing
+from ._series import Series
+from ._watch import WATCHDOG_INTERVAL
 
 _time_ns = time.time_ns
 _generation = 0
 
-WATCHDOG_INTERVAL = 0.5
-IDLE_WATCHDOG_INTERVAL = 5.0
-ERROR_POLL_INTERVAL = 0.1
 
-
-class _Series:
-    __slots__ = ("declared", "id", "labels", "logged_declaration", "name", "next_step", "scale")
-
-    def __init__(self, series_id: int, name: str, scale: str, labels: dict[str, str]) -> None:
-        self.id = series_id
-        self.name = name
-        self.scale = scale
-        self.labels = labels
-        self.next_step = 0
-        self.declared = False
-        self.logged_declaration = False
-
-
-class Writer:
+class Writer(Closing):
     """This process's writer: one ring in the session, one lock around appends."""
 
     def __init__(
@@ -81,6 +58,7 @@ class Writer:
         """``redirect`` takes the calls of a kept ``log()`` function once this writer is
         detached (closed, or a forked child's copy of its parent's): ``metrana.log`` of the
         process's current writer."""
+        # The state of every layer, set here in one order (each layer declares what it uses).
         global _generation
         _generation += 1
         self.config = config
@@ -102,10 +80,10 @@ class Writer:
             self.ring.meta[_ring.M_RANK] = int(rank) + 1
         self._lock = threading.Lock()
         self._encode = encoder.encode
-        self._plain: dict[str, _Series] = {}
-        self._by_key: dict[Any, _Series] = {}
-        self._canonical: dict[tuple[str, str, str], _Series] = {}
-        self._resume: dict[tuple[str, str, str], int] = {}
+        self._plain = {}
+        self._by_key = {}
+        self._canonical = {}
+        self._resume = {}
         if handshake is not None:
             self.apply_handshake(handshake)
         if next_steps:
@@ -113,16 +91,16 @@ class Writer:
         self._backpressure = config.backpressure_strategy
         self.dropped = 0
         self.declared = 0
-        self._control_records = 0  # the CLOSE record
+        self._control_records = 0
         self._warned_drop = False
         self.closed = False
-        self._dispatchers: list[subprocess.Popen[bytes]] = []
+        self._dispatchers = []
         self._stop = threading.Event()
-        self._watchdog: threading.Thread | None = None
+        self._watchdog = None
         self._errors = ErrorWatcher(session.dir)
-        self._errors_lock = threading.Lock()  # the watchdog and close() both poll
-        self.delivery_errors: list[DeliveryErrorEntry] = []
-        self._unraised: list[str] = []  # RaiseOnLog: messages the next log() raises
+        self._errors_lock = threading.Lock()
+        self.delivery_errors = []
+        self._unraised = []
         self._detached = False
         self._redirect = redirect
         self.log: Callable[..., None] = self._make_log()
@@ -131,28 +109,6 @@ class Writer:
         """Take the run's resume table: auto-incremented steps continue after stored ones."""
         self.handshake = handshake
         self.apply_resume(handshake.resume)
-
-    def apply_resume(self, table: list[tuple[str, str, str, int]]) -> None:
-        """Auto-incremented steps continue after the last step of each series in ``table``."""
-        for name, scale, labels, last in table:
-            key = (name, scale, labels)
-            self._resume[key] = max(self._resume.get(key, 0), last + 1)
-
-    def carry_steps(self, next_steps: dict[tuple[str, str, str], int]) -> None:
-        """Continue auto-incremented steps from an earlier writer of this process."""
-        for key, step in next_steps.items():
-            if step > self._resume.get(key, 0):
-                self._resume[key] = step
-
-    def abandon(self) -> None:
-        """Remove this writer's ring without delivering anything (``init()`` failed)."""
-        self.closed = True
-        self.detach()
-        self._stop.set()
-        meta = self.ring.meta_path
-        self.ring.close()
-        for path in meta.parent.glob(f"w-{self.ring.writer_id}.*"):
-            path.unlink(missing_ok=True)
 
     # -- the hot path -------------------------------------------------------------------------
 
@@ -179,7 +135,7 @@ class Writer:
             labels: Any = None,
             timestamp: Any = None,
         ) -> None:
-            series: _Series | None
+            series: Series | None
             if scale is None and labels is None:
                 try:
                     series = plain[metric_name]
@@ -237,7 +193,7 @@ class Writer:
         step: Any,
         labels: Any,
         timestamp: Any,
-    ) -> _Series | None:
+    ) -> Series | None:
         """Everything ``log()`` does not find in its table of plain series: the series of a
         new name, or of a name with a scale or labels; a dict of metrics (logged here, None);
         a writer that is closed or was inherited through fork (the call goes to this
@@ -253,12 +209,6 @@ class Writer:
             self._log_many(metric_name, value, scale, step, labels, timestamp)
             return None
         return self._series(metric_name, scale, labels)
-
-    def detach(self) -> None:
-        """This writer takes no more points: closed, or this is a forked child's copy of its
-        parent's. A log() function kept from it sends its calls to ``metrana.log``."""
-        self._detached = True
-        self._plain.clear()
 
     def _log_many(
         self,
@@ -292,7 +242,7 @@ class Writer:
         for name, item in checked:
             self.log(name, item, scale, step, labels, timestamp)
 
-    def _log_values(self, series: _Series, values: Any, step: Any, timestamp: Any) -> None:
+    def _log_values(self, series: Series, values: Any, step: Any, timestamp: Any) -> None:
         """A list, tuple or 1-D NumPy array: consecutive points from ``step`` (or from the
         series' next step), all with one timestamp. Nothing is logged if any value is bad."""
         ndim = getattr(values, "ndim", None)
@@ -322,50 +272,7 @@ class Writer:
                 if (self._append(record) or self._full(record)) and at >= series.next_step:
                     series.next_step = at + 1
 
-    def last_step(self, metric_name: str, scale: Any = None, labels: Any = None) -> int | None:
-        """The last step of a series as this process knows it (logged here, or resumed)."""
-        series = self._series(metric_name, scale, labels)
-        return series.next_step - 1 if series.next_step > 0 else None
-
-    # -- series interning -------------------------------------------------------------------------
-
-    def _series(self, metric_name: str, scale: Any, labels: Any) -> _Series:
-        if labels is None:
-            key: Any = (metric_name, scale)
-        elif isinstance(labels, dict):
-            try:
-                key = (metric_name, scale, tuple(sorted(labels.items())))
-            except TypeError:
-                key = None
-        else:
-            key = None
-        series = self._by_key.get(key) if key is not None else None
-        if series is not None:
-            if scale is None and labels is None:
-                self._remember_plain(metric_name, series)  # again, after the table was emptied
-            return series
-        name = check_metric_name(metric_name)
-        canonical = (name, check_scale(scale), labels_json(check_labels(labels)))
-        series = self._canonical.get(canonical)
-        if series is None:
-            series = _Series(len(self._canonical), name, canonical[1], check_labels(labels))
-            series.next_step = self._resume.get(canonical, 0)
-            self._canonical[canonical] = series
-        if key is not None:
-            self._by_key[key] = series
-            if scale is None and labels is None:
-                self._remember_plain(metric_name, series)
-        return series
-
-    def _remember_plain(self, metric_name: str, series: _Series) -> None:
-        """Put a name in log()'s table of plain series, unless log() must take _route now:
-        errors to raise or a detached writer. (Checked after the store: poll_errors and detach
-        set their flag before they empty the table, so one of the two always sees the other.)"""
-        self._plain[metric_name] = series
-        if self._unraised or self._detached:
-            self._plain.pop(metric_name, None)
-
-    def _declare(self, series: _Series) -> bool:
+    def _declare(self, series: Series) -> bool:
         """Append the series declaration (under the lock) before its first point.
 
         False when it was dropped (the point is then dropped with it, counted once)."""
@@ -379,12 +286,6 @@ class Writer:
             self.declared += 1
             self.ring.meta[_ring.M_DECLARED] = self.declared
         return series.declared
-
-    def next_steps(self) -> dict[tuple[str, str, str], int]:
-        """Auto-increment state, for a forked child to continue from."""
-        steps = dict(self._resume)
-        steps.update({key: s.next_step for key, s in self._canonical.items()})
-        return steps
 
     # -- backpressure -------------------------------------------------------------------------
 
@@ -431,209 +332,3 @@ class Writer:
                 next_check = now + WATCHDOG_INTERVAL
                 self.check_dispatcher()
             delay = min(delay * 2, 0.01)
-
-    # -- dispatcher supervision ---------------------------------------------------------------
-
-    def check_dispatcher(self) -> None:
-        """Start a replacement dispatcher if none is alive; reap exited ones."""
-        self._dispatchers = [p for p in self._dispatchers if p.poll() is None]
-        try:
-            process = ensure_dispatcher(self.session, self.config, self.config.init_timeout)
-        except (MetranaDispatcherError, OSError) as error:
-            logger.error("could not restart the dispatcher: %s", error)
-            return
-        if process is not None:
-            logger.warning(
-                "the dispatcher was not running; started a new one (pid %d)", process.pid
-            )
-            self._dispatchers.append(process)
-
-    def adopt(self, process: subprocess.Popen[bytes] | None) -> None:
-        if process is not None:
-            self._dispatchers.append(process)
-
-    def start_watchdog(self) -> None:
-        thread = threading.Thread(target=self._watch, name="metrana-watchdog", daemon=True)
-        self._watchdog = thread
-        thread.start()
-
-    def _watch(self) -> None:
-        last_check = time.monotonic()
-        interval = ERROR_POLL_INTERVAL
-        last_written = -1
-        while not self._stop.wait(interval):
-            if current_process().pid != self.pid:
-                return
-            try:
-                self.poll_errors()
-                written = self.ring.written
-                active = written != last_written
-                # An idle writer (an evaluator, a parked worker) wakes less and less often, up
-                # to once a second, and looks for the dispatcher every few seconds (nothing of
-                # its own waits for it); the first log() after it brings the pace back.
-                interval = ERROR_POLL_INTERVAL if active else min(interval * 2, 1.0)
-                last_written = written
-                self.ring.publish_written()
-                period = WATCHDOG_INTERVAL if active else IDLE_WATCHDOG_INTERVAL
-                if time.monotonic() < last_check + period:
-                    continue
-                last_check = time.monotonic()
-                if not self.session.dispatcher_alive():
-                    self.check_dispatcher()
-                else:
-                    self._dispatchers = [p for p in self._dispatchers if p.poll() is None]
-            except Exception as error:  # the watchdog must never kill the process
-                logger.debug("watchdog: %s", error)
-
-    # -- delivery errors ------------------------------------------------------------------------
-
-    def poll_errors(self) -> None:
-        """Act on delivery errors the dispatcher published since the last look."""
-        with self._errors_lock:
-            fresh = self._errors.new_errors()
-            if not fresh:
-                return
-            strategy = self.config.error_strategy
-            self.delivery_errors.extend(fresh)
-            if strategy is ErrorStrategy.WARN:
-                for entry in fresh:
-                    logger.warning("delivery error (%s): %s", entry.kind, entry.message)
-            elif strategy is ErrorStrategy.RAISE_ON_LOG:
-                # Errors not yet raised accumulate: the next log() raises them all (emptying
-                # the table of plain series sends it through _route).
-                self._unraised.extend(entry.message for entry in fresh)
-                self._plain.clear()
-
-    def _raise_unraised(self) -> None:
-        """RaiseOnLog: raise the errors published since the last log() (unless another
-        thread's call just did)."""
-        with self._errors_lock:
-            messages, self._unraised = self._unraised, []
-        if not messages:
-            return
-        raise MetranaDeliveryError(
-            f"the dispatcher could not deliver data: {'; '.join(messages)} "
-            "(this point was not logged; later ones are)"
-        )
-
-    def raise_delivery_errors(self) -> None:
-        """Error strategy RaiseOnClose: raise what was published during this writer's life,
-        each error with how often it happened (as the channel counts it now)."""
-        self.poll_errors()
-        if self.config.error_strategy is ErrorStrategy.RAISE_ON_CLOSE and self.delivery_errors:
-            counts = self._errors.counts()
-            details = "; ".join(
-                f"{entry.message} (x{max(entry.count, counts.get(entry.id, 0))})"
-                for entry in self.delivery_errors
-            )
-            raise MetranaDeliveryError(f"the dispatcher could not deliver data: {details}")
-
-    # -- close ----------------------------------------------------------------------------------
-
-    @property
-    def logged(self) -> int:
-        """Points this process appended to its ring (A0)."""
-        return self.ring.written - self.declared - self._control_records
-
-    def stats(self) -> WriterStats:
-        """This writer's counters."""
-        return writer_stats(self.ring.meta, self.ring.writer_id, logged=self.logged)
-
-    def flush(self, timeout: float | None) -> None:
-        """Wait until every point logged so far is delivered (or dropped and counted)."""
-        target = self.logged
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delay = 0.0005
-        next_check = time.monotonic() + WATCHDOG_INTERVAL
-        while self.ring.get_slot(_ring.M_COMMITTED_POINTS) < target:
-            now = time.monotonic()
-            if deadline is not None and now > deadline:
-                pending = target - self.ring.get_slot(_ring.M_COMMITTED_POINTS)
-                raise MetranaTimeoutError(
-                    f"flush timed out after {timeout:.1f} s: {pending} points not yet delivered",
-                    pending,
-                )
-            if now > next_check:
-                next_check = now + WATCHDOG_INTERVAL
-                if not self.session.dispatcher_alive():
-                    self.check_dispatcher()
-            time.sleep(delay)
-            delay = min(delay * 2, 0.01)
-
-    def pending(self) -> int:
-        """Points this writer logged that the dispatcher has not yet committed."""
-        return self.logged - self.ring.get_slot(_ring.M_COMMITTED_POINTS)
-
-    def close(self, strategy: CloseStrategy, timeout: float) -> None:
-        """Close this writer with ``strategy``; wait at most ``timeout`` seconds in all."""
-        if self.closed:
-            return
-        self.closed = True
-        self.detach()
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            ring = self.ring
-            ring.set_slot(_ring.M_LOGGED, self.logged)
-            ring.set_slot(_ring.M_CLOSE_STRATEGY, _ring.CLOSE_CODES[strategy])
-            record = close_record(strategy.value)
-            # The CLOSE record marks the end of the stream; the state slot alone suffices when
-            # the ring is full and the strategy does not wait.
-            while not ring.append(record):
-                if strategy is CloseStrategy.IMMEDIATE or time.monotonic() >= deadline:
-                    break
-                time.sleep(0.001)
-            else:
-                self._control_records = 1
-            ring.publish_written()
-            ring.set_slot(_ring.M_STATE, _ring.STATE_CLOSED)
-        try:
-            self._finish(strategy, deadline, timeout)
-        finally:
-            self._stop.set()
-            for process in self._dispatchers:
-                process.poll()
-        self.raise_delivery_errors()
-
-    def _finish(self, strategy: CloseStrategy, deadline: float, timeout: float) -> None:
-        pending = self.pending()
-        if strategy is CloseStrategy.IMMEDIATE:
-            if pending:
-                logger.warning("close (Immediate): discarding %d points not yet delivered", pending)
-            return
-        if pending:
-            logger.info(
-                "%d points pending, waiting up to %.0f s", pending, deadline - time.monotonic()
-            )
-        next_check = time.monotonic() + WATCHDOG_INTERVAL
-        delay = 0.0005
-        ring = self.ring
-        while True:
-            if strategy is CloseStrategy.COMPLETE_ALL:
-                done = self.pending() <= 0
-            else:
-                done = ring.get_slot(_ring.M_CLOSE_ACK) == 1
-            if done:
-                break
-            now = time.monotonic()
-            if now > deadline:
-                pending = self.pending()
-                raise MetranaTimeoutError(
-                    f"close ({strategy.value}) timed out after {timeout:.1f} s: "
-                    f"{pending} points were not delivered",
-                    pending,
-                )
-            if now > next_check:
-                next_check = now + WATCHDOG_INTERVAL
-                if not self.session.dispatcher_alive():
-                    self.check_dispatcher()
-            time.sleep(delay)
-            delay = min(delay * 2, 0.01)
-        discarded = ring.get_slot(_ring.M_DISCARDED)
-        if discarded:
-            logger.warning(
-                "close (%s): %d points still queued were discarded", strategy.value, discarded
-            )
-
-    def release(self) -> None:
-        """Unmap the ring (its files stay for the dispatcher)."""
-        self.ring.close()
