@@ -64,11 +64,32 @@ def test_export_csv_to_a_file(logged_run: None, tmp_path: Path) -> None:
         str(target),
     )
     assert "exported 51 points" in result.stderr
-    rows = list(csv.DictReader(target.open()))
+    with target.open() as written:
+        rows = list(csv.DictReader(written))
     assert len(rows) == 51
     reward = [r for r in rows if r["metric"] == "reward"]
     assert reward[0]["labels"] == '{"env":"cartpole"}'
     assert (reward[0]["scale"], reward[0]["step"], reward[0]["value"]) == ("EPISODE", "0", "1.5")
+
+
+@pytest.mark.slow
+def test_export_into_a_pipe_closed_early_ends_quietly() -> None:
+    """`metrana export ... | head -1`: the reader leaves; no traceback, exit 0."""
+    metrana.init(workspace_name="ws", project_name="proj", run_name="long-run")
+    for step in range(50_000):  # megabytes of output: more than a pipe holds
+        metrana.log("loss", step / 2, step=step)
+    metrana.close(close_strategy="CompleteAll")
+    command = [sys.executable, "-m", "metrana.cli", "export"]
+    command += ["--workspace", "ws", "--project", "proj", "--run", "long-run"]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as export:
+        assert export.stdout is not None and export.stderr is not None
+        first = json.loads(export.stdout.readline())
+        export.stdout.close()  # as head does after its line
+        assert export.wait(timeout=60) == 0
+        assert export.stderr.read() == ""
+    assert (first["metric"], first["step"]) == ("loss", 0)
 
 
 @pytest.mark.slow

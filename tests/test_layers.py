@@ -21,6 +21,7 @@ LOWER = (
     "_identity",
     "_errors",
     "_config",
+    "_config_parse",
     "_enums",
     "_files",
     "_logging",

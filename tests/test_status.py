@@ -148,7 +148,7 @@ def test_status_json_follows_a_running_job_then_its_end(tmp_path: Path) -> None:
             assert 0.0 <= writer["ring_fill"] <= 1.0
             assert writer["dropped"] == {
                 "queue_full": 0,
-                "close_strategy": 0,
+                "on_close": 0,
                 "rejected": 0,
                 "total": 0,
             }
@@ -237,32 +237,32 @@ def _read_lines(process: subprocess.Popen[str], count: int, timeout: float) -> l
 
 @pytest.mark.slow
 def test_watch_refreshes_until_ctrl_c_and_exits_0() -> None:
-    watch = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "metrana.cli", "status", "--watch", "0.1", "--json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    try:
-        lines = _read_lines(watch, 3, timeout=30)
-        assert [json.loads(line) for line in lines] == [[], [], []]
-        watch.send_signal(signal.SIGINT)
-        assert watch.wait(timeout=30) == 0
-    finally:
-        kill_tree(watch.pid)
+    ) as watch:
+        try:
+            lines = _read_lines(watch, 3, timeout=30)
+            assert [json.loads(line) for line in lines] == [[], [], []]
+            watch.send_signal(signal.SIGINT)
+            assert watch.wait(timeout=30) == 0
+        finally:
+            kill_tree(watch.pid)
 
-    live = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "metrana.cli", "status", "--watch"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    try:
-        assert _read_lines(live, 1, timeout=30)[0].strip() == EMPTY
-        live.send_signal(signal.SIGINT)
-        assert live.wait(timeout=30) == 0
-    finally:
-        kill_tree(live.pid)
+    ) as live:
+        try:
+            assert _read_lines(live, 1, timeout=30)[0].strip() == EMPTY
+            live.send_signal(signal.SIGINT)
+            assert live.wait(timeout=30) == 0
+        finally:
+            kill_tree(live.pid)
 
 
 @pytest.mark.slow
@@ -271,3 +271,15 @@ def test_status_usage_errors_exit_2() -> None:
         result = cli("status", *args)
         assert result.returncode == 2, (args, result.stderr)
         assert result.stderr.startswith("usage: metrana")
+
+
+def test_drop_reasons_are_named_once_for_stats_status_and_docs() -> None:
+    from metrana.session import DROP_REASONS, Dropped, SessionStats, WriterStats
+
+    names = [reason.name for reason in DROP_REASONS]
+    assert list(Dropped.__struct_fields__) == [*names, "total"]
+    guarantees = (Path(__file__).parent.parent / "docs" / "guarantees.md").read_text()
+    for reason in DROP_REASONS:
+        assert reason.counter in WriterStats.__struct_fields__
+        assert reason.counter in SessionStats.__struct_fields__
+        assert f"| `{reason.counter}` |" in guarantees, reason.counter

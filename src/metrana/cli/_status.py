@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from ..session import SessionStatus, WriterStatus, collect_status
+from ..session import DROP_REASONS, SessionStatus, WriterStatus, collect_status
 from ._console import stdout_console
 
 if TYPE_CHECKING:
@@ -134,8 +134,12 @@ def render_status(sessions: list[SessionStatus], now_ns: int | None = None) -> R
             line(
                 "dropped",
                 (_count(dropped.total), "red" if dropped.total else ""),
-                f"  (queue full {_count(dropped.queue_full)}, close strategy "
-                f"{_count(dropped.close_strategy)}, rejected {_count(dropped.rejected)})",
+                "  ("
+                + ", ".join(
+                    f"{reason.name.replace('_', ' ')} {_count(getattr(dropped, reason.name))}"
+                    for reason in DROP_REASONS
+                )
+                + ")",
             )
         )
         errors = status.errors

@@ -12,8 +12,26 @@ from .. import ring as _ring
 from .._errors import MetranaCorruptRingError
 from .._files import read_struct, write_struct
 
+
+class DropReason(msgspec.Struct, frozen=True):
+    """Why points will never be stored: one name, read alike by ``stats()``, ``metrana
+    status`` and the docs."""
+
+    name: str  # the field of metrana status's "dropped"
+    counter: str  # the field of WriterStats and SessionStats that counts it
+    meaning: str
+
+
+DROP_REASONS = (
+    DropReason("queue_full", "dropped_queue_full", "the ring was full (backpressure DropNew)"),
+    DropReason("on_close", "dropped_on_close", "discarded by an Immediate/CompletePending close"),
+    DropReason("rejected", "rejected", "refused for good by the target"),
+)
+
 __all__ = [
+    "DROP_REASONS",
     "DispatcherStats",
+    "DropReason",
     "SessionStats",
     "Stats",
     "WriterStats",

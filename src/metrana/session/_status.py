@@ -23,7 +23,7 @@ from .._config import Config
 from ._error_channel import errors_path, read_errors
 from ._process import process_alive
 from ._session import Session, session_root
-from ._stats import DispatcherStats, SessionStats, WriterStats, session_stats
+from ._stats import DROP_REASONS, DispatcherStats, SessionStats, WriterStats, session_stats
 
 __all__ = [
     "STALL_SECONDS",
@@ -42,11 +42,11 @@ STALL_SECONDS = 5.0
 
 
 class Dropped(msgspec.Struct):
-    """Points that will never be stored, by reason."""
+    """Points that will never be stored, by reason (one field per ``DROP_REASONS`` name)."""
 
-    queue_full: int  # the ring was full (backpressure DropNew)
-    close_strategy: int  # discarded by the Immediate/CompletePending close strategies
-    rejected: int  # refused by the target (400/401/403/404/409)
+    queue_full: int
+    on_close: int
+    rejected: int
     total: int
 
 
@@ -208,8 +208,9 @@ def _writer_alive(stats: WriterStats) -> bool:
         return psutil.pid_exists(stats.pid)
 
 
-def _dropped(queue_full: int, close_strategy: int, rejected: int) -> Dropped:
-    return Dropped(queue_full, close_strategy, rejected, queue_full + close_strategy + rejected)
+def _dropped(counters: WriterStats | SessionStats) -> Dropped:
+    counts = {reason.name: getattr(counters, reason.counter) for reason in DROP_REASONS}
+    return Dropped(**counts, total=sum(counts.values()))
 
 
 # The dispatcher's counters, as status shows them (the fields of DispatcherStatus it copies).
@@ -330,7 +331,7 @@ def _session_status(directory: Path, previous: SessionStatus | None) -> SessionS
                 delivered=stats.delivered,
                 pending=stats.pending,
                 rejected=stats.rejected,
-                dropped=_dropped(stats.dropped_queue_full, stats.dropped_on_close, stats.rejected),
+                dropped=_dropped(stats),
                 points_per_s=rate,
             )
         )
@@ -388,7 +389,7 @@ def _session_status(directory: Path, previous: SessionStatus | None) -> SessionS
         delivered=counters.delivered,
         pending=counters.pending,
         rejected=counters.rejected,
-        dropped=_dropped(counters.dropped_queue_full, counters.dropped_on_close, counters.rejected),
+        dropped=_dropped(counters),
         points_per_s=points_per_s,
         rate_basis=basis,
         errors=error_summary,
