@@ -356,3 +356,167 @@ def test_server_serves_what_was_logged_into_the_embedded_store(tmp_path: Path) -
         assert experiment.name == "local-run"
         points = client.list_metrics(experiment.id).series[0].points
         assert [(p.step, p.value) for p in points] == [(0, 2.0), (1, 1.0)]
+
+
+# -- unknown body fields and query parameters ------------------------------------------------
+
+
+def _refused(response: httpx.Response) -> str:
+    """The message of a 400 ``invalid_request`` answer."""
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request"
+    message: str = error["message"]
+    return message
+
+
+def test_unknown_body_field_on_patch_is_refused_and_changes_nothing(
+    client: Client, live_server: RunningServer
+) -> None:
+    folder = client.create_folder("kept", description="before")
+    url = f"{live_server.url}{API_PREFIX}/folders/{folder.id}"
+    auth = {"Authorization": f"Bearer {live_server.api_key}"}
+    renamed = httpx.patch(url, json={"name": "x"}, headers=auth)
+    assert _refused(renamed) == (
+        'unknown field "name" in the body of PATCH /folders/{folder_id}; accepted: description'
+    )
+    mixed = httpx.patch(url, json={"description": "after", "name": "x"}, headers=auth)
+    assert _refused(mixed) == (
+        'unknown field "name" in the body of PATCH /folders/{folder_id}; accepted: description'
+    )
+    assert client.get_folder(folder.id) == folder
+    assert client.patch_folder(folder.id, description="after").description == "after"
+
+
+def test_unknown_body_fields_on_post_are_all_named_and_nothing_is_created(
+    client: Client, live_server: RunningServer
+) -> None:
+    url = live_server.url + API_PREFIX + "/folders"
+    headers = {"Authorization": f"Bearer {live_server.api_key}", "Idempotency-Key": "k-typo"}
+    typos = httpx.post(url, json={"nmae": "a", "descripton": "d", "parent": None}, headers=headers)
+    assert _refused(typos) == (
+        'unknown fields "nmae", "descripton", "parent" in the body of POST /folders; '
+        "accepted: name, parent_id, description"
+    )
+    one = httpx.post(url, json={"name": "a", "colour": "red"}, headers=headers)
+    assert _refused(one) == (
+        'unknown field "colour" in the body of POST /folders; '
+        "accepted: name, parent_id, description"
+    )
+    assert client.list_folders() == []
+    # The refused requests recorded nothing under their Idempotency-Key: it is still free.
+    created = httpx.post(url, json={"name": "a"}, headers=headers)
+    assert created.status_code == 200
+    assert [f.name for f in client.list_folders()] == ["a"]
+
+
+def test_unknown_fields_in_nested_objects_are_named_with_their_place(
+    client: Client, live_server: RunningServer
+) -> None:
+    experiment_id = _experiment(client)
+    url = f"{live_server.url}{API_PREFIX}/experiments/{experiment_id}/metrics"
+    auth = {"Authorization": f"Bearer {live_server.api_key}"}
+    metrics = [
+        {"client_event_id": f"e{i}", "metric_name": "loss", "value": 1.0, "stpe": i}
+        for i in range(5)
+    ]
+    response = httpx.post(url, json={"metrics": metrics, "synk": True}, headers=auth)
+    assert _refused(response) == (
+        'unknown field "synk" in the body of POST /experiments/{experiment_id}/metrics; '
+        "accepted: metrics, sync. "
+        'Also unknown field "stpe" in metrics[0], metrics[1], metrics[2] and 2 more of the body; '
+        "accepted: client_event_id, metric_name, value, step, scale, labels, timestamp_ns"
+    )
+    assert client.list_metrics(experiment_id).series == []
+
+
+def test_unknown_query_parameter_is_refused(client: Client, live_server: RunningServer) -> None:
+    client.create_experiment(client.create_folder("f").id, "e")
+    auth = {"Authorization": f"Bearer {live_server.api_key}"}
+    typo = httpx.get(
+        live_server.url + API_PREFIX + "/experiments", params={"foldr_id": 3}, headers=auth
+    )
+    assert _refused(typo) == (
+        'unknown query parameter "foldr_id" in GET /experiments; accepted: folder_id, status'
+    )
+    several = httpx.get(
+        live_server.url + API_PREFIX + "/experiments",
+        params={"status": "running", "foldr_id": 3, "page": 2},
+        headers=auth,
+    )
+    assert _refused(several) == (
+        'unknown query parameters "foldr_id", "page" in GET /experiments; '
+        "accepted: folder_id, status"
+    )
+    on_post = httpx.post(
+        live_server.url + API_PREFIX + "/folders",
+        params={"dry_run": "1"},
+        json={"name": "g"},
+        headers=auth,
+    )
+    assert _refused(on_post) == 'unknown query parameter "dry_run" in POST /folders; accepted: none'
+    assert [f.name for f in client.list_folders()] == ["f"]
+    listed = httpx.get(
+        live_server.url + API_PREFIX + "/experiments", params={"status": "running"}, headers=auth
+    )
+    assert listed.status_code == 200
+    assert [e["name"] for e in listed.json()["items"]] == ["e"]
+
+
+def test_valid_requests_still_decode_every_field(
+    client: Client, live_server: RunningServer
+) -> None:
+    auth = {"Authorization": f"Bearer {live_server.api_key}"}
+    url = live_server.url + API_PREFIX
+    top = httpx.post(url + "/folders", json={"name": "top"}, headers=auth)
+    assert top.status_code == 200, top.text
+    folder = httpx.post(
+        url + "/folders",
+        json={"name": "sub", "parent_id": top.json()["id"], "description": "d"},
+        headers=auth,
+    )
+    assert folder.status_code == 200, folder.text
+    assert (folder.json()["path"], folder.json()["description"]) == (["top", "sub"], "d")
+    experiment_id = _experiment(client, folder="top")
+    ingested = httpx.post(
+        f"{url}/experiments/{experiment_id}/metrics",
+        json={
+            "metrics": [
+                {"client_event_id": "a", "metric_name": "loss", "value": "nan", "step": 2,
+                 "scale": "EPISODE", "labels": {"rank": "0"}, "timestamp_ns": 5}
+            ],
+            "sync": True,
+        },
+        headers=auth,
+    )  # fmt: skip
+    assert (ingested.status_code, ingested.json()["accepted"]) == (200, 1)
+    (series,) = client.list_metrics(experiment_id).series
+    assert (series.scale, series.labels, series.points[0].step) == ("EPISODE", {"rank": "0"}, 2)
+    compared = client.compare_metrics(
+        [ComparisonMetricSeries(experiment_id, "loss", metadata_key="rank", metadata_value="0")]
+    )
+    assert compared.series[0].metadata_value == "0"
+    missing = httpx.post(url + "/folders", json={"description": "no name"}, headers=auth)
+    assert _refused(missing) == "invalid body: Object missing required field `name`"
+
+
+def test_routes_outside_the_table_keep_ignoring_query_parameters(
+    client: Client, live_server: RunningServer
+) -> None:
+    experiment_id = _experiment(client)
+    body = encode_batch(
+        "producer-q", 1, experiment_id, {("loss", "ML_STEP", "{}"): SeriesColumns([0], [1.0], [5])}
+    )
+    headers = {
+        "Authorization": f"Bearer {live_server.api_key}",
+        "Content-Type": PROTOBUF_CONTENT_TYPE,
+    }
+    ingested = httpx.post(
+        live_server.url + API_PREFIX + INGEST_PATH, params={"x": "1"}, content=body, headers=headers
+    )
+    assert ingested.status_code == 200
+    answer = IngestResponse()
+    answer.ParseFromString(ingested.content)
+    assert answer.accepted == 1
+    for path in ("/healthz", API_PREFIX + "/health", API_PREFIX + "/openapi.json"):
+        assert httpx.get(live_server.url + path, params={"probe": "1"}).status_code == 200

@@ -2,8 +2,9 @@
 
 A request is authenticated (``Authorization: Bearer KEY``), its body decoded into the route's
 msgspec type, its handler run in a worker thread against the store, and the answer encoded as
-JSON. A POST, PATCH or DELETE that carries an ``Idempotency-Key`` is acted on once: a repeat
-gets the first answer again.
+JSON. A body field or query parameter the route does not define is refused with a 400 that
+names it (see ``_strict``), before anything is run or recorded. A POST, PATCH or DELETE that
+carries an ``Idempotency-Key`` is acted on once: a repeat gets the first answer again.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from ..storage import Principal, SqliteStore, StorageError
 from ._errors import ApiError, error_response, from_storage
 from ._handlers import HANDLERS, Context
 from ._openapi import openapi_document
+from ._strict import refuse_unknown_query, strict_type, unknown_fields_message
 
 IDEMPOTENCY_TTL_NS = 24 * 3600 * 10**9  # a retried request comes within minutes, not a day
 IDEMPOTENCY_SWEEP_EVERY = 1000
@@ -154,7 +156,9 @@ class _Api:
 
     def endpoint(self, route: Route) -> Endpoint:
         handler = HANDLERS[route.name]
-        decoder = msgspec.json.Decoder(route.request) if route.request is not None else None
+        decoder = (
+            msgspec.json.Decoder(strict_type(route.request)) if route.request is not None else None
+        )
 
         async def endpoint(request: Request) -> Response:
             async def work() -> Response:
@@ -163,7 +167,7 @@ class _Api:
                 _authorize(route, principal, path)
                 query = _query(route, request)
                 raw = await self.read_body(request) if decoder is not None else b""
-                body = _decode(decoder, raw) if decoder is not None else None
+                body = _decode(route, decoder, raw) if decoder is not None else None
                 context = Context(self.store, principal, path, query, body)
 
                 def act() -> tuple[int, bytes]:
@@ -265,6 +269,7 @@ _INT_QUERY = frozenset({"parent_id", "folder_id", "limit"})
 
 
 def _query(route: Route, request: Request) -> dict[str, Any]:
+    refuse_unknown_query(route, request.query_params.keys())
     query: dict[str, Any] = {}
     for name in route.query:
         raw = request.query_params.get(name)
@@ -286,12 +291,14 @@ def _query(route: Route, request: Request) -> dict[str, Any]:
     return query
 
 
-def _decode(decoder: msgspec.json.Decoder[Any], raw: bytes) -> Any:
+def _decode(route: Route, decoder: msgspec.json.Decoder[Any], raw: bytes) -> Any:
     if not raw:
         raise ApiError(400, "invalid_request", "this route needs a JSON body")
     try:
         return decoder.decode(raw)
     except msgspec.ValidationError as error:
-        raise ApiError(400, "invalid_request", f"invalid body: {error}") from None
+        # Unknown fields first: a misspelt field is often why a required one is "missing".
+        message = unknown_fields_message(route, raw) or f"invalid body: {error}"
+        raise ApiError(400, "invalid_request", message) from None
     except msgspec.DecodeError as error:
         raise ApiError(400, "invalid_request", f"body is not JSON: {error}") from None
