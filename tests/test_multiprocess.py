@@ -261,29 +261,30 @@ def test_writer_killed_after_logging_has_all_points_stored(tmp_path: Path) -> No
     script = tmp_path / "killed.py"
     script.write_text(textwrap.dedent(KILLED_WRITER))
     points = 20_000
-    writer = subprocess.Popen(
+    dispatcher = 0
+    with subprocess.Popen(
         [sys.executable, str(script), str(points)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    dispatcher = 0
-    try:
-        assert writer.stdin is not None and writer.stdout is not None
-        dispatcher = int(writer.stdout.readline())
-        os.kill(dispatcher, signal.SIGSTOP)  # nothing is drained until the writer is dead
-        writer.stdin.write("go\n")
-        writer.stdin.flush()
-        assert int(writer.stdout.readline()) == points + 1  # the points and one declaration
-        writer.kill()
-        writer.wait(10)
-        session_root = Path(os.environ["METRANA_SESSION_ROOT"])
-        assert len(list(session_root.glob("*/w-*.meta"))) == 1  # the dead writer's ring is there
-    finally:
-        if dispatcher:
-            os.kill(dispatcher, signal.SIGCONT)
-        kill_tree(writer.pid)
+    ) as writer:
+        try:
+            assert writer.stdin is not None and writer.stdout is not None
+            dispatcher = int(writer.stdout.readline())
+            os.kill(dispatcher, signal.SIGSTOP)  # nothing is drained until the writer is dead
+            writer.stdin.write("go\n")
+            writer.stdin.flush()
+            assert int(writer.stdout.readline()) == points + 1  # the points and one declaration
+            writer.kill()
+            writer.wait(10)
+            session_root = Path(os.environ["METRANA_SESSION_ROOT"])
+            # the dead writer's ring is there
+            assert len(list(session_root.glob("*/w-*.meta"))) == 1
+        finally:
+            if dispatcher:
+                os.kill(dispatcher, signal.SIGCONT)
+            kill_tree(writer.pid)
     deadline = time.monotonic() + 30
     while list(session_root.glob("*/w-*.meta")) and time.monotonic() < deadline:
         time.sleep(0.05)  # the dispatcher deletes the ring once it has stored all of it

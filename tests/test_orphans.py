@@ -30,23 +30,23 @@ sys.stdin.readline()            # killed here, with 500 points in its ring
 def _orphan(tmp_path: Path) -> Path:
     """A session whose writer and dispatcher were both SIGKILLed, 500 points in the ring."""
     session_root = Path(os.environ["METRANA_SESSION_ROOT"])
-    child = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-c", WRITER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
-    assert child.stdin is not None and child.stdout is not None
-    try:
-        assert child.stdout.readline().strip() == "ready"
-        (dispatcher,) = dispatcher_pids(session_root)
-        os.kill(dispatcher, signal.SIGSTOP)
-        child.stdin.write("go\n")
-        child.stdin.flush()
-        assert child.stdout.readline().strip() == "logged"
-        child.kill()
-        child.wait(10)
-        os.kill(dispatcher, signal.SIGKILL)
-        psutil.Process(dispatcher).wait(10)
-    finally:
-        kill_tree(child.pid)
+    ) as child:
+        assert child.stdin is not None and child.stdout is not None
+        try:
+            assert child.stdout.readline().strip() == "ready"
+            (dispatcher,) = dispatcher_pids(session_root)
+            os.kill(dispatcher, signal.SIGSTOP)
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            assert child.stdout.readline().strip() == "logged"
+            child.kill()
+            child.wait(10)
+            os.kill(dispatcher, signal.SIGKILL)
+            psutil.Process(dispatcher).wait(10)
+        finally:
+            kill_tree(child.pid)
     (session,) = [d for d in session_root.iterdir() if any(d.glob("w-*.meta"))]
     assert dispatcher_pids(session_root) == []
     return session

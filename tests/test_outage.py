@@ -97,9 +97,11 @@ def _outage(
 
         proxy.set_fault(None)  # the server is back
         _wait_for(lambda: len(_stored_steps(client)) == 7_000, 60, "the spool to be replayed")
+        # The last replayed batch is stored before its answer reaches the dispatcher: keep the
+        # server reachable until the spool is emptied.
+        _wait_for(lambda: not _spooled_files(isolated), 30, "the spool to be emptied")
         metrana.close(close_strategy="CompleteAll", timeout=30)
     assert _stored_steps(client) == list(range(7_000))
-    _wait_for(lambda: not _spooled_files(isolated), 30, "the spool to be emptied")
 
 
 @pytest.mark.slow
@@ -257,6 +259,6 @@ def test_sigterm_in_backoff_spools_at_once_and_a_replay_stores_each_point_once(
 
         proxy.set_fault(None)  # the writer's watchdog starts a successor, which replays
         _wait_for(lambda: len(_stored_steps(client)) >= 3_000, 60, "the spool replayed")
+        _wait_for(lambda: not _spooled_files(isolated), 30, "the spool to be emptied")
         metrana.close(close_strategy="CompleteAll", timeout=30)
     assert _stored_steps(client) == list(range(3_000))
-    _wait_for(lambda: not _spooled_files(isolated), 30, "the spool to be emptied")

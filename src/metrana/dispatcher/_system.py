@@ -5,7 +5,8 @@ dispatcher continues them without colliding): per writer, labelled ``pid`` and `
 (when the writer had ``RANK``/``LOCAL_RANK``): ``system/cpu_percent``, ``system/rss_bytes``,
 ``system/threads``, ``system/open_files``; per host, labelled ``host``:
 ``system/host_memory_used_bytes``, ``system/host_memory_percent``, ``system/load_1m``.
-They are best effort: a sample lost with a failed batch is not sent again.
+They are best effort: a failed or abandoned batch gives its samples back (``give_back``), but the
+samples held by a dispatcher that exits or is killed, or in a batch rejected for good, are lost.
 """
 
 from __future__ import annotations
