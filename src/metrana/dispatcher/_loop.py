@@ -1,4 +1,5 @@
-# Just over 400 lines: the schedule, the discovery of rings and the pass are one loop, read together; its other jobs are in _columns, _inflight and _spooling.
+# Just over 400 lines: the schedule, the discovery of rings and the pass are one loop,
+# read together; its other jobs are in _columns, _inflight and _spooling.
 """The drain loop: find the rings, read them round-robin, batch by series, deliver, then commit
 (``_inflight``), spooling when the target is out of reach (``_spooling``).
 
