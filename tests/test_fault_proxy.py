@@ -33,7 +33,9 @@ class _Echo(BaseHTTPRequestHandler):
 def proxy() -> Iterator[FaultProxy]:
     _Echo.hits = []
     upstream = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
-    thread = threading.Thread(target=upstream.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=upstream.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     with FaultProxy(f"http://127.0.0.1:{upstream.server_address[1]}") as fault_proxy:
         yield fault_proxy

@@ -520,3 +520,17 @@ def test_routes_outside_the_table_keep_ignoring_query_parameters(
     assert answer.accepted == 1
     for path in ("/healthz", API_PREFIX + "/health", API_PREFIX + "/openapi.json"):
         assert httpx.get(live_server.url + path, params={"probe": "1"}).status_code == 200
+
+
+def test_the_listening_socket_is_tcp_so_answers_are_not_delayed() -> None:
+    """asyncio sets TCP_NODELAY only on connections of a socket whose protocol is TCP; with
+    proto 0 every answer on a kept-alive connection waited ~40 ms for a delayed ACK."""
+    import socket
+
+    from metrana.server._serve import bind
+
+    sock = bind("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+    finally:
+        sock.close()

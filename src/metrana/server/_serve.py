@@ -33,7 +33,10 @@ def ensure_api_key(store: SqliteStore, workspace: str | None = None) -> str | No
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket (port 0 picks a free one)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on connections of a socket that says
+    # it is TCP, and without it every answer on a kept-alive connection waited ~40 ms for the
+    # client's delayed ACK (headers and body are two writes).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(2048)
