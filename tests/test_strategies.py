@@ -926,7 +926,7 @@ def test_resume_never_refuses_another_job_but_not_the_same_job(
     other = start_job(_resume_job("Never", "Allow", 2), env={"METRANA_ORCHESTRATION_ID": "job-b"})
     for result in other.finish():
         error = result["init_error"]
-        assert error["type"] == "MetranaRunExistsError"
+        assert error["type"] == "MetranaRunExistsError", error
         assert "already exists" in error["message"] and "'Never'" in error["message"]
         assert "log" not in result
     assert stored(client) == {"0": [0, 1], "1": [0, 1]}

@@ -17,6 +17,7 @@ from .._errors import (
     MetranaDispatcherError,
     MetranaRunExistsError,
 )
+from .._files import read_struct
 from ._session import Handshake, Session
 
 __all__ = ["ensure_dispatcher", "join", "wait_handshake"]
@@ -115,6 +116,18 @@ def join(
                 ) from None
 
 
+def _answer(handshake: Handshake) -> Handshake:
+    """A ready handshake, or the error its refusal names."""
+    if handshake.status == "ready":
+        return handshake
+    message = handshake.error or "the dispatcher could not open the run"
+    if handshake.error_kind == "run_exists":
+        raise MetranaRunExistsError(message)
+    if handshake.error_kind == "config":
+        raise MetranaConfigError(message)
+    raise MetranaDispatcherError(message)
+
+
 def wait_handshake(
     session: Session, timeout: float, process: subprocess.Popen[bytes] | None
 ) -> Handshake:
@@ -125,17 +138,15 @@ def wait_handshake(
     while True:
         handshake = session.read_handshake()
         if handshake is not None:
-            if handshake.status == "ready":
-                return handshake
-            message = handshake.error or "the dispatcher could not open the run"
-            if handshake.error_kind == "run_exists":
-                raise MetranaRunExistsError(message)
-            if handshake.error_kind == "config":
-                raise MetranaConfigError(message)
-            raise MetranaDispatcherError(message)
+            return _answer(handshake)
         if process is not None and process.poll() is not None:
             if session.read_handshake() is not None:
                 continue  # written just before it exited (say, a refusal): read it above
+            previous = read_struct(session.previous_handshake_path, Handshake)
+            if previous is not None and previous.dispatcher_pid == process.pid:
+                # Its answer was moved aside by another writer that started a successor
+                # after it exited: it is still this dispatcher's answer.
+                return _answer(previous)
             if process.returncode < 0:
                 raise DispatcherVanishedError(
                     f"the dispatcher was killed (signal {-process.returncode}) before its handshake"
