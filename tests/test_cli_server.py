@@ -60,7 +60,7 @@ def test_keys_create_list_revoke(tmp_path: Path, live_server: RunningServer) -> 
         assert revoked["revoked"] is True
         with pytest.raises(MetricsApiRequestError) as error:
             client.auth_status()
-        assert error.value.status == 401
+        assert error.value.status_code == 401
     unknown = cli("keys", "revoke", "mtr_nothing", "--store", store, check=False)
     assert unknown.returncode == 1
     assert "no API key with prefix 'mtr_nothing'" in unknown.stderr
@@ -82,7 +82,7 @@ def test_login_saves_credentials_for_the_local_client(
     refused = cli("login", "--host", live_server.url, "--api-key", "mtr_wrong", check=False)
     assert refused.returncode == 1
     assert "unknown or revoked key" in refused.stderr
-    assert json.loads(auth.read_text())["api_key"] == live_server.api_key
+    assert json.loads(auth.read_text())["apiKey"] == live_server.api_key
 
 
 @pytest.mark.slow

@@ -119,12 +119,13 @@ Answer = httpx.Response | Exception | Callable[[httpx.Request], httpx.Response]
 
 
 def ok(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> httpx.Response:
-    return httpx.Response(status, json=body, headers=headers)
+    """A success answer in the API's envelope."""
+    return httpx.Response(status, json={"data": body, "error": None}, headers=headers)
 
 
 def api_error(status: int, code: str, message: str, **headers: str) -> httpx.Response:
     return httpx.Response(
-        status, json={"error": {"code": code, "message": message}}, headers=headers
+        status, json={"error": {"message": message, "details": f"code={code}"}}, headers=headers
     )
 
 
@@ -432,12 +433,19 @@ def test_path_parameters_are_quoted() -> None:
     assert raw_path(server.requests[0]) == "/api/v1/metrics/catalog/a%20b%2Fc%3Fd%23e/values"
 
 
-def test_a_host_with_a_path_prefix_and_trailing_slash() -> None:
+def test_a_host_is_an_origin_a_trailing_slash_dropped_a_path_refused() -> None:
     server = Server(ok(AUTH))
-    with server.client(host="https://example.org/metrana/") as client:
-        assert client.host == "https://example.org/metrana"
+    with server.client(host="https://example.org/") as client:
+        assert client.host == "https://example.org"
         client.auth_status()
-    assert str(server.requests[0].url) == "https://example.org/metrana/api/v1/auth/status"
+    assert str(server.requests[0].url) == "https://example.org/api/v1/auth/status"
+    for bad in (
+        "https://example.org/metrana",
+        "https://example.org?x=1",
+        "https://u:p@example.org",
+    ):
+        with pytest.raises(MetricsApiAuthError, match=r"not allowed"):
+            Client(KEY, host=bad)
 
 
 def test_each_write_gets_its_own_idempotency_key() -> None:
@@ -498,7 +506,7 @@ def test_unreachable_after_the_budget_is_status_0(sleeps: list[float]) -> None:
     with server.client() as client, pytest.raises(MetricsApiRequestError) as caught:
         client.list_folders()
     error = caught.value
-    assert error.status == 0 and error.code == "unreachable"
+    assert error.status_code is None and error.error_code is None and error.retryable
     assert HOST in error.server_message
     assert "ConnectError" in error.server_message and "connection refused" in str(error)
     assert "3 attempts" in str(error)
@@ -512,15 +520,15 @@ def test_the_elapsed_budget_stops_retries(sleeps: list[float]) -> None:
     with server.client(retry=policy) as client, pytest.raises(MetricsApiRequestError) as caught:
         client.get_folder(3)
     assert len(server.requests) == 1 and sleeps == []  # 100 s does not fit a 5 s budget
-    assert caught.value.status == 503 and caught.value.code == "unavailable"
+    assert caught.value.status_code == 503 and caught.value.error_code == "unavailable"
 
 
 def test_a_spent_budget_on_a_status_raises_that_status(sleeps: list[float]) -> None:
     server = Server(api_error(503, "unavailable", "still restarting"))
     with server.client() as client, pytest.raises(MetricsApiRequestError) as caught:
         client.get_experiment(7)
-    assert caught.value.status == 503
-    assert caught.value.code == "unavailable"
+    assert caught.value.status_code == 503
+    assert caught.value.error_code == "unavailable"
     assert "still restarting" in caught.value.server_message
     assert len(server.requests) == FAST.max_attempts
 
@@ -529,7 +537,7 @@ def test_a_non_retryable_transport_error_fails_at_once(sleeps: list[float]) -> N
     server = Server(httpx.UnsupportedProtocol("no such scheme"))
     with server.client() as client, pytest.raises(MetricsApiRequestError) as caught:
         client.auth_status()
-    assert caught.value.status == 0 and len(server.requests) == 1 and sleeps == []
+    assert caught.value.status_code is None and len(server.requests) == 1 and sleeps == []
 
 
 def test_the_default_policy_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -550,8 +558,8 @@ def test_an_error_answer_is_decoded() -> None:
     with server.client() as client, pytest.raises(MetricsApiRequestError) as caught:
         client.get_folder(3)
     error = caught.value
-    assert (error.status, error.code, error.server_message) == (404, "not_found", "no folder 3")
-    assert str(error) == "no folder 3"
+    assert (error.status_code, error.error_code, error.retryable) == (404, "not_found", False)
+    assert str(error) == "HTTP 404: no folder 3: code=not_found"
     assert isinstance(error, MetricsApiError) and isinstance(error, metrana.MetranaError)
     assert len(server.requests) == 1  # a 4xx is an answer, not retried
 
@@ -560,21 +568,23 @@ def test_an_error_that_is_not_json_keeps_its_text() -> None:
     server = Server(httpx.Response(400, text="x" * 500))
     with server.client() as client, pytest.raises(MetricsApiRequestError) as caught:
         client.get_folder(3)
-    assert caught.value.code == "http_400" and caught.value.status == 400
-    assert caught.value.server_message == "x" * 200
+    assert caught.value.error_code is None and caught.value.status_code == 400
+    assert caught.value.server_message == "x" * 500
 
 
 def test_an_error_without_a_body_uses_the_reason() -> None:
     server = Server(httpx.Response(403))
     with server.client() as client, pytest.raises(MetricsApiRequestError) as caught:
         client.auth_status()
-    assert caught.value.code == "http_403" and caught.value.server_message == "Forbidden"
+    assert caught.value.error_code is None and caught.value.server_message == "Forbidden"
 
 
 @pytest.mark.parametrize(
     "answer",
     [
-        httpx.Response(200, text="<html>proxy</html>"),
+        httpx.Response(200, json={"id": 3}),
+        httpx.Response(200, json={"data": {"id": 3}}),
+        httpx.Response(200, json={"data": {"id": 3}, "error": "no"}),
         ok({"id": "three"}),
         ok({"items": [{"id": 1}]}),
     ],
@@ -600,7 +610,7 @@ def test_a_closed_client_says_so() -> None:
 def test_bad_settings_are_refused() -> None:
     with pytest.raises(MetricsApiAuthError):
         Client("")
-    with pytest.raises(MetranaConfigError, match="host"):
+    with pytest.raises(MetricsApiAuthError, match="host"):
         Client(KEY, host="metrana.test:8765")
     with pytest.raises(MetranaConfigError, match="timeout"):
         Client(KEY, timeout=0)
@@ -710,7 +720,7 @@ def test_a_second_401_is_raised() -> None:
     server = ingest_server(api_error(401, "unauthorized", "no ingestion for you"))
     with server.client() as client, pytest.raises(MetricsApiRequestError) as caught:
         client.ingest_metrics(7, [{"metric_name": "loss", "value": 1.0}])
-    assert caught.value.status == 401 and caught.value.code == "unauthorized"
+    assert caught.value.status_code == 401 and caught.value.error_code == "unauthorized"
     assert len(server.requests) == 4  # mint, ingest, mint, ingest
 
 
@@ -761,10 +771,9 @@ def test_credentials_are_saved_private_and_read_back(config_dir: Path) -> None:
     path = save_credentials("http://metrana.test:9000/", "mk_local")
     assert path == credentials_path() == config_dir / "auth.json"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert json.loads(path.read_text()) == {
-        "host": "http://metrana.test:9000",
-        "api_key": "mk_local",
-    }
+    saved = json.loads(path.read_text())
+    assert saved.pop("loginAt") / 1000 == pytest.approx(time.time(), abs=60)
+    assert saved == {"apiKey": "mk_local", "host": "http://metrana.test:9000", "orgId": None}
     credentials = load_credentials()
     assert (credentials.host, credentials.api_key) == ("http://metrana.test:9000", "mk_local")
     assert "mk_local" not in repr(credentials)
@@ -858,7 +867,7 @@ def test_async_retries_keep_the_idempotency_key() -> None:
 
 def test_async_errors_and_ingestion_keys() -> None:
     server = ingest_server(api_error(401, "unauthorized", "revoked"), ok(INGEST_RESULT))
-    garbage = Server(httpx.Response(200, text="nope"))
+    garbage = Server(httpx.Response(200, json={"nope": 1}))
     failing = Server(api_error(409, "conflict", "name taken"))
 
     async def main() -> None:
@@ -871,7 +880,7 @@ def test_async_errors_and_ingestion_keys() -> None:
         async with failing.async_client() as client:
             with pytest.raises(MetricsApiRequestError) as caught:
                 await client.create_folder("runs")
-            assert (caught.value.status, caught.value.code) == (409, "conflict")
+            assert (caught.value.status_code, caught.value.error_code) == (409, "conflict")
         client = failing.async_client()
         await client.aclose()
         with pytest.raises(MetricsApiError, match="closed"):
@@ -893,7 +902,7 @@ def test_async_unreachable_is_status_0() -> None:
         raise AssertionError("no error")
 
     error = asyncio.run(main())
-    assert error.status == 0 and HOST in error.server_message
+    assert error.status_code is None and HOST in error.server_message
     assert len(server.requests) == FAST.max_attempts
 
 
@@ -957,3 +966,76 @@ def test_a_plain_http_client_needs_no_tls_unless_a_proxy_is_set(
     assert needs_tls("https://metrana.example.com")
     monkeypatch.setenv("https_proxy", "https://proxy.internal:3128")
     assert needs_tls("http://127.0.0.1:8765")
+
+
+# -- the Syvain API's conventions ----------------------------------------------------------
+
+
+def test_an_answer_that_is_not_json_is_a_retryable_request_error_not_retried() -> None:
+    server = Server(httpx.Response(200, text="<html>proxy</html>"))
+    with server.client() as client, pytest.raises(MetricsApiRequestError) as caught:
+        client.auth_status()
+    assert caught.value.retryable and caught.value.status_code is None
+    assert str(caught.value).startswith("Metrics API request failed for auth_status")
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [(408, None), (425, None), (429, None), (409, "idempotency_key_in_progress")],
+)
+def test_transient_answers_are_retried_with_the_same_key(
+    sleeps: list[float], status: int, code: str | None
+) -> None:
+    first = api_error(status, code, "later") if code else httpx.Response(status)
+    server = Server(first, ok(FOLDER))
+    with server.client() as client:
+        assert client.create_folder("runs").name == "mnist"
+    keys = [request.headers["Idempotency-Key"] for request in server.requests]
+    assert len(keys) == 2 and keys[0] == keys[1]
+
+
+def test_a_plain_409_is_an_answer_not_retried(sleeps: list[float]) -> None:
+    server = Server(api_error(409, "conflict", "name taken"))
+    with server.client() as client, pytest.raises(MetricsApiRequestError) as caught:
+        client.create_folder("runs")
+    assert (caught.value.status_code, caught.value.retryable, len(server.requests)) == (
+        409,
+        False,
+        1,
+    )
+
+
+def test_an_error_as_plain_text_in_the_envelope_is_read(sleeps: list[float]) -> None:
+    server = Server(httpx.Response(400, json={"error": "bad things"}))
+    with server.client() as client, pytest.raises(MetricsApiRequestError) as caught:
+        client.auth_status()
+    assert str(caught.value) == "HTTP 400: bad things"
+    assert caught.value.error_code is None
+
+
+def test_local_credentials_in_the_syvain_format_and_the_older_one(
+    config_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config_dir.mkdir(parents=True)
+    path = config_dir / "auth.json"
+    path.write_text(json.dumps({"apiKey": "mk_syvain", "host": "http://s.test", "orgId": "7"}))
+    credentials = load_credentials()
+    assert (credentials.api_key, credentials.host, credentials.org_id) == (
+        "mk_syvain",
+        "http://s.test",
+        "7",
+    )
+    path.write_text(json.dumps({"host": "http://old.test", "api_key": "mk_old"}))
+    assert (load_credentials().api_key, load_credentials().host) == ("mk_old", "http://old.test")
+    for bad, says in (
+        ("[1]", "invalid credentials"),
+        ("{", "not JSON"),
+        ('{"host": "h"}', "invalid credentials"),
+    ):
+        path.write_text(bad)
+        with pytest.raises(MetricsApiAuthError, match=says):
+            load_credentials()
+    monkeypatch.delenv("METRANA_CONFIG_DIR")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    assert credentials_path() == tmp_path / "xdg" / "metrana" / "auth.json"

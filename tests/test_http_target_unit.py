@@ -43,10 +43,15 @@ def stored(request: httpx.Request) -> httpx.Response:
 
 def status(code: int, headers: dict[str, str] | None = None) -> Answer:
     def answer(request: httpx.Request) -> httpx.Response:
-        body = {"error": {"code": f"http_{code}", "message": f"scripted {code}"}}
+        body = {"error": {"message": f"scripted {code}", "details": f"code=http_{code}"}}
         return httpx.Response(code, json=body, headers=headers)
 
     return answer
+
+
+def enveloped(data: msgspec.Struct) -> httpx.Response:
+    """A JSON answer in the API's success envelope."""
+    return httpx.Response(200, content=msgspec.json.encode({"data": data, "error": None}))
 
 
 class FakeServer:
@@ -64,7 +69,7 @@ class FakeServer:
         path = request.url.path
         if path == API_PREFIX + "/runs/handshake":
             answer = t.RunHandshakeResponse(experiment_id=7, created=True, resume=[])
-            return httpx.Response(200, content=msgspec.json.encode(answer))
+            return enveloped(answer)
         if path.endswith("/ingestion-keys"):
             with self.lock:
                 self.keys_minted += 1
@@ -73,9 +78,12 @@ class FakeServer:
                 id=n, experiment_id=7, name="dispatcher", prefix="mti_", created_ns=0, revoked=False
             )
             created = t.IngestionKeyCreated(key=key, secret=f"mti_secret{n}")
-            return httpx.Response(200, content=msgspec.json.encode(created))
+            return enveloped(created)
         if path.startswith(API_PREFIX + "/ingestion-keys/"):  # revoke at close
-            return httpx.Response(200, content=b"{}")
+            revoked = t.IngestionKey(
+                id=1, experiment_id=7, name="dispatcher", prefix="mti_", created_ns=0, revoked=True
+            )
+            return enveloped(revoked)
         assert path == INGEST, path
         with self.lock:
             answer_with = self.script.pop(0) if self.script else stored

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -34,11 +36,11 @@ def test_unknown_or_missing_key_gets_401_and_touches_nothing(live_server: Runnin
         pytest.raises(MetricsApiRequestError) as error,
     ):
         stranger.create_folder("intruder")
-    assert (error.value.status, error.value.code) == (401, "unauthorized")
+    assert (error.value.status_code, error.value.error_code) == (401, "unauthorized")
     assert "unknown or revoked key" in str(error.value)
     response = httpx.get(live_server.url + API_PREFIX + "/folders")
     assert response.status_code == 401
-    assert response.json()["error"]["code"] == "unauthorized"
+    assert response.json()["error"]["details"] == "code=unauthorized"
     with Client(live_server.api_key, host=live_server.url) as owner:
         assert owner.list_folders() == []
 
@@ -61,14 +63,14 @@ def test_nested_folders_rename_patch_and_moves(client: Client) -> None:
 
     with pytest.raises(MetricsApiRequestError) as cycle:
         client.move_folder(top.id, sub.id)
-    assert (cycle.value.status, cycle.value.code) == (409, "conflict")
+    assert (cycle.value.status_code, cycle.value.error_code) == (409, "conflict")
     assert "into itself or one of its sub-folders" in str(cycle.value)
     with pytest.raises(MetricsApiRequestError) as duplicate:
         client.create_folder("vision")
-    assert duplicate.value.status == 409
+    assert duplicate.value.status_code == 409
     with pytest.raises(MetricsApiRequestError) as missing:
         client.get_folder(999)
-    assert (missing.value.status, missing.value.code) == (404, "not_found")
+    assert (missing.value.status_code, missing.value.error_code) == (404, "not_found")
 
 
 def test_experiments_create_list_status_and_move(client: Client) -> None:
@@ -91,7 +93,7 @@ def test_experiments_create_list_status_and_move(client: Client) -> None:
 
     with pytest.raises(MetricsApiRequestError) as bad_status:
         client.update_experiment_status(experiment.id, "exploded")
-    assert (bad_status.value.status, bad_status.value.code) == (400, "invalid_request")
+    assert (bad_status.value.status_code, bad_status.value.error_code) == (400, "invalid_request")
 
 
 def test_run_handshake_creates_then_resumes(client: Client) -> None:
@@ -110,7 +112,7 @@ def test_run_handshake_creates_then_resumes(client: Client) -> None:
     )
     with pytest.raises(MetricsApiRequestError) as exists:
         client.run_handshake(never)
-    assert (exists.value.status, exists.value.code) == (409, "run_exists")
+    assert (exists.value.status_code, exists.value.error_code) == (409, "run_exists")
 
 
 def test_ingest_metrics_twice_stores_each_point_once(client: Client) -> None:
@@ -173,7 +175,7 @@ def test_compare_metrics_aligns_two_experiments_by_step(client: Client) -> None:
     assert [row.step for row in limited.rows] == [0, 1]
     with pytest.raises(MetricsApiRequestError) as ambiguous:
         client.compare_metrics([ComparisonMetricSeries(second, "loss")])
-    assert ambiguous.value.status == 400
+    assert ambiguous.value.status_code == 400
     assert "2 series match" in str(ambiguous.value)
 
 
@@ -242,7 +244,7 @@ def test_ingestion_key_may_not_read_or_write_elsewhere(
     with Client(secret, host=live_server.url) as scoped:
         with pytest.raises(MetricsApiRequestError) as reading:
             scoped.list_folders()
-        assert (reading.value.status, reading.value.code) == (403, "forbidden")
+        assert (reading.value.status_code, reading.value.error_code) == (403, "forbidden")
         status = scoped.auth_status()
         assert (status.key_kind, status.experiment_id) == ("ingestion", mine)
     headers = {"Authorization": f"Bearer {secret}", "Content-Type": PROTOBUF_CONTENT_TYPE}
@@ -303,14 +305,14 @@ def test_protobuf_ingest_rejects_bad_input_without_writing(
     url = live_server.url + API_PREFIX + INGEST_PATH
     auth = {"Authorization": f"Bearer {live_server.api_key}"}
     wrong_type = httpx.post(url, content=b"{}", headers={**auth, "Content-Type": "text/json"})
-    assert (wrong_type.status_code, wrong_type.json()["error"]["code"]) == (
+    assert (wrong_type.status_code, wrong_type.json()["error"]["details"]) == (
         415,
-        "unsupported_media_type",
+        "code=unsupported_media_type",
     )
     garbage = httpx.post(
         url, content=b"\xff\x00garbage", headers={**auth, "Content-Type": PROTOBUF_CONTENT_TYPE}
     )
-    assert (garbage.status_code, garbage.json()["error"]["code"]) == (400, "invalid_batch")
+    assert (garbage.status_code, garbage.json()["error"]["details"]) == (400, "code=invalid_batch")
     assert client.list_metrics(experiment_id).series == []
 
 
@@ -365,7 +367,7 @@ def _refused(response: httpx.Response) -> str:
     """The message of a 400 ``invalid_request`` answer."""
     assert response.status_code == 400, response.text
     error = response.json()["error"]
-    assert error["code"] == "invalid_request"
+    assert error["details"] == "code=invalid_request"
     message: str = error["message"]
     return message
 
@@ -460,7 +462,7 @@ def test_unknown_query_parameter_is_refused(client: Client, live_server: Running
         live_server.url + API_PREFIX + "/experiments", params={"status": "running"}, headers=auth
     )
     assert listed.status_code == 200
-    assert [e["name"] for e in listed.json()["items"]] == ["e"]
+    assert [e["name"] for e in listed.json()["data"]["items"]] == ["e"]
 
 
 def test_valid_requests_still_decode_every_field(
@@ -472,11 +474,14 @@ def test_valid_requests_still_decode_every_field(
     assert top.status_code == 200, top.text
     folder = httpx.post(
         url + "/folders",
-        json={"name": "sub", "parent_id": top.json()["id"], "description": "d"},
+        json={"name": "sub", "parent_id": top.json()["data"]["id"], "description": "d"},
         headers=auth,
     )
     assert folder.status_code == 200, folder.text
-    assert (folder.json()["path"], folder.json()["description"]) == (["top", "sub"], "d")
+    assert (folder.json()["data"]["path"], folder.json()["data"]["description"]) == (
+        ["top", "sub"],
+        "d",
+    )
     experiment_id = _experiment(client, folder="top")
     ingested = httpx.post(
         f"{url}/experiments/{experiment_id}/metrics",
@@ -489,7 +494,7 @@ def test_valid_requests_still_decode_every_field(
         },
         headers=auth,
     )  # fmt: skip
-    assert (ingested.status_code, ingested.json()["accepted"]) == (200, 1)
+    assert (ingested.status_code, ingested.json()["data"]["accepted"]) == (200, 1)
     (series,) = client.list_metrics(experiment_id).series
     assert (series.scale, series.labels, series.points[0].step) == ("EPISODE", {"rank": "0"}, 2)
     compared = client.compare_metrics(
@@ -534,3 +539,67 @@ def test_the_listening_socket_is_tcp_so_answers_are_not_delayed() -> None:
         assert sock.proto == socket.IPPROTO_TCP
     finally:
         sock.close()
+
+
+def test_answers_are_in_the_envelope_and_errors_carry_their_code(
+    live_server: RunningServer,
+) -> None:
+    auth = {"Authorization": f"Bearer {live_server.api_key}"}
+    status = httpx.get(live_server.url + API_PREFIX + "/auth/status", headers=auth)
+    assert status.status_code == 200
+    assert set(status.json()) == {"data", "error"} and status.json()["error"] is None
+    assert status.json()["data"]["workspace_name"] == "default"
+    missing = httpx.get(live_server.url + API_PREFIX + "/folders/999", headers=auth)
+    assert missing.status_code == 404
+    assert missing.json() == {
+        "error": {"message": "no folder 999 in this workspace", "details": "code=not_found"}
+    }
+
+
+def test_a_repeat_of_a_request_still_running_is_told_to_retry(tmp_path: Path) -> None:
+    """While the first request with an Idempotency-Key is acted on, a repeat gets 409
+    idempotency_key_in_progress (retryable); once it is done, the repeat gets its answer."""
+    import asyncio
+
+    from metrana.server import create_app
+
+    store = SqliteStore(tmp_path / "held.sqlite")
+    _, key = store.create_api_key("default", "test")
+    acting = threading.Event()
+    release = threading.Event()
+    act_once = store.idempotent
+
+    def held(*args: Any) -> Any:  # the first request is held while it is being acted on
+        acting.set()
+        assert release.wait(30)
+        return act_once(*args)
+
+    store.idempotent = held  # type: ignore[method-assign]
+    headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": "slow-1"}
+    transport = httpx.ASGITransport(app=create_app(store))
+
+    async def scenario() -> tuple[httpx.Response, httpx.Response, httpx.Response]:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            post = client.post(API_PREFIX + "/folders", json={"name": "slow"}, headers=headers)
+            first = asyncio.ensure_future(post)
+            assert await asyncio.to_thread(acting.wait, 10)
+            repeat = await client.post(
+                API_PREFIX + "/folders", json={"name": "slow"}, headers=headers
+            )
+            release.set()
+            answered = await first
+            store.idempotent = act_once  # type: ignore[method-assign]
+            again = await client.post(
+                API_PREFIX + "/folders", json={"name": "slow"}, headers=headers
+            )
+            return repeat, answered, again
+
+    try:
+        repeat, answered, again = asyncio.run(scenario())
+    finally:
+        release.set()
+        store.close()
+    assert repeat.status_code == 409
+    assert repeat.json()["error"]["details"] == "code=idempotency_key_in_progress"
+    assert answered.status_code == 200 and answered.json()["data"]["name"] == "slow"
+    assert again.json() == answered.json()

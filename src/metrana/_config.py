@@ -114,7 +114,7 @@ SETTINGS: tuple[Setting, ...] = (
         "ingestion_url",
         _ingestion_url,
         None,
-        "an http(s):// URL, 'offline', or unset for the embedded store",
+        "an http(s):// origin, 'offline', or unset for the embedded store",
         "unset",
         'Where data goes. Unset, `""`, `embedded` or `local`: the embedded store. `offline`: '
         "everything goes to the disk spool. An `http(s)://` URL: a Metrana server "
@@ -313,7 +313,7 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         http_url,
         DEFAULT_API_HOST,
-        "an http(s):// URL",
+        "an http(s):// origin (scheme://host[:port], no path)",
         f"`{DEFAULT_API_HOST}`",
         "The server of `metrana.Client` when no `host=` is given and no `metrana login` host "
         "applies ([rest-client.md](rest-client.md#which-host)).",
@@ -571,7 +571,9 @@ def api_host(
             return http_url(raw)
         except Invalid:
             raise MetranaConfigError(
-                f"invalid host {raw!r} (from {source}); accepted values: an http(s):// URL"
+                f"invalid host {raw!r} (from {source}); accepted values: an http(s):// origin "
+                "(scheme://host[:port]): the API lives at the root of its server, so a path, "
+                "query, fragment or user is not allowed"
             ) from None
     host: str = read("METRANA_HOST", None, environ)
     return host

@@ -123,8 +123,18 @@ def user_path(raw: Any) -> Path:
 
 
 def http_url(raw: Any) -> str:
-    """An http:// or https:// URL, without a trailing slash."""
+    """The origin of an http:// or https:// URL, ``scheme://host[:port]``: a server of the
+    API lives at the root of its origin, so a path, query, fragment or user is refused."""
+    from urllib.parse import urlsplit
+
     url = text(raw)
-    if not (url.startswith("http://") or url.startswith("https://")):
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        raise Invalid from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise Invalid
-    return url.rstrip("/")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
+        raise Invalid
+    return f"{parts.scheme.lower()}://{parts.netloc}"

@@ -118,13 +118,28 @@ class MetricsApiError(MetranaError):
 
 
 class MetricsApiRequestError(MetricsApiError):
-    """The server answered with an error status, or could not be reached (``status`` 0)."""
+    """The server answered with an error status, or could not be reached.
 
-    def __init__(self, message: str, status: int = 0, code: str = "unreachable") -> None:
+    As the Syvain client has it: ``status_code`` (None when there was no answer),
+    ``error_code`` (the server's machine code, from ``details: "code=…"``, or None) and
+    ``retryable`` (whether trying again later may succeed); the message reads
+    ``HTTP <status>: <message>[: <details>]``. ``server_message`` is the server's message
+    alone (or what went wrong on the way)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        error_code: str | None = None,
+        retryable: bool,
+        server_message: str | None = None,
+    ) -> None:
         super().__init__(message)
-        self.status = status
-        self.code = code
-        self.server_message = message
+        self.status_code = status_code
+        self.error_code = error_code
+        self.retryable = retryable
+        self.server_message = message if server_message is None else server_message
 
 
 class MetricsApiResponseError(MetricsApiError):

@@ -11,11 +11,15 @@ import time
 
 import msgspec
 
-RETRYABLE_STATUSES = frozenset({408, 429})
+RETRYABLE_STATUSES = frozenset({408, 425, 429})
+IN_PROGRESS = "idempotency_key_in_progress"  # a 409 while the first request is still running
 
 
-def is_retryable_status(status: int) -> bool:
-    """408, 429 and 5xx are transient; everything else is an answer."""
+def is_retryable(status: int, error_code: str | None = None) -> bool:
+    """408, 425, 429, 5xx, and a 409 whose request is still being acted on are transient;
+    everything else is an answer."""
+    if status == 409:
+        return error_code == IN_PROGRESS
     return status in RETRYABLE_STATUSES or 500 <= status <= 599
 
 

@@ -1,7 +1,9 @@
 """Local credentials: ``auth.json`` in the config dir (see :func:`metrana._config.config_dir`),
 written by ``metrana login`` and read by ``Client("local")``.
 
-The file is ``{"host": "...", "api_key": "..."}``, mode 0600, replaced atomically (a temporary
+The file has the Syvain client's format, ``{"apiKey": "...", "host": "...", "orgId": "...",
+"loginAt": <ms>}`` (``apiKey`` required; a file of the older ``{"host", "api_key"}`` form is
+still read), mode 0600, replaced atomically (a temporary
 file in the same directory, fsync'd, then renamed) while holding a ``filelock`` beside it, so
 that two concurrent logins never leave a torn or world-readable file.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import msgspec
@@ -33,13 +36,20 @@ LOCK_TIMEOUT = 30.0
 
 
 class Credentials(msgspec.Struct, frozen=True):
-    """A server and the API key to present to it."""
+    """A server and the API key to present to it (``auth.json``, as the Syvain CLI writes it)."""
 
-    host: str
-    api_key: str
+    api_key: str = msgspec.field(name="apiKey")
+    host: str | None = None
+    org_id: str | None = msgspec.field(default=None, name="orgId")
+    login_at: int | None = msgspec.field(default=None, name="loginAt")  # ms since the epoch
 
     def __repr__(self) -> str:  # never print the key
-        return f"Credentials(host={self.host!r}, api_key='***')"
+        return f"Credentials(host={self.host!r}, api_key='***', org_id={self.org_id!r})"
+
+
+class _LegacyCredentials(msgspec.Struct, frozen=True):
+    host: str
+    api_key: str
 
 
 def credentials_path() -> Path:
@@ -51,7 +61,7 @@ def _lock(path: Path) -> FileLock:
     return FileLock(str(path.with_name(path.name + ".lock")), timeout=LOCK_TIMEOUT)
 
 
-def save_credentials(host: str, api_key: str) -> Path:
+def save_credentials(host: str, api_key: str, org_id: str | None = None) -> Path:
     """Store ``host`` and ``api_key`` for ``Client("local")``; return the file written.
 
     Raises :class:`metrana.MetranaConfigError` for a host that is not an http(s) URL and
@@ -62,7 +72,10 @@ def save_credentials(host: str, api_key: str) -> Path:
         raise MetricsApiAuthError(f"cannot save an empty API key; {LOGIN_HINT}")
     path = credentials_path()
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    data = msgspec.json.encode(Credentials(host=host, api_key=api_key.strip()))
+    credentials = Credentials(
+        api_key=api_key.strip(), host=host, org_id=org_id, login_at=time.time_ns() // 1_000_000
+    )
+    data = msgspec.json.encode(credentials)
     with _lock(path):
         fd, temporary = tempfile.mkstemp(prefix=".auth-", suffix=".tmp", dir=path.parent)
         try:
@@ -92,12 +105,18 @@ def load_credentials() -> Credentials:
         raise MetricsApiAuthError(f"cannot read {path} ({error}); {LOGIN_HINT}") from None
     try:
         credentials = msgspec.json.decode(data, type=Credentials)
-    except msgspec.DecodeError as error:  # ValidationError included
-        raise MetricsApiAuthError(
-            f"invalid credentials in {path} ({error}); {LOGIN_HINT}"
-        ) from None
-    if not credentials.api_key.strip() or not credentials.host.strip():
-        raise MetricsApiAuthError(f"empty host or API key in {path}; {LOGIN_HINT}")
+    except msgspec.ValidationError as error:
+        try:
+            legacy = msgspec.json.decode(data, type=_LegacyCredentials)
+        except msgspec.DecodeError:
+            raise MetricsApiAuthError(
+                f"invalid credentials in {path} ({error}); {LOGIN_HINT}"
+            ) from None
+        credentials = Credentials(api_key=legacy.api_key, host=legacy.host)
+    except msgspec.DecodeError as error:
+        raise MetricsApiAuthError(f"{path} is not JSON ({error}); {LOGIN_HINT}") from None
+    if not credentials.api_key.strip():
+        raise MetricsApiAuthError(f"empty API key (apiKey) in {path}; {LOGIN_HINT}")
     return credentials
 
 

@@ -217,7 +217,7 @@ class Operations(Exchange):
                     )
                 )
             except MetricsApiRequestError as error:
-                if error.status != 401 or reminted:
+                if error.status_code not in (401, 403) or reminted:
                     raise
                 reminted = True  # revoked or expired: mint another, once
                 self.forget_ingestion_credential(experiment_id, secret)
@@ -308,8 +308,12 @@ def open_operations(
             raise MetranaConfigError(
                 f"invalid {setting} {value!r}; accepted values: a number of seconds > 0"
             )
+    try:
+        resolved_host = api_host(host, saved_host)
+    except MetranaConfigError as error:
+        raise MetricsApiAuthError(str(error)) from None
     return Operations(
-        host=api_host(host, saved_host),
+        host=resolved_host,
         api_key=api_key.strip(),
         timeout=float(timeout),
         ingest_timeout=float(ingest_timeout),

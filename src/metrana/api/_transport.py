@@ -22,10 +22,9 @@ import httpx
 import msgspec
 
 from .._logging import logger
-from .._retry import Pacer, RetryInterrupted, RetryPolicy, is_retryable_status, parse_retry_after
+from .._retry import Pacer, RetryInterrupted, RetryPolicy, is_retryable, parse_retry_after
 from ._errors import MetricsApiRequestError, MetricsApiResponseError
 from ._routes import API_PREFIX, ROUTES_BY_NAME, Route
-from ._types import ErrorResponse
 
 T = TypeVar("T")
 
@@ -37,7 +36,7 @@ RETRYABLE_TRANSPORT_ERRORS: tuple[type[httpx.TransportError], ...] = (
     httpx.RemoteProtocolError,
 )
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-ERROR_TEXT_LIMIT = 200
+ERROR_TEXT_LIMIT = 500  # as much of a non-JSON error body as the Syvain client keeps
 
 
 class Send(msgspec.Struct, frozen=True):
@@ -133,12 +132,13 @@ class Exchange:
 
     @staticmethod
     def _decode(route: Route, response_type: type[T], response: httpx.Response) -> T:
+        data = unwrap(response.content, f"{route.name}, {route.method} {route.path}")
         try:
-            return msgspec.json.decode(response.content, type=response_type)
+            return msgspec.json.decode(data, type=response_type)
         except msgspec.DecodeError as error:  # ValidationError included
             raise MetricsApiResponseError(
-                f"{route.name} ({route.method} {route.path}): the server's answer "
-                f"({response.status_code}) is not a valid {_type_name(response_type)}: {error}"
+                f"Metrics API response for {route.name} ({route.method} {route.path}) did not "
+                f"match the expected schema: not a valid {_type_name(response_type)}: {error}"
             ) from None
 
 
@@ -152,10 +152,11 @@ def send_with_retries(
 ) -> Generator[Step, Outcome, httpx.Response]:
     """The one retry loop, of the REST client and of the dispatcher's HTTP target.
 
-    Sends ``build()`` until it succeeds; transient transport errors and 408/429/5xx are
-    retried within ``policy``'s budget, never sooner than ``Retry-After`` (which, with a
-    ``pacer``, holds back every sender sharing it). Any other error answer, or the budget
-    spent, raises :class:`MetricsApiRequestError` with the server's status and code (status 0
+    Sends ``build()`` until it succeeds; transient transport errors and the retryable answers
+    (408, 425, 429, 5xx, a 409 ``idempotency_key_in_progress``) are retried within
+    ``policy``'s budget, never sooner than ``Retry-After`` (which, with a ``pacer``, holds
+    back every sender sharing it). Any other error answer, or the budget spent, raises
+    :class:`MetricsApiRequestError` with the server's status and code (``status_code`` None
     when the server could not be reached); ``what`` names the request in log lines.
     """
     started = time.monotonic()
@@ -169,7 +170,7 @@ def send_with_retries(
             if outcome.is_success:
                 return outcome
             failure = error_from_response(outcome)
-            if not is_retryable_status(outcome.status_code):
+            if not failure.retryable:
                 raise failure
             retry_after = parse_retry_after(outcome.headers.get("Retry-After"))
             if retry_after is not None and pacer is not None:
@@ -184,10 +185,13 @@ def send_with_retries(
         delay = policy.delay(attempt, retry_after)
         if not policy.allows(attempt, started, delay):
             elapsed = time.monotonic() - started
+            gave_up = f"(gave up after {attempt} attempts in {elapsed:.1f} s)"
             raise MetricsApiRequestError(
-                f"{failure.server_message} (gave up after {attempt} attempts in {elapsed:.1f} s)",
-                status=failure.status,
-                code=failure.code,
+                f"{failure} {gave_up}",
+                status_code=failure.status_code,
+                error_code=failure.error_code,
+                retryable=True,
+                server_message=f"{failure.server_message} {gave_up}",
             ) from failure
         logger.debug(
             "%s attempt %d failed (%s); retrying in %.2f s",
@@ -200,23 +204,86 @@ def send_with_retries(
 
 
 def unreachable(host: str, error: httpx.TransportError) -> MetricsApiRequestError:
-    """The error of a request that got no answer from ``host``: status 0, code
-    ``unreachable``."""
+    """The error of a request that got no answer from ``host``: no status, retryable."""
     detail = str(error) or "no detail"
     return MetricsApiRequestError(
-        f"cannot reach {host}: {type(error).__name__}: {detail}", status=0, code="unreachable"
+        f"cannot reach {host}: {type(error).__name__}: {detail}", retryable=True
     )
 
 
+class _ErrorDetail(msgspec.Struct):
+    message: str = ""
+    details: str = ""
+
+
+class _ErrorAnswer(msgspec.Struct):
+    error: _ErrorDetail | str
+
+
 def error_from_response(response: httpx.Response) -> MetricsApiRequestError:
-    """The server's ``{"error": {"code", "message"}}``; else ``http_<status>`` and the text."""
+    """The error of an answer with an error status: the server's ``{"error": {"message",
+    "details"}}`` (or ``{"error": "text"}``; else the start of the body), the machine code
+    read from ``details`` (``code=…``, among ``;``-separated pairs)."""
     status = response.status_code
+    code: str | None = None
+    details = ""
     try:
-        body = msgspec.json.decode(response.content, type=ErrorResponse)
+        answer = msgspec.json.decode(response.content, type=_ErrorAnswer)
     except msgspec.DecodeError:
-        text = response.text[:ERROR_TEXT_LIMIT] or response.reason_phrase
-        return MetricsApiRequestError(text, status=status, code=f"http_{status}")
-    return MetricsApiRequestError(body.error.message, status=status, code=body.error.code)
+        message = response.text[:ERROR_TEXT_LIMIT] or response.reason_phrase
+    else:
+        if isinstance(answer.error, str):
+            message = answer.error
+        else:
+            message = answer.error.message or "Metrics API request failed."
+            details = answer.error.details
+            code = error_code(details)
+    return MetricsApiRequestError(
+        f"HTTP {status}: {message}: {details}" if details else f"HTTP {status}: {message}",
+        status_code=status,
+        error_code=code,
+        retryable=is_retryable(status, code),
+        server_message=message,
+    )
+
+
+def error_code(details: str) -> str | None:
+    """``code`` of ``key=value;key=value`` details, if there is one."""
+    for part in details.split(";"):
+        key, equals, value = part.strip().partition("=")
+        if equals and key == "code" and value:
+            return value
+    return None
+
+
+class _Envelope(msgspec.Struct):
+    data: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    error: Any = msgspec.UNSET
+
+
+def unwrap(content: bytes, context: str) -> msgspec.Raw:
+    """The ``data`` of a success envelope ``{"data": …, "error": null}``. A body that is not
+    JSON (a proxy's page, a cut answer) is a retryable :class:`MetricsApiRequestError`; JSON
+    of another shape is a :class:`MetricsApiResponseError`. ``context`` names the call."""
+    try:
+        envelope = msgspec.json.decode(content, type=_Envelope)
+    except msgspec.ValidationError:
+        problem = "must be a JSON object"
+    except msgspec.DecodeError as error:
+        raise MetricsApiRequestError(
+            f"Metrics API request failed for {context}: the answer is not JSON ({error})",
+            retryable=True,
+        ) from None
+    else:
+        if envelope.error is msgspec.UNSET:
+            problem = "must include error"
+        elif envelope.error is not None:
+            problem = "error must be null"
+        elif isinstance(envelope.data, msgspec.UnsetType):
+            problem = "must include data"
+        else:
+            return envelope.data
+    raise MetricsApiResponseError(f"Metrics API response {problem} ({context}).")
 
 
 def _type_name(response_type: Any) -> str:

@@ -42,8 +42,8 @@ class Page(msgspec.Struct, Generic[T]):
 
 
 class ApiErrorBody(msgspec.Struct):
-    code: str
     message: str
+    details: str  # "code=<machine code>", as the Syvain API reads it
 
 
 class ErrorResponse(msgspec.Struct):

@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as StarletteRoute
 
 from .. import __version__
+from .._retry import IN_PROGRESS
 from ..api._routes import (
     API_PREFIX,
     DEFAULT_MAX_BODY_BYTES,
@@ -92,6 +93,9 @@ class _Api:
         self.max_body_bytes = max_body_bytes
         self._openapi = msgspec.json.encode(openapi_document())
         self._idempotent_requests = 0
+        # (scope, key) of the idempotent requests being acted on in this process: a repeat
+        # meanwhile is told to retry (409) rather than queued behind the store's write lock
+        self._in_progress: set[tuple[str, str]] = set()
 
     # -- shared steps -----------------------------------------------------------------------
 
@@ -171,7 +175,7 @@ class _Api:
                 context = Context(self.store, principal, path, query, body)
 
                 def act() -> tuple[int, bytes]:
-                    return 200, msgspec.json.encode(handler(context))
+                    return 200, enveloped(msgspec.json.encode(handler(context)))
 
                 key = request.headers.get("idempotency-key")
                 if key and route.method not in IDEMPOTENT_METHODS:
@@ -179,9 +183,21 @@ class _Api:
                     fingerprint = hashlib.sha256(
                         f"{route.method} {request.url.path}\n".encode() + raw
                     ).hexdigest()
-                    status, answer = await run_in_threadpool(
-                        self.store.idempotent, scope, key[:200], fingerprint, act
-                    )
+                    running = (scope, key[:200])
+                    if running in self._in_progress:
+                        raise ApiError(
+                            409,
+                            IN_PROGRESS,
+                            "a request with this Idempotency-Key is still being acted on; "
+                            "retry it shortly to get its answer",
+                        )
+                    self._in_progress.add(running)
+                    try:
+                        status, answer = await run_in_threadpool(
+                            self.store.idempotent, scope, key[:200], fingerprint, act
+                        )
+                    finally:
+                        self._in_progress.discard(running)
                     self._idempotent_requests += 1
                     if self._idempotent_requests % IDEMPOTENCY_SWEEP_EVERY == 0:
                         cutoff = time.time_ns() - IDEMPOTENCY_TTL_NS
@@ -241,6 +257,11 @@ class _Api:
 
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "version": __version__})
+
+
+def enveloped(data: bytes) -> bytes:
+    """A JSON answer in the Syvain API's success envelope."""
+    return b'{"data":' + data + b',"error":null}'
 
 
 def _authorize(route: Route, principal: Principal, path: dict[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""Errors as the server answers them: an HTTP status, a code and a message."""
+"""Errors as the server answers them: an HTTP status and ``{"error": {"message", "details":
+"code=<machine code>"}}``, the Syvain API's error body."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ class ApiError(Exception):
 def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> Response:
-    body = msgspec.json.encode(ErrorResponse(ApiErrorBody(code=code, message=message)))
+    body = msgspec.json.encode(ErrorResponse(ApiErrorBody(message=message, details=f"code={code}")))
     return Response(body, status, headers=headers, media_type="application/json")
 
 

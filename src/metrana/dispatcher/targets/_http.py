@@ -20,7 +20,7 @@ from ..._errors import (
 )
 from ..._identity import SeriesColumns, labels_json
 from ..._logging import logger
-from ..._retry import Pacer, RetryInterrupted, RetryPolicy, is_retryable_status
+from ..._retry import Pacer, RetryInterrupted, RetryPolicy
 from ...api import Client, MetricsApiRequestError
 from ...api._routes import API_PREFIX, INGEST_PATH, PROTOBUF_CONTENT_TYPE
 from ...api._transport import drive, needs_tls, send_with_retries
@@ -90,21 +90,21 @@ class HttpTarget:
             answer = self.client.run_handshake(request)
             key = self.client.create_ingestion_key(answer.experiment_id, name="dispatcher")
         except MetricsApiRequestError as error:
-            if error.code == "run_exists":
+            if error.error_code == "run_exists":
                 raise MetranaRunExistsError(error.server_message) from error
-            if error.code == "wrong_workspace":
+            if error.error_code == "wrong_workspace":
                 raise MetranaConfigError(error.server_message) from error
-            if error.status in (401, 403):
+            if error.status_code in (401, 403):
                 raise MetranaDispatcherError(
-                    f"the server at {self.url} refused the API key ({error.status}): "
+                    f"the server at {self.url} refused the API key ({error.status_code}): "
                     f"{error.server_message}"
                 ) from error
-            if error.status == 0 or is_retryable_status(error.status):
+            if error.retryable:
                 raise TargetUnreachableError(
                     f"cannot reach the server at {self.url}: {error.server_message}"
                 ) from error
             raise MetranaDispatcherError(
-                f"the server at {self.url} refused the run handshake ({error.status}): "
+                f"the server at {self.url} refused the run handshake ({error.status_code}): "
                 f"{error.server_message}"
             ) from error
         self.experiment_id = answer.experiment_id
@@ -202,16 +202,17 @@ class HttpTarget:
             try:
                 response = self._post(body)
             except MetricsApiRequestError as error:
-                if error.status == 413:
+                if error.status_code == 413:
                     raise _TooLarge from None
-                if error.status == 401 and not reminted:
+                if error.status_code in (401, 403) and not reminted:
                     reminted = True
                     self._remint_key(generation, error.server_message)
                     continue
-                if error.status in (400, 422):
+                if error.status_code in (400, 422):
                     raise RejectedBatch(
-                        f"the server rejected a batch ({error.status}): {error.server_message}",
-                        error.status,
+                        f"the server rejected a batch ({error.status_code}): "
+                        f"{error.server_message}",
+                        error.status_code,
                     ) from None
                 # Unreachable, out of retries, or 401/403/404/409: the batch is fine, the
                 # network, credentials or run are not; keep the data so a fixed server gets it.
@@ -252,7 +253,7 @@ class HttpTarget:
             except MetricsApiRequestError as error:
                 raise DeliveryFailure(
                     f"the ingestion key was refused and a new one could not be minted "
-                    f"({error.status}): {error.server_message}"
+                    f"({error.status_code}): {error.server_message}"
                 ) from None
             self._http.headers["Authorization"] = f"Bearer {key.secret}"
             self._key_id = key.key.id
@@ -295,11 +296,11 @@ class _TooLarge(Exception):
 
 
 def _delivery_problem(error: MetricsApiRequestError) -> str:
-    if error.status == 0:
+    if error.status_code is None:
         return error.server_message  # cannot reach the server (and how many tries)
-    if is_retryable_status(error.status):
-        return f"the server kept failing ({error.status}): {error.server_message}"
-    return f"the server refused delivery ({error.status}): {error.server_message}"
+    if error.retryable:
+        return f"the server kept failing ({error.status_code}): {error.server_message}"
+    return f"the server refused delivery ({error.status_code}): {error.server_message}"
 
 
 def _split(batch: Batch) -> tuple[Batch, Batch] | None:
