@@ -144,3 +144,18 @@ def test_keys_on_a_missing_store_or_unknown_key_fail_cleanly(tmp_path: Path) -> 
     unknown = cli("keys", "revoke", "99", "--store", store, check=False)
     assert unknown.returncode == 1
     assert unknown.stderr.strip() == "metrana: no API key with id '99'"
+
+
+def test_serve_takes_an_ingestion_key_lifetime_within_bounds(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from metrana.cli._main import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["serve", "--ingestion-key-ttl", "3600"]).ingestion_key_ttl == 3600
+    assert parser.parse_args(["serve"]).ingestion_key_ttl == 86400
+    for bad in ("0", "604801", "soon"):
+        with pytest.raises(SystemExit) as usage:
+            parser.parse_args(["serve", "--ingestion-key-ttl", bad])
+        assert usage.value.code == 2
+        assert "--ingestion-key-ttl" in capsys.readouterr().err

@@ -103,6 +103,9 @@ INGESTION_KEY = {
     "prefix": "mik_ab",
     "created_ns": 1,
     "revoked": False,
+    "expires_at_ms": 4_102_444_800_000,  # 2100: never near expiry in these tests
+    "revoked_at_ms": None,
+    "last_used_at_ms": None,
 }
 ANNOTATION = {
     "id": 2,

@@ -210,3 +210,37 @@ def test_a_revoked_ingestion_key_is_replaced_and_nothing_is_lost(
     assert not alive, f"the dispatcher did not exit: {alive}"
     keys = client.list_ingestion_keys(experiment.id)
     assert [(k.name, k.revoked) for k in keys] == [("dispatcher", True), ("dispatcher", True)]
+
+
+@pytest.mark.slow
+def test_a_run_longer_than_its_keys_lifetime_keeps_logging_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    """Ingestion keys that live 0.8 s, a run of about 3 s: the dispatcher replaces its key
+    before it expires (and after a refusal, if one expires first); every point is stored
+    once."""
+    from metrana.testing import serve_in_thread
+
+    with serve_in_thread(str(tmp_path / "short.sqlite"), ingestion_key_ttl_ms=800) as server:
+        metrana.init(
+            api_key=server.api_key,
+            workspace_name="default",
+            project_name="proj",
+            run_name="short-keys",
+            ingestion_url=server.url,
+        )
+        started = time.monotonic()
+        step = 0
+        while time.monotonic() - started < 3.0:  # the run outlives several keys
+            metrana.log("loss", float(step), step=step)
+            step += 1
+            if step % 100 == 0:
+                time.sleep(0.01)
+        metrana.close(close_strategy="CompleteAll", timeout=30)
+        with Client(server.api_key, host=server.url) as client:
+            (experiment,) = client.list_experiments()
+            (series,) = client.list_metrics(experiment.id).series
+            keys = client.list_ingestion_keys(experiment.id)
+    assert [p.step for p in series.points] == list(range(step))
+    assert len(keys) >= 3, [(k.id, k.expires_at_ms) for k in keys]
+    assert {k.name for k in keys} == {"dispatcher"}

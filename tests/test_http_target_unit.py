@@ -75,13 +75,25 @@ class FakeServer:
                 self.keys_minted += 1
                 n = self.keys_minted
             key = t.IngestionKey(
-                id=n, experiment_id=7, name="dispatcher", prefix="mti_", created_ns=0, revoked=False
+                id=n,
+                experiment_id=7,
+                name="dispatcher",
+                prefix="mti_",
+                created_ns=0,
+                revoked=False,
+                expires_at_ms=4_102_444_800_000,
             )
             created = t.IngestionKeyCreated(key=key, secret=f"mti_secret{n}")
             return enveloped(created)
         if path.startswith(API_PREFIX + "/ingestion-keys/"):  # revoke at close
             revoked = t.IngestionKey(
-                id=1, experiment_id=7, name="dispatcher", prefix="mti_", created_ns=0, revoked=True
+                id=1,
+                experiment_id=7,
+                name="dispatcher",
+                prefix="mti_",
+                created_ns=0,
+                revoked=True,
+                expires_at_ms=4_102_444_800_000,
             )
             return enveloped(revoked)
         assert path == INGEST, path

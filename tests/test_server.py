@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from metrana import MetranaConfigError
 from metrana.api import Client, ComparisonMetricSeries, MetricsApiRequestError
 from metrana.api._routes import API_PREFIX, INGEST_PATH, PROTOBUF_CONTENT_TYPE, ROUTES
 from metrana.proto import IngestResponse
@@ -37,7 +39,7 @@ def test_unknown_or_missing_key_gets_401_and_touches_nothing(live_server: Runnin
     ):
         stranger.create_folder("intruder")
     assert (error.value.status_code, error.value.error_code) == (401, "unauthorized")
-    assert "unknown or revoked key" in str(error.value)
+    assert "unknown, revoked or expired key" in str(error.value)
     response = httpx.get(live_server.url + API_PREFIX + "/folders")
     assert response.status_code == 401
     assert response.json()["error"]["details"] == "code=unauthorized"
@@ -232,7 +234,83 @@ def test_ingestion_key_revocation_takes_effect_at_once(
     assert refused.status_code == 401
     listed = client.list_ingestion_keys(experiment_id)
     assert [(k.name, k.revoked) for k in listed] == [("trainer", True)]
+    (key,) = listed
+    assert key.revoked_at_ms == revoked.revoked_at_ms and key.revoked_at_ms is not None
+    assert key.last_used_at_ms is not None  # written at its first use
+    assert key.revoked_at_ms >= key.last_used_at_ms >= key.created_ns // 1_000_000
     assert len(client.list_metrics(experiment_id).series[0].points) == 1
+
+
+def test_ingestion_keys_expire_and_are_then_refused_at_once(
+    client: Client, live_server: RunningServer
+) -> None:
+    experiment_id = _experiment(client)
+    default = client.create_ingestion_key(experiment_id)
+    lifetime = default.key.expires_at_ms - default.key.created_ns // 1_000_000
+    assert lifetime == 24 * 3600 * 1000  # the server's default: a day
+    short = client.create_ingestion_key(experiment_id, "short", ttl_ms=50)
+    assert short.key.expires_at_ms - short.key.created_ns // 1_000_000 == 50
+    url = live_server.url + API_PREFIX + "/auth/status"
+    headers = {"Authorization": f"Bearer {short.secret}"}
+    assert httpx.get(url, headers=headers).status_code == 200
+    deadline = short.key.expires_at_ms / 1000
+    threading.Event().wait(max(0.0, deadline - time.time()) + 0.01)  # its life runs out
+    expired = httpx.get(url, headers=headers)
+    assert expired.status_code == 401
+    assert "expired" in expired.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("ttl_ms", [0, -1, 7 * 24 * 3600 * 1000 + 1])
+def test_a_key_lifetime_out_of_bounds_is_refused(
+    client: Client, live_server: RunningServer, ttl_ms: int
+) -> None:
+    experiment_id = _experiment(client)
+    with pytest.raises(MetranaConfigError, match="ttl_ms"):
+        client.create_ingestion_key(experiment_id, ttl_ms=ttl_ms)
+    refused = httpx.post(
+        f"{live_server.url}{API_PREFIX}/experiments/{experiment_id}/ingestion-keys",
+        json={"name": "k", "ttl_ms": ttl_ms},
+        headers={"Authorization": f"Bearer {live_server.api_key}"},
+    )
+    assert refused.status_code == 400
+    assert refused.json()["error"]["message"] == (
+        f"ttl_ms must be > 0 and at most 604800000 (7 days), not {ttl_ms}"
+    )
+    assert client.list_ingestion_keys(experiment_id) == []
+
+
+def test_a_store_of_the_first_schema_is_migrated_at_open(tmp_path: Path) -> None:
+    """A store written before ingestion keys had lifetimes (schema version 1, no
+    user_version) opens with every row kept, its keys given the default lifetime."""
+    import sqlite3
+
+    from metrana.storage._chunks import SCHEMA as CHUNKS_SCHEMA
+    from metrana.storage._migrations import SCHEMA_VERSION
+    from metrana.storage._sqlite_schema import SCHEMA
+
+    path = tmp_path / "old.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(SCHEMA + CHUNKS_SCHEMA)
+    old.executescript(
+        "INSERT INTO workspaces VALUES (1, 'default', 1);"
+        "INSERT INTO folders VALUES (1, 1, NULL, 'proj', '', 1);"
+        "INSERT INTO experiments VALUES (1, 1, 1, 'run', 'finished', '', '{}', NULL, 1, 1);"
+        "INSERT INTO ingestion_keys VALUES (1, 1, 'dispatcher', 'mti_abc', 'h', 5000000, NULL);"
+    )
+    old.commit()
+    old.close()
+    store = SqliteStore(path)
+    try:
+        (key,) = store.list_ingestion_keys(1, 1)
+        assert key.expires_at_ms == 5 + 24 * 3600 * 1000
+        assert (key.name, key.revoked, key.last_used_at_ms) == ("dispatcher", False, None)
+        assert [r.run_name for r in store.runs()] == ["run"]
+    finally:
+        store.close()
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    check.close()
+    SqliteStore(path).close()  # opening it again changes nothing
 
 
 def test_ingestion_key_may_not_read_or_write_elsewhere(

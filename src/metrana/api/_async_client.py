@@ -198,10 +198,12 @@ class AsyncClient:
         return await self._run(self._ops.list_ingestion_keys(experiment_id))
 
     async def create_ingestion_key(
-        self, experiment_id: int, name: str = "default"
+        self, experiment_id: int, name: str = "default", ttl_ms: int | None = None
     ) -> t.IngestionKeyCreated:
-        """A new ingestion key for one experiment; its ``secret`` is shown only here."""
-        return await self._run(self._ops.create_ingestion_key(experiment_id, name))
+        """A new ingestion key for one experiment, living ``ttl_ms`` (at most 7 days; the
+        server's default, a day unless it was started otherwise, when None); its ``secret``
+        is shown only here."""
+        return await self._run(self._ops.create_ingestion_key(experiment_id, name, ttl_ms))
 
     async def revoke_ingestion_key(self, key_id: int) -> t.IngestionKey:
         """Revoke an ingestion key; requests presenting it are refused from now on."""

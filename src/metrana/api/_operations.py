@@ -26,6 +26,7 @@ from ._transport import Exchange, Op, Sleep
 R = TypeVar("R")
 
 CLIENT_KEY_NAME = "client"
+KEY_RENEWAL_MARGIN_MS = 5 * 60 * 1000  # a cached ingestion key this close to expiry is renewed
 LOCAL_KEY = "local"
 
 
@@ -65,7 +66,8 @@ class Operations(Exchange):
         self, host: str, api_key: str, timeout: float, ingest_timeout: float, retry: RetryPolicy
     ) -> None:
         super().__init__(host, api_key, timeout, ingest_timeout, retry)
-        self._ingestion_secrets: dict[int, str] = {}
+        # experiment id -> (secret, expires_at_ms) of the ingestion key this client minted
+        self._ingestion_secrets: dict[int, tuple[str, int]] = {}
         self._lock = threading.Lock()
         self._not_before = 0.0  # time.monotonic() before which no ingest is sent (pacing)
 
@@ -195,16 +197,18 @@ class Operations(Exchange):
         body: msgspec.Struct,
         timeout: float | None = None,
     ) -> Op[R]:
-        """Call ``route`` with the experiment's ingestion key, minted on first use; on a 401 the
-        key is forgotten, a new one minted and the request sent again, once."""
+        """Call ``route`` with the experiment's ingestion key, minted on first use and again
+        when it is within 5 minutes of expiring (as the Syvain client does); on a 401 or 403
+        the key is forgotten, a new one minted and the request sent again, once."""
         reminted = False
         while True:
-            secret = self._ingestion_secrets.get(experiment_id)
-            if secret is None:
+            cached = self._ingestion_secrets.get(experiment_id)
+            if cached is None or cached[1] - KEY_RENEWAL_MARGIN_MS <= time.time() * 1000:
                 created = yield from self.create_ingestion_key(experiment_id, CLIENT_KEY_NAME)
-                secret = created.secret
+                cached = (created.secret, created.key.expires_at_ms)
                 with self._lock:
-                    self._ingestion_secrets[experiment_id] = secret
+                    self._ingestion_secrets[experiment_id] = cached
+            secret = cached[0]
             try:
                 return (
                     yield from self.call(
@@ -226,7 +230,8 @@ class Operations(Exchange):
         """Drop the cached ingestion key of ``experiment_id`` (only if it is still ``secret``,
         when given, so that a key another thread just minted survives)."""
         with self._lock:
-            if secret is None or self._ingestion_secrets.get(experiment_id) == secret:
+            cached = self._ingestion_secrets.get(experiment_id)
+            if secret is None or (cached is not None and cached[0] == secret):
                 self._ingestion_secrets.pop(experiment_id, None)
 
     def list_metric_catalog(self, folder_id: int | None) -> Op[list[t.MetricCatalogEntry]]:
@@ -253,12 +258,21 @@ class Operations(Exchange):
         )
         return page.items
 
-    def create_ingestion_key(self, experiment_id: int, name: str) -> Op[t.IngestionKeyCreated]:
+    def create_ingestion_key(
+        self, experiment_id: int, name: str, ttl_ms: int | None = None
+    ) -> Op[t.IngestionKeyCreated]:
+        if ttl_ms is not None and not 0 < ttl_ms <= t.MAX_INGESTION_KEY_TTL_MS:
+            raise MetranaConfigError(
+                f"invalid ttl_ms {ttl_ms!r}; accepted values: 1 to "
+                f"{t.MAX_INGESTION_KEY_TTL_MS} (7 days), or None for the server's default"
+            )
         return self.call(
             "create_ingestion_key",
             t.IngestionKeyCreated,
             path={"experiment_id": experiment_id},
-            body=t.IngestionKeyCreate(name=name),
+            body=t.IngestionKeyCreate(
+                name=name, ttl_ms=msgspec.UNSET if ttl_ms is None else ttl_ms
+            ),
         )
 
     def revoke_ingestion_key(self, key_id: int) -> Op[t.IngestionKey]:

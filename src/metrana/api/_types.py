@@ -244,6 +244,10 @@ class MetricCatalogValues(msgspec.Struct):
 # -- ingestion keys --------------------------------------------------------------------------
 
 
+DEFAULT_INGESTION_KEY_TTL_MS = 24 * 3600 * 1000  # a key minted without ttl_ms lives a day
+MAX_INGESTION_KEY_TTL_MS = 7 * 24 * 3600 * 1000  # and none lives more than a week
+
+
 class IngestionKey(msgspec.Struct):
     id: int
     experiment_id: int
@@ -251,10 +255,15 @@ class IngestionKey(msgspec.Struct):
     prefix: str
     created_ns: int
     revoked: bool
+    expires_at_ms: int  # refused (401) from then on
+    revoked_at_ms: int | None = None
+    last_used_at_ms: int | None = None  # to the minute
 
 
 class IngestionKeyCreate(msgspec.Struct):
     name: str = "default"
+    # The key's lifetime: 0 < ttl_ms <= 7 days; the server's default (a day) if absent.
+    ttl_ms: int | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class IngestionKeyCreated(msgspec.Struct):

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from .._config import default_store_path
 from .._errors import MetranaError
 from ..api._routes import DEFAULT_MAX_BODY_BYTES
+from ..api._types import DEFAULT_INGESTION_KEY_TTL_MS, MAX_INGESTION_KEY_TTL_MS
 from ..storage import StorageError
 from ._server import cmd_keys, cmd_login, cmd_serve, cmd_sync
 from ._status import cmd_status
@@ -34,6 +35,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ._demo import run_demo
 
     return run_demo(ranks=args.ranks, steps=args.steps, workers=args.workers)
+
+
+def _ingestion_key_ttl(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0.001 <= seconds <= MAX_INGESTION_KEY_TTL_MS / 1000:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: an ingestion key lives at least 1 ms and at most 7 days (604800 s)"
+        )
+    return seconds
 
 
 def _positive_seconds(text: str) -> float:
@@ -129,6 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=DEFAULT_MAX_BODY_BYTES,
         help="largest request body, in bytes (%(default)s)",
+    )
+    serve.add_argument(
+        "--ingestion-key-ttl",
+        type=_ingestion_key_ttl,
+        default=DEFAULT_INGESTION_KEY_TTL_MS / 1000,
+        metavar="SECONDS",
+        help="lifetime of an ingestion key minted without ttl_ms (default: a day; at most 7 "
+        "days); a dispatcher whose key expires mints another",
     )
     serve.set_defaults(func=cmd_serve)
 

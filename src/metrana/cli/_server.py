@@ -30,7 +30,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "pip install 'metrana[server]'"
         ) from None
 
-    serve(args.store, host=args.host, port=args.port, max_body_bytes=args.max_body_bytes)
+    serve(
+        args.store,
+        host=args.host,
+        port=args.port,
+        max_body_bytes=args.max_body_bytes,
+        ingestion_key_ttl_ms=round(args.ingestion_key_ttl * 1000),
+    )
     return 0
 
 

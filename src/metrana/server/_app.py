@@ -33,6 +33,7 @@ from ..api._routes import (
     ROUTES,
     Route,
 )
+from ..api._types import DEFAULT_INGESTION_KEY_TTL_MS
 from ..proto import IngestResponse
 from ..proto._codec import BatchDecodeError, decode_batch
 from ..storage import Principal, SqliteStore, StorageError
@@ -50,11 +51,16 @@ log = logging.getLogger("metrana.server")
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def create_app(store: SqliteStore, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES) -> Starlette:
-    """The server's ASGI application over an open store."""
+def create_app(
+    store: SqliteStore,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ingestion_key_ttl_ms: int = DEFAULT_INGESTION_KEY_TTL_MS,
+) -> Starlette:
+    """The server's ASGI application over an open store; an ingestion key minted without a
+    ``ttl_ms`` lives ``ingestion_key_ttl_ms``."""
     missing = [route.name for route in ROUTES if route.name not in HANDLERS]
     assert not missing, f"routes without a handler: {missing}"
-    api = _Api(store, max_body_bytes)
+    api = _Api(store, max_body_bytes, ingestion_key_ttl_ms)
     routes = [
         StarletteRoute(API_PREFIX + _starlette_path(route.path), api.endpoint(route),
                        methods=[route.method], name=route.name)
@@ -88,9 +94,10 @@ def _starlette_path(path: str) -> str:
 
 
 class _Api:
-    def __init__(self, store: SqliteStore, max_body_bytes: int) -> None:
+    def __init__(self, store: SqliteStore, max_body_bytes: int, ingestion_key_ttl_ms: int) -> None:
         self.store = store
         self.max_body_bytes = max_body_bytes
+        self.ingestion_key_ttl_ms = ingestion_key_ttl_ms
         self._openapi = msgspec.json.encode(openapi_document())
         self._idempotent_requests = 0
         # (scope, key) of the idempotent requests being acted on in this process: a repeat
@@ -111,8 +118,9 @@ class _Api:
             raise ApiError(
                 401,
                 "unauthorized",
-                "unknown or revoked key; create an API key on the server host with "
-                "`metrana keys create --workspace NAME` (see `metrana keys list`)",
+                "unknown, revoked or expired key; create an API key on the server host with "
+                "`metrana keys create --workspace NAME` (see `metrana keys list`), or mint "
+                "another ingestion key",
             )
         return principal
 
@@ -172,7 +180,9 @@ class _Api:
                 query = _query(route, request)
                 raw = await self.read_body(request) if decoder is not None else b""
                 body = _decode(route, decoder, raw) if decoder is not None else None
-                context = Context(self.store, principal, path, query, body)
+                context = Context(
+                    self.store, principal, path, query, body, self.ingestion_key_ttl_ms
+                )
 
                 def act() -> tuple[int, bytes]:
                     return 200, enveloped(msgspec.json.encode(handler(context)))

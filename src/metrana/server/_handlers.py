@@ -24,6 +24,7 @@ class Context(msgspec.Struct):
     path: dict[str, Any]
     query: dict[str, Any]
     body: Any
+    ingestion_key_ttl_ms: int  # of a key minted without ttl_ms
 
 
 Handler = Callable[[Context], Any]
@@ -154,8 +155,10 @@ def list_ingestion_keys(c: Context) -> t.Page[t.IngestionKey]:
 
 
 def create_ingestion_key(c: Context) -> t.IngestionKeyCreated:
+    asked = c.body.ttl_ms
+    ttl_ms = c.ingestion_key_ttl_ms if asked is None or asked is msgspec.UNSET else asked
     return c.store.create_ingestion_key(
-        c.principal.workspace_id, c.path["experiment_id"], c.body.name
+        c.principal.workspace_id, c.path["experiment_id"], c.body.name, ttl_ms
     )
 
 

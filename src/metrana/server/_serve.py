@@ -13,6 +13,7 @@ import msgspec
 import uvicorn
 
 from ..api._routes import DEFAULT_MAX_BODY_BYTES
+from ..api._types import DEFAULT_INGESTION_KEY_TTL_MS
 from ..storage import SqliteStore
 from ._app import create_app
 
@@ -50,9 +51,13 @@ def _url(sock: socket.socket) -> str:
 
 
 def _uvicorn(
-    store: SqliteStore, max_body_bytes: int, log_level: str, graceful: int | None = None
+    store: SqliteStore,
+    max_body_bytes: int,
+    ingestion_key_ttl_ms: int,
+    log_level: str,
+    graceful: int | None = None,
 ) -> uvicorn.Server:
-    app = create_app(store, max_body_bytes=max_body_bytes)
+    app = create_app(store, max_body_bytes, ingestion_key_ttl_ms)
     config = uvicorn.Config(
         app,
         log_level=log_level,
@@ -69,6 +74,7 @@ def serve(
     port: int = 8765,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     out: TextIO = sys.stdout,
+    ingestion_key_ttl_ms: int = DEFAULT_INGESTION_KEY_TTL_MS,
 ) -> None:
     """Serve a store until interrupted; print where, and the first key of a new store."""
     store = SqliteStore(store_path)
@@ -82,7 +88,7 @@ def serve(
         out.write(f"warning: listening on {host}, beyond this machine; put TLS in front of it\n")
     out.flush()
     try:
-        _uvicorn(store, max_body_bytes, "warning").run(sockets=[sock])
+        _uvicorn(store, max_body_bytes, ingestion_key_ttl_ms, "warning").run(sockets=[sock])
     finally:
         store.close()
 
@@ -98,13 +104,14 @@ def serve_in_thread(
     store_path: str,
     workspace: str = "default",
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ingestion_key_ttl_ms: int = DEFAULT_INGESTION_KEY_TTL_MS,
 ) -> Iterator[RunningServer]:
     """A real server on 127.0.0.1 and a free port, in a thread of this process, with a fresh
     API key for ``workspace``; stopped on exit."""
     store = SqliteStore(store_path)
     _, secret = store.create_api_key(workspace, "test")
     sock = bind("127.0.0.1", 0)
-    server = _uvicorn(store, max_body_bytes, "error", graceful=1)
+    server = _uvicorn(store, max_body_bytes, ingestion_key_ttl_ms, "error", graceful=1)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="metrana-server", daemon=True
     )

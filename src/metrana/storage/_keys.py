@@ -10,20 +10,43 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from typing import Any
 
 from ..api import _types as t
 from . import _experiments, _folders
-from ._base import ApiKeyInfo, Principal
+from ._base import ApiKeyInfo, InvalidRequestError, Principal
 from ._db import Connection, require_row
 
 API_KEY_PREFIX = "mtr_"
 INGESTION_KEY_PREFIX = "mti_"
 
 _INGESTION_KEY_COLUMNS = (
-    "SELECT k.id, k.experiment_id, k.name, k.prefix, k.created_ns, k.revoked_ns "
+    "SELECT k.id, k.experiment_id, k.name, k.prefix, k.created_ns, k.revoked_ns, "
+    "k.expires_ns, k.last_used_ns "
     "FROM ingestion_keys k JOIN experiments e ON e.id = k.experiment_id "
     "WHERE e.workspace_id=? "
 )
+# A key's last use is written at most this often: not a write per request.
+LAST_USED_RESOLUTION_NS = 60 * 10**9
+
+
+def _ms(ns: int | None) -> int | None:
+    return None if ns is None else ns // 1_000_000
+
+
+def _ingestion_key(row: tuple[Any, ...]) -> t.IngestionKey:
+    key_id, experiment_id, name, prefix, created_ns, revoked_ns, expires_ns, used_ns = row
+    return t.IngestionKey(
+        id=key_id,
+        experiment_id=experiment_id,
+        name=name,
+        prefix=prefix,
+        created_ns=created_ns,
+        revoked=revoked_ns is not None,
+        expires_at_ms=expires_ns // 1_000_000,
+        revoked_at_ms=_ms(revoked_ns),
+        last_used_at_ms=_ms(used_ns),
+    )
 
 
 def hash_secret(secret: str) -> str:
@@ -80,8 +103,9 @@ def revoke_api_key(conn: Connection, key: str) -> int:
     return int(found[0])
 
 
-def authenticate(conn: Connection, secret: str) -> Principal | None:
-    """The holder of a key, or None when it is unknown or revoked."""
+def authenticate(conn: Connection, secret: str, now_ns: int) -> tuple[Principal | None, bool]:
+    """The holder of a key (None when it is unknown, revoked or expired), and whether its last
+    use is due to be written (:func:`note_use`)."""
     digest = hash_secret(secret)
     found = conn.execute(
         "SELECT k.id, k.name, w.id, w.name FROM api_keys k "
@@ -90,29 +114,41 @@ def authenticate(conn: Connection, secret: str) -> Principal | None:
         (digest,),
     ).fetchone()
     if found is not None:
-        return Principal("api", found[0], found[1], found[2], found[3])
+        return Principal("api", found[0], found[1], found[2], found[3]), False
     found = conn.execute(
-        "SELECT k.id, k.name, w.id, w.name, e.id FROM ingestion_keys k "
+        "SELECT k.id, k.name, w.id, w.name, e.id, k.last_used_ns FROM ingestion_keys k "
         "JOIN experiments e ON e.id = k.experiment_id "
         "JOIN workspaces w ON w.id = e.workspace_id "
-        "WHERE k.hash=? AND k.revoked_ns IS NULL",
-        (digest,),
+        "WHERE k.hash=? AND k.revoked_ns IS NULL AND k.expires_ns > ?",
+        (digest, now_ns),
     ).fetchone()
-    if found is not None:
-        return Principal("ingestion", found[0], found[1], found[2], found[3], found[4])
-    return None
+    if found is None:
+        return None, False
+    principal = Principal("ingestion", found[0], found[1], found[2], found[3], found[4])
+    return principal, found[5] is None or now_ns - found[5] >= LAST_USED_RESOLUTION_NS
+
+
+def note_use(conn: Connection, key_id: int, now_ns: int) -> None:
+    """Record that an ingestion key was used now."""
+    conn.execute("UPDATE ingestion_keys SET last_used_ns=? WHERE id=?", (now_ns, key_id))
 
 
 def create_ingestion_key(
-    conn: Connection, workspace_id: int, experiment_id: int, name: str
+    conn: Connection, workspace_id: int, experiment_id: int, name: str, ttl_ms: int
 ) -> t.IngestionKeyCreated:
-    """A new key that may only write to one experiment, with its secret."""
+    """A new key that may only write to one experiment for ``ttl_ms``, with its secret."""
+    if not 0 < ttl_ms <= t.MAX_INGESTION_KEY_TTL_MS:
+        raise InvalidRequestError(
+            f"ttl_ms must be > 0 and at most {t.MAX_INGESTION_KEY_TTL_MS} (7 days), not {ttl_ms}"
+        )
     _experiments.row(conn, workspace_id, experiment_id)
     key_id, secret, now = _new_key(
         conn, "ingestion_keys", "experiment_id", experiment_id, name, INGESTION_KEY_PREFIX
     )
-    key = t.IngestionKey(key_id, experiment_id, name, secret[:12], now, revoked=False)
-    return t.IngestionKeyCreated(key=key, secret=secret)
+    expires_ns = now + ttl_ms * 1_000_000
+    conn.execute("UPDATE ingestion_keys SET expires_ns=? WHERE id=?", (expires_ns, key_id))
+    row = (key_id, experiment_id, name, secret[:12], now, None, expires_ns, None)
+    return t.IngestionKeyCreated(key=_ingestion_key(row), secret=secret)
 
 
 def list_ingestion_keys(
@@ -124,7 +160,7 @@ def list_ingestion_keys(
         _INGESTION_KEY_COLUMNS + "AND k.experiment_id=? ORDER BY k.id",
         (workspace_id, experiment_id),
     ).fetchall()
-    return [t.IngestionKey(r[0], r[1], r[2], r[3], r[4], r[5] is not None) for r in rows]
+    return [_ingestion_key(tuple(r)) for r in rows]
 
 
 def revoke_ingestion_key(conn: Connection, workspace_id: int, key_id: int) -> t.IngestionKey:
@@ -135,7 +171,6 @@ def revoke_ingestion_key(conn: Connection, workspace_id: int, key_id: int) -> t.
         (workspace_id, key_id),
         f"no ingestion key {key_id} in this workspace",
     )
-    conn.execute(
-        "UPDATE ingestion_keys SET revoked_ns=? WHERE id=?", (found[5] or time.time_ns(), key_id)
-    )
-    return t.IngestionKey(found[0], found[1], found[2], found[3], found[4], True)
+    revoked_ns = found[5] or time.time_ns()
+    conn.execute("UPDATE ingestion_keys SET revoked_ns=? WHERE id=?", (revoked_ns, key_id))
+    return _ingestion_key((*tuple(found)[:5], revoked_ns, *tuple(found)[6:]))

@@ -21,7 +21,17 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..api import _types as t
-from . import _chunks, _experiments, _folders, _idempotency, _keys, _metrics, _points, _runs
+from . import (
+    _chunks,
+    _experiments,
+    _folders,
+    _idempotency,
+    _keys,
+    _metrics,
+    _migrations,
+    _points,
+    _runs,
+)
 from ._base import (
     ApiKeyInfo,
     PointRow,
@@ -71,6 +81,7 @@ class SqliteStore:
                 if statement.strip():
                     conn.execute(statement)
             _chunks.migrate_point_rows(conn)
+            _migrations.migrate(conn)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -228,16 +239,27 @@ class SqliteStore:
         return next(k for k in self.list_api_keys() if k.id == key_id)
 
     def authenticate(self, secret: str) -> Principal | None:
-        """The holder of a key, or None when it is unknown or revoked."""
+        """The holder of a key, or None when it is unknown, revoked or expired. An ingestion
+        key's last use is written at most once a minute."""
+        now = time.time_ns()
         with self.reading() as conn:
-            return _keys.authenticate(conn, secret)
+            principal, note_use = _keys.authenticate(conn, secret, now)
+        if principal is not None and note_use:
+            with self.transaction() as conn:
+                _keys.note_use(conn, principal.key_id, now)
+        return principal
 
     def create_ingestion_key(
-        self, workspace_id: int, experiment_id: int, name: str
+        self,
+        workspace_id: int,
+        experiment_id: int,
+        name: str,
+        ttl_ms: int = t.DEFAULT_INGESTION_KEY_TTL_MS,
     ) -> t.IngestionKeyCreated:
-        """A new ingestion key of an experiment; the secret is returned once."""
+        """A new ingestion key of an experiment, valid for ``ttl_ms``; the secret is returned
+        once."""
         with self.transaction() as conn:
-            return _keys.create_ingestion_key(conn, workspace_id, experiment_id, name)
+            return _keys.create_ingestion_key(conn, workspace_id, experiment_id, name, ttl_ms)
 
     def list_ingestion_keys(self, workspace_id: int, experiment_id: int) -> list[t.IngestionKey]:
         """An experiment's ingestion keys, revoked ones included."""

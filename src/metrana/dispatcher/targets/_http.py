@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import math
 import os
 import threading
+import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -24,11 +26,13 @@ from ..._retry import Pacer, RetryInterrupted, RetryPolicy
 from ...api import Client, MetricsApiRequestError
 from ...api._routes import API_PREFIX, INGEST_PATH, PROTOBUF_CONTENT_TYPE
 from ...api._transport import drive, needs_tls, send_with_retries
-from ...api._types import RunHandshakeRequest
+from ...api._types import IngestionKeyCreated, RunHandshakeRequest
 from ...proto import IngestResponse
 from ...proto._codec import decode_batch, encode_batch
 from ...storage import RunHandle, WriteResult
 from ._base import Batch, DeliveryFailure, RejectedBatch
+
+KEY_RENEWAL_MARGIN = 300.0  # seconds before its expiry that an ingestion key is replaced
 
 
 class HttpTarget:
@@ -61,6 +65,7 @@ class HttpTarget:
         self._key_lock = threading.Lock()
         self._key_generation = 0
         self._key_id: int | None = None  # the ingestion key this dispatcher minted
+        self._key_renew_at = math.inf  # time.time() from which it is replaced
         self._open_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(self.max_inflight, thread_name_prefix="metrana-send")
 
@@ -108,7 +113,7 @@ class HttpTarget:
                 f"{error.server_message}"
             ) from error
         self.experiment_id = answer.experiment_id
-        self._key_id = key.key.id
+        self._note_key(key)
         self._http = httpx.Client(
             transport=self._transport,
             base_url=self.url,
@@ -199,6 +204,9 @@ class HttpTarget:
         reminted = False
         while True:
             generation = self._key_generation
+            if time.time() >= self._key_renew_at:
+                self._remint_key(generation, "it expires soon", refused=False)
+                generation = self._key_generation
             try:
                 response = self._post(body)
             except MetricsApiRequestError as error:
@@ -241,13 +249,17 @@ class HttpTarget:
         op = send_with_retries(build, self.policy, what="ingest", host=self.url, pacer=self._pacer)
         return drive(http, op, self._stop)
 
-    def _remint_key(self, generation: int, why: str) -> None:
-        """Replace a refused ingestion key (once per refusal, whichever thread sees it first)."""
+    def _remint_key(self, generation: int, why: str, refused: bool = True) -> None:
+        """Replace the ingestion key, refused or about to expire (once, whichever thread
+        sees it first)."""
         assert self._http is not None
         with self._key_lock:
             if self._key_generation != generation:
                 return  # another sender already replaced it
-            logger.warning("the server refused the ingestion key (%s); minting a new one", why)
+            if refused:
+                logger.warning("the server refused the ingestion key (%s); minting another", why)
+            else:
+                logger.info("minting a new ingestion key: %s", why)
             try:
                 key = self.client.create_ingestion_key(self.experiment_id, name="dispatcher")
             except MetricsApiRequestError as error:
@@ -256,8 +268,15 @@ class HttpTarget:
                     f"({error.status_code}): {error.server_message}"
                 ) from None
             self._http.headers["Authorization"] = f"Bearer {key.secret}"
-            self._key_id = key.key.id
+            self._note_key(key)
             self._key_generation += 1
+
+    def _note_key(self, key: IngestionKeyCreated) -> None:
+        """Keep the new key's id (revoked at exit) and when to renew it: a tenth of its life
+        before it expires, at most 5 minutes before."""
+        self._key_id = key.key.id
+        left = key.key.expires_at_ms / 1000 - time.time()
+        self._key_renew_at = time.time() + left - min(KEY_RENEWAL_MARGIN, left / 10)
 
     def set_status(self, status: str) -> None:
         self.client.update_experiment_status(self.experiment_id, status)
