@@ -54,6 +54,19 @@ def enveloped(data: msgspec.Struct) -> httpx.Response:
     return httpx.Response(200, content=msgspec.json.encode({"data": data, "error": None}))
 
 
+def _key(key_id: int, revoked: bool = False) -> t.IngestionKey:
+    """A dispatcher's ingestion key that expires in 2100."""
+    return t.IngestionKey(
+        id=key_id,
+        experiment_id=7,
+        name="dispatcher",
+        prefix="mti_",
+        created_ns=0,
+        revoked=revoked,
+        expires_at_ms=4_102_444_800_000,
+    )
+
+
 class FakeServer:
     """Answers the handshake and key minting; ingest answers come from ``script`` in order
     (then ``stored``)."""
@@ -74,28 +87,10 @@ class FakeServer:
             with self.lock:
                 self.keys_minted += 1
                 n = self.keys_minted
-            key = t.IngestionKey(
-                id=n,
-                experiment_id=7,
-                name="dispatcher",
-                prefix="mti_",
-                created_ns=0,
-                revoked=False,
-                expires_at_ms=4_102_444_800_000,
-            )
-            created = t.IngestionKeyCreated(key=key, secret=f"mti_secret{n}")
+            created = t.IngestionKeyCreated(key=_key(n), secret=f"mti_secret{n}")
             return enveloped(created)
         if path.startswith(API_PREFIX + "/ingestion-keys/"):  # revoke at close
-            revoked = t.IngestionKey(
-                id=1,
-                experiment_id=7,
-                name="dispatcher",
-                prefix="mti_",
-                created_ns=0,
-                revoked=True,
-                expires_at_ms=4_102_444_800_000,
-            )
-            return enveloped(revoked)
+            return enveloped(_key(1, revoked=True))
         assert path == INGEST, path
         with self.lock:
             answer_with = self.script.pop(0) if self.script else stored
