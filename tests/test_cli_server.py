@@ -81,7 +81,7 @@ def test_login_saves_credentials_for_the_local_client(
         assert client.auth_status().key_name == "test"
     refused = cli("login", "--host", live_server.url, "--api-key", "mtr_wrong", check=False)
     assert refused.returncode == 1
-    assert "unknown or revoked key" in refused.stderr
+    assert "unknown, revoked or expired key" in refused.stderr
     assert json.loads(auth.read_text())["apiKey"] == live_server.api_key
 
 

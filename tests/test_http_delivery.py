@@ -120,7 +120,7 @@ def test_an_unknown_key_fails_init_fast_and_writes_nothing(
     assert kind == "MetranaDispatcherError"
     assert float(seconds) < 10
     assert "refused the API key (401)" in output[1]
-    assert "unknown or revoked key" in output[1]
+    assert "unknown, revoked or expired key" in output[1]
     assert client.list_experiments() == []
     assert client.list_folders() == []
 

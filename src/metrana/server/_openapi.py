@@ -106,7 +106,7 @@ def _id_schema() -> dict[str, Any]:
 
 _ERRORS = {
     "400": "invalid request",
-    "401": "missing, unknown or revoked key",
+    "401": "missing, unknown, revoked or expired key",
     "403": "the key may not do this",
     "404": "not found",
     "409": "conflict",
