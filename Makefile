@@ -9,10 +9,17 @@ LINTED := src tests stress scripts examples
 
 .PHONY: demo test lint typecheck bench stress clean
 
+# urllib3-future (pulled in by niquests, the real Syvain client's HTTP library) replaces the
+# urllib3 package at every interpreter start unless it is built with URLLIB3_NO_OVERRIDE=1;
+# installed first that way, it sits beside urllib3 and requests (schemathesis) keeps urllib3.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	URLLIB3_NO_OVERRIDE=1 $(BIN)/pip install --quiet --no-binary urllib3-future \
+		'urllib3-future==2.25.904'
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/python -c 'import urllib3; assert int(urllib3.__version__.split(".")[2]) < 900, \
+		"urllib3 was replaced by urllib3-future " + urllib3.__version__ + "; see the Makefile"'
 	touch $(STAMP)
 
 # Rebuilt whenever $(STAMP) is, hence whenever pyproject.toml changes.
