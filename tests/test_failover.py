@@ -38,7 +38,7 @@ def writer(index):
         if step % 2000 == 0:
             metrana.log("progress", float(step), labels={"writer": str(index)})
         if step % 100 == 99:
-            time.sleep(0.06)  # spread over ~25 s: a replacement takes ~0.4 s to start
+            time.sleep(0.03)  # spread over ~12 s: a replacement takes ~0.4 s to start
     metrana.close(timeout=120)
 
 
@@ -74,7 +74,7 @@ def test_dispatcher_killed_repeatedly_loses_nothing_and_stores_nothing_twice(
     script.write_text(textwrap.dedent(JOB))
     points = 40_000
     # over HTTP a dispatcher needs ~0.5 s to start and shake hands: kill less often
-    rounds, pause = (50, (0.02, 0.15)) if target == "embedded" else (15, (0.1, 0.5))
+    rounds, pause = (30, (0.02, 0.15)) if target == "embedded" else (15, (0.1, 0.5))
     session_root = Path(os.environ["METRANA_SESSION_ROOT"])
     server = target_server(target, request)
     env = {**os.environ, **(server_env(server) if server else {})}
