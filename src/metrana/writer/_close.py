@@ -27,11 +27,12 @@ class Closing(Watch):
     closed: bool
     declared: int  # series declarations appended to the ring
     _control_records: int  # the CLOSE record
+    _bulk_extra: int  # points beyond one per bulk record appended
 
     @property
     def logged(self) -> int:
         """Points this process appended to its ring (A0)."""
-        return self.ring.written - self.declared - self._control_records
+        return self.ring.written - self.declared - self._control_records + self._bulk_extra
 
     def stats(self) -> WriterStats:
         """This writer's counters."""

@@ -166,6 +166,12 @@ def get_last_step(
     return writer.last_step(metric_name, scale, labels)
 
 
+def current_or_forked_writer() -> Writer:
+    """This process's writer: the open one, or (in a forked child) its own, opened now."""
+    writer = _writer
+    return writer if writer is not None else _writer_after_fork()
+
+
 def _redirect(writer: Writer, args: tuple[Any, ...]) -> None:
     """A detached writer's log() calls (a kept reference): to this process's current writer."""
     if _writer is writer:
