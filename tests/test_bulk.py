@@ -3,19 +3,29 @@ the scalar path's semantics (validation, auto steps, resume, backpressure counte
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import dispatcher_stopped, export_points, kill_writer_after_logging, store_path
+from conftest import (
+    dispatcher_stopped,
+    export_points,
+    kill_writer_after_logging,
+    run_python,
+    server_env,
+    store_path,
+)
 
 import metrana
 from metrana import ring as _ring
+from metrana._identity import SeriesColumns, ValueRun
 from metrana.dispatcher.targets._embedded import EmbeddedTarget
-from metrana.proto._codec import decode_batch, encode_batch
+from metrana.proto._codec import BatchDecodeError, decode_batch, encode_batch
+from metrana.proto.metrana_pb2 import IngestBatch
 from metrana.storage import SqliteStore
-from metrana.testing import InProcessSession
+from metrana.testing import InProcessSession, RunningServer
 from metrana.writer import _run
 
 numpy = pytest.importorskip("numpy")
@@ -89,6 +99,33 @@ def test_bulk_columns_round_trip_exactly_through_protobuf() -> None:
     assert _exact(decoded.series[("f", "ML_STEP", "{}")].values) == _exact(SPECIAL_FLOATS)
     assert _exact(decoded.series[("i", "ML_STEP", "{}")].values) == _exact([I64_MIN, I64_MAX])
     assert decoded.series[("b", "ML_STEP", "{}")].values == [2]
+
+
+def test_value_runs_cross_protobuf_as_their_bytes_and_bad_runs_are_refused() -> None:
+    floats = numpy.array(SPECIAL_FLOATS).tobytes()
+    ints = numpy.array([I64_MIN, I64_MAX], dtype="<i8").tobytes()
+    runs = [ValueRun(5, "d", floats, 11), ValueRun(5 + len(SPECIAL_FLOATS), "q", ints, 12)]
+    body = encode_batch("producer", 1, 1, {("m", "ML_STEP", "{}"): SeriesColumns([], [], [], runs)})
+    message = IngestBatch.FromString(body)
+    assert [run.float64_values or run.int64_values for run in message.series[0].runs] == [
+        floats,
+        ints,
+    ]
+    decoded = decode_batch(body).series[("m", "ML_STEP", "{}")]
+    assert decoded.only_runs() is not None and len(decoded) == len(SPECIAL_FLOATS) + 2
+    assert decoded.steps == list(range(5, 5 + len(SPECIAL_FLOATS) + 2))
+    assert _exact(decoded.values) == _exact([*SPECIAL_FLOATS, I64_MIN, I64_MAX])
+    assert decoded.timestamps == [11] * len(SPECIAL_FLOATS) + [12, 12]
+    for run, why in [
+        ({"first_step": 0, "float64_values": b"\0" * 7}, "series 0: a run of 7 bytes (8 a value)"),
+        ({"first_step": -1, "float64_values": b"\0" * 8}, "series 0: a run's steps are not"),
+        ({"first_step": 2**63 - 1, "int64_values": b"\0" * 16}, "series 0: a run's steps"),
+        ({"first_step": 0}, "series 0: a run without values"),
+    ]:
+        bad = IngestBatch(producer_id="p", sequence=1, experiment_id=1)
+        bad.series.add(metric_name="m", scale="ML_STEP").runs.add(**run)
+        with pytest.raises(BatchDecodeError, match=re.escape(why)):
+            decode_batch(bad.SerializeToString())
 
 
 REFUSED = [
@@ -342,3 +379,42 @@ def test_a_writer_killed_after_logging_arrays_loses_nothing(tmp_path: Path) -> N
     assert loss == [(s, float(s)) for s in range(calls)]
     assert len(points) == calls * (1024 + 2)
     assert SqliteStore(store_path()).count_points() == calls * (1024 + 2)
+
+
+HTTP_BULK_JOB = """
+import numpy
+from numpy import inf, nan
+import metrana
+
+metrana.init(workspace_name="default", project_name="proj", run_name="arrays",
+             close_strategy="CompleteAll")
+for call in range(50):
+    metrana.log("f", numpy.array(%r) + call, step=call * %d)
+    metrana.log("i", numpy.array([%d, %d, call]))
+    metrana.log({"loss": float(call), "n": call})
+metrana.log_vector_env("reward", numpy.arange(64, dtype=numpy.float32))
+metrana.close()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_arrays_dicts_and_vectors_arrive_exactly_over_http(
+    tmp_path: Path, live_server: RunningServer
+) -> None:
+    script = tmp_path / "job.py"
+    n = len(SPECIAL_FLOATS)
+    script.write_text(HTTP_BULK_JOB % (SPECIAL_FLOATS, n, I64_MIN, I64_MAX))
+    run_python(str(script), env=server_env(live_server), timeout=100)
+    store = SqliteStore(tmp_path / "server.sqlite")
+    (run,) = [r for r in store.runs() if r.run_name == "arrays"]
+    assert run.points == 50 * (n + 3 + 2) + 64
+    stored: dict[str, list[tuple[int, Any]]] = {}
+    for row in store.points(run.experiment_id):
+        stored.setdefault(row.metric, []).append((row.step, row.value))
+    expected_f = [(c * n + k, v + c) for c in range(50) for k, v in enumerate(SPECIAL_FLOATS)]
+    assert _exact(stored["f"]) == _exact(expected_f)
+    assert stored["i"] == [(c * 3 + k, v) for c in range(50) for k, v in
+                           enumerate([I64_MIN, I64_MAX, c])]  # fmt: skip
+    assert stored["n"] == [(c, c) for c in range(50)]
+    assert sorted(v for _, v in stored["reward"]) == [float(e) for e in range(64)]

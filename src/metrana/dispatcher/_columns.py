@@ -1,21 +1,17 @@
 """From ring records to batch columns: the dispatcher's view of each writer, and the split of
 a span of records into the columns of each series, without a Python object per record (a
-bulk record's raw bytes become its columns in C: ``array.frombytes``, ``tolist``)."""
+bulk record's raw bytes stay bytes: a ``ValueRun`` of the series' columns)."""
 
 from __future__ import annotations
 
-import sys
-from array import array
 from typing import Any
 
 from .. import ring as _ring
 from .._errors import MetranaCorruptRingError
-from .._identity import SeriesColumns, SeriesKey, labels_json
+from .._identity import SeriesColumns, SeriesKey, ValueRun, labels_json
 from ..ring import CLOSE, DECLARE, FLOATS, INTS, METRICS, POINT, VALUES_PER_RECORD, decoder
 
 __all__ = ["WriterView", "by_series", "collect", "indexes", "points_in"]
-
-_BIG_ENDIAN = sys.byteorder == "big"
 
 
 class WriterView:
@@ -114,29 +110,23 @@ def _add_run(
     batch: dict[SeriesKey, SeriesColumns],
 ) -> int:
     """A FLOATS or INTS record (consecutive points of one series, raw little-endian values)
-    into ``batch``, converted in C; returns its points."""
-    column: array[Any] = array("d" if kind == FLOATS else "q")
+    into ``batch`` as a :class:`ValueRun`: its bytes as they are. Returns its points."""
     if len(data) % 8:
         raise MetranaCorruptRingError(f"{writer.name}: a bulk record of {len(data)} bytes")
-    column.frombytes(data)
-    if _BIG_ENDIAN:
-        column.byteswap()
-    count = len(column)
-    if not count:
+    if not data:
         return 0
-    steps = list(range(first_step, first_step + count))
-    values: list[float | int] = column.tolist()
     key = writer.series.get(sid)
     if key is None:
         key = _declared_outside_ring(writer, sid)
+    run = ValueRun(first_step, "d" if kind == FLOATS else "q", data, timestamp)
     target = batch.get(key)
     if target is None:
-        batch[key] = SeriesColumns(steps, values, [timestamp] * count)
+        batch[key] = SeriesColumns([], [], [], [run])
+    elif target.only_runs() is not None:
+        target.runs.append(run)
     else:
-        target.steps += steps
-        target.values += values
-        target.timestamps += [timestamp] * count
-    return count
+        target.extend(SeriesColumns([], [], [], [run]))
+    return len(data) // 8
 
 
 def _add_points(
@@ -154,9 +144,7 @@ def _add_points(
         if target is None:
             batch[key] = SeriesColumns(steps, point_values, timestamps)
         else:
-            target.steps.extend(steps)
-            target.values.extend(point_values)
-            target.timestamps.extend(timestamps)
+            target.extend(SeriesColumns(steps, point_values, timestamps))
 
 
 def _declared_outside_ring(writer: WriterView, sid: int) -> SeriesKey:

@@ -222,11 +222,10 @@ class Dispatcher:
     def _note_last_steps(self, columns: dict[SeriesKey, SeriesColumns]) -> None:
         last_steps = self.last_steps
         for key, series in columns.items():
-            if series.steps:
-                last = max(series.steps)
-                if last > last_steps.get(key, -1):
-                    last_steps[key] = last
-                    self._last_steps_changed = True
+            last = series.last_step()
+            if last is not None and last > last_steps.get(key, -1):
+                last_steps[key] = last
+                self._last_steps_changed = True
 
     def publish_last_steps(self) -> None:
         if self._last_steps_changed:

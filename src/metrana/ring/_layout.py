@@ -27,7 +27,8 @@ Meta file ``w-<id>.meta``: ``META_BYTES`` bytes of little-endian u64 slots. ``<i
     13    M_LOGGED             writer  points logged (written at close)
     14    M_DECLARED           writer  series declaration records written
     15    M_BULK_EXTRA         writer  points beyond one per bulk record written (so that
-                                       points logged = records - declarations - CLOSE + this)
+                                       points logged = records - declarations - CLOSE + this;
+                                       republished with M_WRITTEN)
     16    M_COMMITTED          reader  records committed (delivered, spooled or discarded)
     17    M_DISCARDED          reader  points discarded by the close strategy
     19    M_CLOSE_ACK          reader  1 once the reader committed the CLOSE record

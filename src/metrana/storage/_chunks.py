@@ -6,7 +6,9 @@ its point count, in one of two forms (ints stay ints, NaN stays NaN in both):
 * *dense*, when the steps are consecutive and the values all floats or all ints: a msgpack
   ``[typecode, first_step, values, timestamps]``, the values as raw little-endian float64
   (``"d"``) or int64 (``"q"``) bytes, the timestamps as one int when they are all equal (the
-  points of one bulk ``log()``) or as raw int64 bytes; 8 to 16 bytes a point, converted in C;
+  points of one bulk ``log()``), as ``[[count, timestamp], ...]`` runs (several bulk calls),
+  or as raw int64 bytes; 8 to 16 bytes a point. The bytes of bulk points (``ValueRun``) are
+  stored as they came from the writer's ring, other points are converted in C;
 * *lists* otherwise: a msgpack ``[steps, values, timestamps]``.
 
 No two chunks of a series share a step: a batch's points whose step is already stored are
@@ -26,6 +28,7 @@ from typing import Any
 
 import msgspec
 
+from .._identity import ValueRun, numbers_of
 from ._base import SeriesColumns
 from ._db import Connection
 
@@ -42,6 +45,8 @@ CREATE INDEX IF NOT EXISTS chunks_by_last_step ON chunks(series_id, last_step);
 """
 
 Column = tuple[list[int], list[Any], list[int]]
+# A chunk to insert: (data, first step, last step, point count).
+Chunk = tuple[bytes, int, int, int]
 
 _encoder = msgspec.msgpack.Encoder()
 _decoder: msgspec.msgpack.Decoder[list[Any]] = msgspec.msgpack.Decoder(list[Any])
@@ -55,14 +60,6 @@ def _raw(column: array[Any]) -> memoryview:
     if _BIG_ENDIAN:
         column.byteswap()
     return memoryview(column).cast("B")
-
-
-def _from_raw(typecode: str, data: bytes) -> list[Any]:
-    column: array[Any] = array(typecode)
-    column.frombytes(data)
-    if _BIG_ENDIAN:
-        column.byteswap()
-    return column.tolist()
 
 
 def _dense(steps: list[int], values: list[Any], timestamps: list[int]) -> bytes | None:
@@ -86,6 +83,29 @@ def _dense(steps: list[int], values: list[Any], timestamps: list[int]) -> bytes 
     return _encoder.encode((typecode, first, _raw(array(typecode, values)), stamps))
 
 
+def _dense_runs(runs: list[ValueRun], last: int | None) -> Chunk | None:
+    """The dense chunk of bulk runs, their bytes as they are, if they follow
+    one another from after ``last`` with one type of value; else None."""
+    first = runs[0].first_step
+    typecode = runs[0].typecode
+    if last is not None and first <= last:
+        return None
+    at = first
+    stamps: list[list[int]] = []
+    for run in runs:
+        if run.first_step != at or run.typecode != typecode:
+            return None
+        count = run.count
+        at += count
+        if stamps and stamps[-1][1] == run.timestamp:
+            stamps[-1][0] += count
+        else:
+            stamps.append([count, run.timestamp])
+    values = b"".join([run.data for run in runs]) if len(runs) > 1 else runs[0].data
+    stamp: int | list[list[int]] = stamps[0][1] if len(stamps) == 1 else stamps
+    return _encoder.encode((typecode, first, values, stamp)), first, at - 1, at - first
+
+
 def decode(data: bytes) -> Column:
     """A chunk's points as columns, whichever its form."""
     fields = _decoder.decode(data)
@@ -94,8 +114,13 @@ def decode(data: bytes) -> Column:
     typecode, first, values, stamps = fields
     steps = list(range(first, first + len(values) // 8))
     if type(stamps) is int:
-        return steps, _from_raw(typecode, values), [stamps] * len(steps)
-    return steps, _from_raw(typecode, values), _from_raw("q", stamps)
+        return steps, numbers_of(typecode, values), [stamps] * len(steps)
+    if type(stamps) is list:
+        timestamps: list[int] = []
+        for count, stamp in stamps:
+            timestamps += [stamp] * count
+        return steps, numbers_of(typecode, values), timestamps
+    return steps, numbers_of(typecode, values), numbers_of("q", stamps)
 
 
 def _steps(data: bytes) -> list[int] | range:
@@ -118,25 +143,41 @@ def _increasing(steps: list[int]) -> bool:
 
 def write(conn: Connection, series_id: int, columns: SeriesColumns) -> int:
     """Store the points of ``columns`` whose step is new; answer how many were stored."""
-    steps = columns.steps
-    if not steps:
-        return 0
     last = last_step(conn, series_id)
-    data = None
-    if last is None or steps[0] > last:
-        data = _dense(steps, columns.values, columns.timestamps)
-        if data is None and _increasing(steps):
-            data = _encoder.encode((steps, columns.values, columns.timestamps))
-    if data is None:
-        steps, values, timestamps = _new_points(conn, series_id, columns)
-        if not steps:
+    runs = columns.only_runs()
+    chunk = _dense_runs(runs, last) if runs else None
+    if chunk is None:
+        chunk = _chunk_of_lists(conn, series_id, columns, last)
+        if chunk is None:
             return 0
-        data = _dense(steps, values, timestamps) or _encoder.encode((steps, values, timestamps))
+    data, first, last_of_chunk, count = chunk
     conn.execute(
         "INSERT INTO chunks (series_id, first_step, last_step, count, data) VALUES (?,?,?,?,?)",
-        (series_id, steps[0], steps[-1], len(steps), data),
+        (series_id, first, last_of_chunk, count, data),
     )
-    return len(steps)
+    return count
+
+
+def _chunk_of_lists(
+    conn: Connection, series_id: int, columns: SeriesColumns, last: int | None
+) -> Chunk | None:
+    """The chunk of the points of ``columns`` whose step is new, in
+    the dense form if it applies; None if there is none."""
+    steps = columns.steps
+    if not steps:
+        return None
+    if last is None or steps[0] > last:
+        data = _dense(steps, columns.values, columns.timestamps)
+        if data is not None:
+            return data, steps[0], steps[-1], len(steps)
+        if _increasing(steps):
+            data = _encoder.encode((steps, columns.values, columns.timestamps))
+            return data, steps[0], steps[-1], len(steps)
+    steps, values, timestamps = _new_points(conn, series_id, columns)
+    if not steps:
+        return None
+    data = _dense(steps, values, timestamps) or _encoder.encode((steps, values, timestamps))
+    return data, steps[0], steps[-1], len(steps)
 
 
 def _new_points(conn: Connection, series_id: int, columns: SeriesColumns) -> Column:

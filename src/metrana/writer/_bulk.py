@@ -14,7 +14,7 @@ from array import array
 from typing import Any
 
 from .._errors import MetranaInvalidMetricError, MetranaInvalidMetricTypeError
-from .._identity import I64_MAX, check_value
+from .._identity import I64_MAX, check_value, numbers_of
 from ..ring import FLOATS, INTS
 
 __all__ = ["Column", "column_of", "host_array", "values_of"]
@@ -41,11 +41,7 @@ def column_of(values: Any) -> Column | None:
 def values_of(column: Column) -> list[Any]:
     """The values of a column as a list of Python numbers (converted in C)."""
     kind, data, _ = column
-    values: array[Any] = array("d" if kind == FLOATS else "q")
-    values.frombytes(data)
-    if _BIG_ENDIAN:
-        values.byteswap()
-    return values.tolist()
+    return numbers_of("d" if kind == FLOATS else "q", data)
 
 
 def host_array(value: Any) -> Any:

@@ -27,7 +27,6 @@ class Closing(Watch):
     closed: bool
     declared: int  # series declarations appended to the ring
     _control_records: int  # the CLOSE record
-    _bulk_extra: int  # points beyond one per bulk record appended
 
     @property
     def logged(self) -> int:
@@ -79,6 +78,7 @@ class Closing(Watch):
             else:
                 self._control_records = 1
             ring.publish_written()
+            ring.set_slot(_ring.M_BULK_EXTRA, self._bulk_extra)
             ring.set_slot(_ring.M_STATE, _ring.STATE_CLOSED)
         try:
             self._finish(strategy, deadline, timeout)

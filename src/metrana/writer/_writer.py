@@ -42,7 +42,6 @@ from ._watch import WATCHDOG_INTERVAL
 
 _time_ns = time.time_ns
 _generation = 0
-_ONLY_FLOATS = {float}
 
 
 def _metric_value(name: str, value: Any) -> int | float:
@@ -236,7 +235,7 @@ class Writer(Closing):
     ) -> None:
         """``log({"loss": l, "acc": a}, step=…)``: several metrics at one step. Every name and
         value is checked before the first is logged."""
-        if not isinstance(metrics, Mapping):
+        if type(metrics) is not dict and not isinstance(metrics, Mapping):
             raise MetranaInvalidMetricTypeError(
                 f"metric_name must be a str (or a dict of metric names to values), got "
                 f"{type(metrics).__name__}: {metrics!r}"
@@ -246,13 +245,13 @@ class Writer(Closing):
                 "log(dict, ...) takes each value from the dict; do not pass value as well"
             )
         names = tuple(metrics)
-        if not names:
-            return
         row = self._rows.get(names) if scale is None and labels is None else None
         if row is None:
+            if not names:
+                return
             row = self._metrics_row(names, scale, labels)
         values = list(metrics.values())
-        if set(map(type, values)) != _ONLY_FLOATS:
+        if [*map(type, values)].count(float) != len(values):  # (cheaper than a set of types)
             values = [_metric_value(name, item) for name, item in zip(names, values, strict=True)]
         self._log_row(row, values, step, timestamp)
 
@@ -284,11 +283,16 @@ class Writer(Closing):
         """One checked value per series of ``row`` at one step: one METRICS record, appended,
         waiting or dropped as a whole (counted by its points). Without a step, the series'
         next steps must agree; when they do not, each series gets a point at its own."""
-        timestamp = _time_ns() if timestamp is None else check_timestamp(timestamp)
-        if step is not None:
+        # (the checks of log()'s hot path: a dict of metrics is a training step's call too)
+        if timestamp is None:
+            timestamp = _time_ns()
+        elif type(timestamp) is not int or timestamp < 0 or timestamp > I64_MAX:
+            timestamp = check_timestamp(timestamp)
+        if step is not None and (type(step) is not int or step < 0 or step > I64_MAX):
             step = check_step(step)
         count = len(row.ids)
-        with self._lock:
+        self._lock.acquire()
+        try:
             if not row.declared:
                 for series in row.series:
                     if not series.declared and not self._declare(series, count):
@@ -301,12 +305,13 @@ class Writer(Closing):
                     return
             record = self._encode((METRICS, row.ids, step, values, timestamp))[1:]
             if self._append(record) or self._full(record, count):
-                self._bulk_extra += count - 1
-                self.ring.meta[_ring.M_BULK_EXTRA] = self._bulk_extra
+                self._bulk_extra += count - 1  # (published by the watchdog, with the count)
                 after = step + 1
                 for series in row.series:
                     if after > series.next_step:
                         series.next_step = after
+        finally:
+            self._lock.release()
 
     def _log_row_points(self, row: SeriesRow, values: list[Any], timestamp: int) -> None:
         """``row``'s values as point records, each at its series' next step (under the lock)."""
@@ -342,8 +347,7 @@ class Writer(Closing):
             first = series.next_step if step is None else step
             record = self._encode((kind, series.id, first, data, timestamp))[1:]
             if self._append(record) or self._full(record, count):
-                self._bulk_extra += count - 1
-                self.ring.meta[_ring.M_BULK_EXTRA] = self._bulk_extra
+                self._bulk_extra += count - 1  # (published by the watchdog, with the count)
                 if first + count > series.next_step:
                     series.next_step = first + count
 
