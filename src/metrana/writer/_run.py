@@ -139,9 +139,11 @@ def log(
     and the dispatcher delivers it. ``step`` auto-increments per series when omitted;
     ``timestamp`` is Unix nanoseconds (default: now).
 
-    Also accepted: ``log({"loss": l, "acc": a}, step=…)`` logs several metrics at one step;
-    a list, tuple or 1-D NumPy array ``value`` logs consecutive points from ``step`` (or from
-    the series' next step). Every value is checked before any is logged.
+    Also accepted: ``log({"loss": l, "acc": a}, step=…)`` logs several metrics at one step
+    (one ring record); a list, tuple, 1-D NumPy array, PyTorch tensor or JAX array ``value``
+    logs consecutive points from ``step`` (or from the series' next step), as one ring record
+    of raw float64 or int64 bytes. Every value is checked before any is logged; an array
+    larger than a quarter of the ring is refused.
 
     Raises:
         MetranaNotInitializedError: before ``init()`` or after ``close()``.

@@ -11,6 +11,7 @@ from typing import Any
 
 from .._errors import MetranaInvalidMetricError, MetranaInvalidMetricTypeError
 from .._identity import check_labels, check_metric_name, check_scale, labels_json
+from ..ring import METRICS, encoder
 
 
 class Series:
@@ -30,14 +31,31 @@ class Series:
 
 class SeriesRow:
     """Series logged together at one step (the metrics of a dict, a vector of environments):
-    one METRICS record of their ids and values."""
+    one METRICS record of their ids and values.
 
-    __slots__ = ("declared", "ids", "series")
+    ``prefix`` is the start of the row's records (the kind and the ids, encoded once);
+    ``floats`` the type byte of every value of a msgpack array of ``len(series)`` floats, at
+    every 9th byte from ``header``: :meth:`all_floats` checks an encoded list of values in C."""
+
+    __slots__ = ("declared", "floats", "header", "ids", "prefix", "series")
 
     def __init__(self, series: list[Series]) -> None:
         self.series = series
         self.ids = [s.id for s in series]
         self.declared = False  # every series of the row is declared in the ring
+        self.prefix = encoder.encode(METRICS) + encoder.encode(self.ids)
+        count = len(series)
+        self.header = 1 if count < 16 else 3 if count < 2**16 else 5  # msgpack array header
+        self.floats = b"\xcb" * count  # msgpack's float64 type byte
+
+    def all_floats(self, encoded: bytes) -> bool:
+        """Whether ``encoded`` (a msgpack array of one value per series) holds only floats:
+        each float64 takes 9 bytes, so the type bytes fall at fixed places."""
+        header = self.header
+        return (
+            len(encoded) == header + 9 * len(self.floats)
+            and encoded[header::9] == self.floats
+        )
 
 
 class SeriesTable:

@@ -33,7 +33,7 @@ from .._identity import (
     check_value,
 )
 from .._logging import logger
-from ..ring import METRICS, POINT, declare_record, encoder, ring_record
+from ..ring import POINT, declare_record, encoder, ring_record
 from ..session import ErrorWatcher, Handshake, Session, current_process
 from ._bulk import column_of, values_of
 from ._close import Closing
@@ -251,9 +251,14 @@ class Writer(Closing):
                 return
             row = self._metrics_row(names, scale, labels)
         values = list(metrics.values())
-        if [*map(type, values)].count(float) != len(values):  # (cheaper than a set of types)
+        try:
+            encoded = self._encode(values)
+        except TypeError:  # NumPy scalars and other numbers msgpack does not know
+            encoded = b""
+        if not row.all_floats(encoded):  # ints, or something to check and convert
             values = [_metric_value(name, item) for name, item in zip(names, values, strict=True)]
-        self._log_row(row, values, step, timestamp)
+            encoded = self._encode(values)
+        self._log_row(row, values, encoded, step, timestamp)
 
     def log_vector_env(
         self,
@@ -277,12 +282,15 @@ class Writer(Closing):
         if not row_values:
             return
         row = self._vector_row(metric_name, scale, labels, label, len(row_values))
-        self._log_row(row, row_values, step, timestamp)
+        self._log_row(row, row_values, self._encode(row_values), step, timestamp)
 
-    def _log_row(self, row: SeriesRow, values: list[Any], step: Any, timestamp: Any) -> None:
-        """One checked value per series of ``row`` at one step: one METRICS record, appended,
-        waiting or dropped as a whole (counted by its points). Without a step, the series'
-        next steps must agree; when they do not, each series gets a point at its own."""
+    def _log_row(
+        self, row: SeriesRow, values: list[Any], encoded: bytes, step: Any, timestamp: Any
+    ) -> None:
+        """One checked value per series of ``row`` at one step (``values``, and ``encoded`` as
+        a msgpack array): one METRICS record, appended, waiting or dropped as a whole (counted
+        by its points). Without a step, the series' next steps must agree; when they do not,
+        each series gets a point at its own."""
         # (the checks of log()'s hot path: a dict of metrics is a training step's call too)
         if timestamp is None:
             timestamp = _time_ns()
@@ -303,7 +311,8 @@ class Writer(Closing):
                 if any(series.next_step != step for series in row.series):
                     self._log_row_points(row, values, timestamp)
                     return
-            record = self._encode((METRICS, row.ids, step, values, timestamp))[1:]
+            encode = self._encode
+            record = b"".join((row.prefix, encode(step), encoded, encode(timestamp)))
             if self._append(record) or self._full(record, count):
                 self._bulk_extra += count - 1  # (published by the watchdog, with the count)
                 after = step + 1
