@@ -52,10 +52,7 @@ class SeriesRow:
         """Whether ``encoded`` (a msgpack array of one value per series) holds only floats:
         each float64 takes 9 bytes, so the type bytes fall at fixed places."""
         header = self.header
-        return (
-            len(encoded) == header + 9 * len(self.floats)
-            and encoded[header::9] == self.floats
-        )
+        return len(encoded) == header + 9 * len(self.floats) and encoded[header::9] == self.floats
 
 
 class SeriesTable:
