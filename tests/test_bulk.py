@@ -21,6 +21,7 @@ from conftest import (
 import metrana
 from metrana import ring as _ring
 from metrana._identity import SeriesColumns, ValueRun
+from metrana.dispatcher._columns import points_in
 from metrana.dispatcher.targets._embedded import EmbeddedTarget
 from metrana.proto._codec import BatchDecodeError, decode_batch, encode_batch
 from metrana.proto.metrana_pb2 import IngestBatch
@@ -126,6 +127,20 @@ def test_value_runs_cross_protobuf_as_their_bytes_and_bad_runs_are_refused() -> 
         bad.series.add(metric_name="m", scale="ML_STEP").runs.add(**run)
         with pytest.raises(BatchDecodeError, match=re.escape(why)):
             decode_batch(bad.SerializeToString())
+
+
+def test_a_span_counts_the_points_of_its_bulk_records() -> None:
+    """What a close strategy discards unread is counted in points (``points_in``)."""
+    span = [
+        *(_ring.DECLARE, 0, "a", "ML_STEP", {}),
+        *(_ring.POINT, 0, 1, 0.5, 5),
+        *(_ring.FLOATS, 0, 2, b"\0" * 24, 5),
+        *(_ring.INTS, 0, 5, b"\0" * 8, 5),
+        *(_ring.METRICS, [0, 1], 6, [1.0, 2], 5),
+        *(_ring.CLOSE, "Immediate", None, None, None),
+    ]
+    assert points_in(span) == 1 + 3 + 1 + 2
+    assert points_in([_ring.POINT, 0, 1, 0.5, 5] * 4) == 4
 
 
 REFUSED = [
@@ -309,6 +324,72 @@ def test_log_vector_env_fans_one_step_out_to_a_series_per_environment() -> None:
         assert _exact(list(points[key].items())) == _exact([(7, reward), (8, reward * 2)])
     assert points[("done", "ENVIRONMENT_STEP", '{"env":"1","split":"eval"}')] == {0: 0}
     assert session.target.point_count() == 10
+
+
+class _FakeJaxArray:
+    """Stands for a JAX array (not installed here): recognised by its type's module, turned
+    into a host array by ``numpy.asarray`` through ``__array__``, counted."""
+
+    __module__ = "jaxlib.xla_extension"
+    conversions = 0
+
+    def __init__(self, values: list[float]) -> None:
+        self._values = numpy.array(values)
+        self.ndim = 1
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
+        type(self).conversions += 1
+        return self._values
+
+
+def test_a_jax_array_is_copied_to_the_host_once_per_call() -> None:
+    with InProcessSession() as session:
+        session.init(**NAMES, close_strategy="CompleteAll")
+        metrana.log("j", _FakeJaxArray([0.5, float("inf"), 2.0]), step=3)
+        assert _FakeJaxArray.conversions == 1
+        metrana.close()
+    assert session.target.values("j") == {3: 0.5, 4: float("inf"), 5: 2.0}
+
+
+class _FakeCudaTensor:
+    """Stands for a tensor on an accelerator (none here): the calls it receives are recorded."""
+
+    __module__ = "torch"
+    calls: list[str] = []
+
+    class device:
+        type = "cuda"
+
+    def __init__(self, values: list[float], on_host: bool = False) -> None:
+        self._values = values
+        self.dtype = "torch.float32"
+        self.ndim = 1
+        if on_host:
+            self.device = type("cpu", (), {"type": "cpu"})  # type: ignore[assignment]
+
+    def detach(self) -> _FakeCudaTensor:
+        self.calls.append("detach")
+        return self
+
+    def cpu(self) -> _FakeCudaTensor:
+        self.calls.append("cpu")
+        return _FakeCudaTensor(self._values, on_host=True)
+
+    def numpy(self) -> Any:
+        self.calls.append("numpy")
+        return numpy.array(self._values, dtype=numpy.float32)
+
+    def __getitem__(self, index: int) -> float:
+        raise AssertionError("read element by element")
+
+
+def test_an_accelerator_tensor_is_copied_to_the_host_once_per_call() -> None:
+    with InProcessSession() as session:
+        session.init(**NAMES, close_strategy="CompleteAll")
+        metrana.log("g", _FakeCudaTensor([0.5, 1.5, float("nan")]))
+        assert _FakeCudaTensor.calls == ["detach", "cpu", "numpy"]
+        metrana.close()
+    assert _exact(list(session.target.values("g").values())) == _exact([0.5, 1.5, float("nan")])
 
 
 # -- with a real dispatcher ------------------------------------------------------------------
