@@ -326,6 +326,24 @@ def test_log_vector_env_fans_one_step_out_to_a_series_per_environment() -> None:
     assert session.target.point_count() == 10
 
 
+def test_a_0_d_tensor_or_array_is_logged_as_the_number_it_holds() -> None:
+    torch = pytest.importorskip("torch")
+    with InProcessSession() as session:
+        session.init(**NAMES, close_strategy="CompleteAll")
+        loss = torch.tensor(0.25, requires_grad=True) * 2
+        metrana.log("loss", loss)
+        metrana.log("loss", numpy.array(7))
+        metrana.log({"loss": torch.tensor(1.5), "n": torch.tensor(3)}, step=5)
+        with pytest.raises(metrana.MetranaInvalidMetricTypeError) as raised:
+            metrana.log("loss", torch.tensor(True))
+        assert str(raised.value) == "value must be an int or float, got bool: True"
+        metrana.close()
+    assert _exact(list(session.target.values("loss").items())) == _exact(
+        [(0, 0.5), (1, 7), (5, 1.5)]
+    )
+    assert session.target.values("n") == {5: 3}
+
+
 class _FakeJaxArray:
     """Stands for a JAX array (not installed here): recognised by its type's module, turned
     into a host array by ``numpy.asarray`` through ``__array__``, counted."""

@@ -17,7 +17,7 @@ from .._errors import MetranaInvalidMetricError, MetranaInvalidMetricTypeError
 from .._identity import I64_MAX, check_value, numbers_of
 from ..ring import FLOATS, INTS
 
-__all__ = ["Column", "column_of", "host_array", "values_of"]
+__all__ = ["Column", "checked_number", "column_of", "host_array", "values_of"]
 
 # (record kind, little-endian bytes of the values, number of values)
 Column = tuple[int, bytes | memoryview, int]
@@ -36,6 +36,14 @@ def column_of(values: Any) -> Column | None:
     if type(values) is list or type(values) is tuple:
         return _sequence_column(values)
     return _array_column(host_array(values))
+
+
+def checked_number(value: Any) -> int | float:
+    """One value checked as ``log()`` checks it; a 0-d array or tensor (``loss`` after
+    ``backward()``) counts as the number it holds, read with ``item()`` (one host copy)."""
+    if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)):
+        value = value.item()
+    return check_value(value)
 
 
 def values_of(column: Column) -> list[Any]:

@@ -35,7 +35,7 @@ from .._identity import (
 from .._logging import logger
 from ..ring import POINT, declare_record, encoder, ring_record
 from ..session import ErrorWatcher, Handshake, Session, current_process
-from ._bulk import column_of, values_of
+from ._bulk import checked_number, column_of, values_of
 from ._close import Closing
 from ._series import Series, SeriesRow
 from ._watch import WATCHDOG_INTERVAL
@@ -51,7 +51,7 @@ def _metric_value(name: str, value: Any) -> int | float:
             f"log(dict) takes one value per metric; {name!r} has a sequence "
             "(log it on its own: log(name, values, step=...))"
         )
-    return value if type(value) is float else check_value(value)
+    return value if type(value) is float else checked_number(value)
 
 
 class Writer(Closing):
@@ -172,7 +172,7 @@ class Writer(Closing):
                 elif kind is list or kind is tuple or getattr(value, "ndim", 0) > 0:
                     return log_values(series, value, step, timestamp)
                 else:
-                    value = check_value(value)
+                    value = checked_number(value)
             if timestamp is None:
                 timestamp = time_ns()
             elif type(timestamp) is not int or timestamp < 0 or timestamp > I64_MAX:
@@ -276,7 +276,7 @@ class Writer(Closing):
             self._raise_unraised()
         column = column_of(values)
         if column is None:
-            row_values = [v if type(v) is float else check_value(v) for v in values]
+            row_values = [v if type(v) is float else checked_number(v) for v in values]
         else:
             row_values = values_of(column)
         if not row_values:
@@ -374,7 +374,7 @@ class Writer(Closing):
     def _log_points(self, series: Series, values: Any, step: Any, timestamp: Any) -> None:
         """A sequence mixing ints, floats and other real numbers: checked value by value,
         then one point record each (ints keep their type)."""
-        checked = [v if type(v) is float else check_value(v) for v in values]
+        checked = [v if type(v) is float else checked_number(v) for v in values]
         timestamp = _time_ns() if timestamp is None else check_timestamp(timestamp)
         self._check_first_step(step, len(checked))
         encode = self._encode
