@@ -70,7 +70,10 @@ one series as one msgpack bin of raw little-endian float64 or int64 values (8 by
 ``METRICS`` records one step of several series; each is one record (one published word, one
 unit of ``M_MAX_EVENTS``) whatever its number of points, and is appended, or refused when the
 ring is full, as a whole. A bulk record's values take at most a quarter of the segment's
-capacity (``max_bulk_values``), so that it always fits once the reader has caught up.
+capacity (``max_bulk_values``), so that it always fits once the reader has caught up. A
+checkpoint every 1,024 records is more than a ring of bulk records holds: a reader stops a
+span of big records at a record boundary it finds by walking their msgpack values
+(``metrana.ring._boundaries``), or at the wrap, so that it decodes about a megabyte at a time.
 
 Positions are absolute and only increase; ``position % capacity`` is the offset in the data,
 ``position // capacity`` the lap. After each record the writer publishes, in one store, the
