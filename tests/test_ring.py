@@ -34,6 +34,7 @@ from metrana._errors import MetranaCorruptRingError
 from metrana.ring import _layout as ring_layout_module
 from metrana.ring import _reader as ring_reader_module
 from metrana.ring import _writer as ring_writer_module
+from metrana.ring._boundaries import MAX_WALK
 
 WRITER = "t"
 TESTS_DIR = Path(__file__).resolve().parent
@@ -396,6 +397,26 @@ def test_a_span_of_big_records_is_read_a_megabyte_at_a_time_at_record_boundaries
     assert all(len(msgspec.msgpack.encode(v)) < 1.1 * 1024 * 1024 for v in spans[:-1])
     flat = [value for span in spans for value in span]
     assert flat == [value for item in records for value in item]
+
+
+def test_a_cut_walks_at_most_max_walk_records() -> None:
+    small = [(_ring.POINT, 0, i, 0.5, 1_700_000) for i in range(3_000)]
+    big = [(_ring.FLOATS, 0, 5_000 + i * 1024, bytes(8192), 1) for i in range(200)]
+    with ring_pair(4 * 1024 * 1024, 0) as (directory, writer, _reader):
+        reader = _ring.RingReader(
+            directory / _ring.meta_name(WRITER), _ring.span_decoder, _ring.VALUES_PER_RECORD
+        )
+        try:
+            for item in small + big:
+                assert writer.append(_ring.ring_record(_ring.encoder.encode(item)))
+            first = reader.read(10_000)
+            rest = []
+            while values := reader.read(10_000):
+                rest += values
+        finally:
+            reader.close()
+    assert len(first) == MAX_WALK * _ring.VALUES_PER_RECORD
+    assert first + rest == [value for item in small + big for value in item]
 
 
 def test_a_full_ring_refuses_by_events_and_by_bytes_and_the_refused_record_is_never_read() -> None:

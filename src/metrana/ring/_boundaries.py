@@ -55,16 +55,21 @@ def _skip(data: memoryview, at: int, values: int) -> int:
     return at
 
 
+# The most records one cut walks: small records mixed among big ones cost a Python step each.
+MAX_WALK = 2_048
+
+
 def cut_after(
     data: memoryview, start: int, end: int, records: int, values_per_record: int, budget: int
 ) -> tuple[int, int] | None:
     """(offset, records) of the last record boundary within ``budget`` bytes of ``start`` in
-    ``data[start:end]``, which holds ``records`` records; at least one record. None when the
-    first record already reaches ``end``, or a value is not one a record holds."""
+    ``data[start:end]``, which holds ``records`` records (and within ``MAX_WALK`` records); at
+    least one record. None when the first record already reaches ``end``, or a value is not
+    one a record holds."""
     at = start
     taken = 0
     limit = start + budget
-    while taken < records - 1:
+    while taken < min(records - 1, MAX_WALK):
         after = _skip(data, at, values_per_record)
         if after < 0 or after > end:
             return None
