@@ -21,6 +21,15 @@ def main() -> int:
     bench.add_argument(
         "--calls", type=int, default=50_000, help="log() calls per timed run (below the ring)"
     )
+    bench.add_argument(
+        "--bulk-call-points", type=int, default=1_048_576, help="points per call shape, bulk"
+    )
+    bench.add_argument(
+        "--bulk-points", type=int, default=4_194_304, help="points per writer, bulk embedded"
+    )
+    bench.add_argument(
+        "--bulk-http-points", type=int, default=2_097_152, help="points per writer, bulk HTTP"
+    )
     bench.add_argument("--repeat", type=int, default=3, help="runs per figure (medians)")
     bench.add_argument("--scale", default="1,2,4,8,16,32", help="writer counts of the curve")
     bench.add_argument(

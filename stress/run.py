@@ -3,7 +3,9 @@ reached a ring must be stored exactly once.
 
 ``python -m stress run`` starts a server (``metrana serve`` in its own process, behind a
 fault-injecting proxy) or uses the embedded store, then N writer processes (half spawned,
-half forked from a parent that called ``init()``) that each log M points of a known series.
+half forked from a parent that called ``init()``) that each log M points of a known series:
+the even ones one ``log()`` per point, the odd ones in bulk (arrays and lists of 200 values, one
+ring record each).
 A fault thread picks, on a schedule: SIGKILL the dispatcher, SIGKILL a writer, restart the
 server, a burst of 503s, a stall, dropped connections. At the end the harness reads every
 series back (through the REST client, or the store) and prints one verdict line.

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,8 @@ import pytest
 
 from metrana.api import Client
 from metrana.session import live_dispatchers
-from metrana.testing import RunningServer, reset, serve_in_thread
+from metrana.testing import RunningServer, reset, serve_in_thread, wait_until
+from metrana.writer._run import current_writer
 
 ORCHESTRATION_VARIABLES = ("METRANA_ORCHESTRATION_ID", "TORCHELASTIC_RUN_ID", "SLURM_JOB_ID")
 
@@ -138,6 +140,54 @@ def kill_dispatchers(session_root: Path) -> None:
             psutil.Process(pid).wait(5)
         except (ProcessLookupError, psutil.NoSuchProcess, psutil.TimeoutExpired):
             pass
+
+
+@contextmanager
+def dispatcher_stopped() -> Iterator[None]:
+    """Freeze the session's dispatcher (SIGSTOP) so that nothing drains the rings."""
+    writer = current_writer()
+    assert writer is not None
+    info = writer.session.read_info()
+    assert info is not None
+    os.kill(info.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(info.pid, signal.SIGCONT)
+
+
+def kill_writer_after_logging(script: Path, *args: str) -> int:
+    """Run a writer ``script`` (with ``args``) that prints its dispatcher's pid, logs once it
+    reads a line, prints a count and waits: stop the dispatcher while it logs, SIGKILL the
+    writer, let the dispatcher go on and wait until it has drained and removed the dead ring.
+    Returns the count the writer printed."""
+    dispatcher = 0
+    with subprocess.Popen(
+        [sys.executable, str(script), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as writer:
+        try:
+            assert writer.stdin is not None and writer.stdout is not None
+            dispatcher = int(writer.stdout.readline())
+            os.kill(dispatcher, signal.SIGSTOP)  # nothing is drained until the writer is dead
+            writer.stdin.write("go\n")
+            writer.stdin.flush()
+            count = int(writer.stdout.readline())
+            writer.kill()
+            writer.wait(10)
+            session_root = Path(os.environ["METRANA_SESSION_ROOT"])
+            # the dead writer's ring is there
+            assert len(list(session_root.glob("*/w-*.meta"))) == 1
+        finally:
+            if dispatcher:
+                os.kill(dispatcher, signal.SIGCONT)
+            kill_tree(writer.pid)
+    # the dispatcher deletes the ring once it has stored all of it
+    wait_until(lambda: not list(session_root.glob("*/w-*.meta")), 30, message="ring drained")
+    return count
 
 
 def run_python(

@@ -143,10 +143,16 @@ def test_benchmark_smoke_run() -> None:
     assert {f["what"] for f in committed} == {
         "2 writers -> embedded store, until committed",
         "2 writers -> metrana serve over HTTP (loopback), until committed",
+        "2 writers of 1,024-value arrays -> embedded store, until committed",
+        "2 writers of 1,024-value arrays -> metrana serve over HTTP (loopback), until committed",
     }
     for end_to_end in committed:
         assert end_to_end["ok"] and end_to_end["stored"] == end_to_end["points"]
+    shapes = {f["what"]: f for f in figures if f["figure"] == "bulk_calls"}
+    assert {"log(name, value, step=): scalar", "log(name, float64 array of 1,024, step=)",
+            "log(dict of 10 floats, step=)"} <= set(shapes)  # fmt: skip
+    assert all(f["dropped"] == 0 and f["ns_per_point"] > 0 for f in shapes.values())
     rows = [f for f in figures if f["figure"] == "target"]
-    assert len(rows) == 16 and all({"target", "measured", "met"} <= set(r) for r in rows)
+    assert len(rows) == 21 and all({"target", "measured", "met"} <= set(r) for r in rows)
     table = result.stdout.splitlines()
     assert any(line.startswith("row ") and line.rstrip().endswith("measured") for line in table)

@@ -39,6 +39,8 @@ def _expected(sids: list[int]) -> dict[int, tuple[list[int], list[float], list[i
         [0, 1, 1, 0, 1, 1],  # a period whose ids repeat
         [5, 6, 7, 5, 7, 6],  # the first id recurs, the order does not
         [1, 2],
+        list(range(4096)) * 3,  # a vector of 4,096 environments, three steps
+        list(range(4096)) * 2 + [0, 1],
     ],
 )
 def test_split_by_series_keeps_each_series_in_order(sids: list[int]) -> None:

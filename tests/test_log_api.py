@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import math
-import os
-import signal
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import export_points, run_python, store_path
+from conftest import dispatcher_stopped, export_points, run_python, store_path
 
 import metrana
 from metrana import ring as _ring
@@ -155,20 +151,6 @@ def test_resume_never_raises_for_another_job(monkeypatch: pytest.MonkeyPatch) ->
     with pytest.raises(metrana.MetranaRunExistsError, match=r"already exists.*'Never'"):
         metrana.init(**NAMES, resume_strategy="Never")
     assert _run.current_writer() is None
-
-
-@contextmanager
-def dispatcher_stopped() -> Iterator[None]:
-    """Freeze the session's dispatcher (SIGSTOP) so that nothing drains the rings."""
-    writer = _run.current_writer()
-    assert writer is not None
-    info = writer.session.read_info()
-    assert info is not None
-    os.kill(info.pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(info.pid, signal.SIGCONT)
 
 
 @pytest.mark.slow

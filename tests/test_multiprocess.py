@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections import Counter
 from pathlib import Path
 
 import psutil
 import pytest
-from conftest import export_points, kill_tree, run_python
+from conftest import export_points, kill_tree, kill_writer_after_logging, run_python
 
 JOB = """
 import multiprocessing as mp
@@ -261,33 +259,7 @@ def test_writer_killed_after_logging_has_all_points_stored(tmp_path: Path) -> No
     script = tmp_path / "killed.py"
     script.write_text(textwrap.dedent(KILLED_WRITER))
     points = 20_000
-    dispatcher = 0
-    with subprocess.Popen(
-        [sys.executable, str(script), str(points)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as writer:
-        try:
-            assert writer.stdin is not None and writer.stdout is not None
-            dispatcher = int(writer.stdout.readline())
-            os.kill(dispatcher, signal.SIGSTOP)  # nothing is drained until the writer is dead
-            writer.stdin.write("go\n")
-            writer.stdin.flush()
-            assert int(writer.stdout.readline()) == points + 1  # the points and one declaration
-            writer.kill()
-            writer.wait(10)
-            session_root = Path(os.environ["METRANA_SESSION_ROOT"])
-            # the dead writer's ring is there
-            assert len(list(session_root.glob("*/w-*.meta"))) == 1
-        finally:
-            if dispatcher:
-                os.kill(dispatcher, signal.SIGCONT)
-            kill_tree(writer.pid)
-    deadline = time.monotonic() + 30
-    while list(session_root.glob("*/w-*.meta")) and time.monotonic() < deadline:
-        time.sleep(0.05)  # the dispatcher deletes the ring once it has stored all of it
-    assert not list(session_root.glob("*/w-*.meta"))
+    # the points and one declaration
+    assert kill_writer_after_logging(script, str(points)) == points + 1
     steps = [p["step"] for p in export_points("ws", "proj", "killed")]
     assert steps == list(range(points))

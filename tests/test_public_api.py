@@ -42,6 +42,7 @@ def test_exported_names_are_exactly_the_public_api() -> None:
         "log",
         "log_rl_environment_step",
         "log_rl_episode",
+        "log_vector_env",
         "stats",
     }
     public = {name for name in dir(metrana) if not name.startswith("_")}

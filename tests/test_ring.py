@@ -20,7 +20,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from unittest import mock
 
 import msgspec
@@ -34,6 +34,7 @@ from metrana._errors import MetranaCorruptRingError
 from metrana.ring import _layout as ring_layout_module
 from metrana.ring import _reader as ring_reader_module
 from metrana.ring import _writer as ring_writer_module
+from metrana.ring._boundaries import MAX_WALK
 
 WRITER = "t"
 TESTS_DIR = Path(__file__).resolve().parent
@@ -347,11 +348,75 @@ def test_append_after_a_record_that_ends_exactly_at_the_end_of_the_data(max_even
             assert writer.append(record(make_payload(serial, length)))
         if max_events:  # (unbounded, it would chain a segment)
             assert not writer.append(record(make_payload(records, 16)))  # not committed yet
-        assert reader.read(1) == [make_payload(serial, length) for serial in range(records)]
+        assert read_all(reader) == [make_payload(serial, length) for serial in range(records)]
         reader.commit()
         assert writer.append(record(make_payload(records, 16)))  # fits at offset 0 of lap 2
         assert writer.append(record(make_payload(records + 1, 16)))
         assert reader.read(1) == [make_payload(records, 16), make_payload(records + 1, 16)]
+
+
+def _bulk_records(count: int) -> list[tuple[Any, ...]]:
+    """Records of every kind as a writer makes them, mostly big ones (8 KiB arrays)."""
+    out: list[tuple[Any, ...]] = [(_ring.DECLARE, 0, "m", "ML_STEP", {"rank": "0"})]
+    for i in range(count):
+        if i % 7 == 3:
+            out.append((_ring.METRICS, list(range(300)), i, [0.5] * 299 + [2**40], 1_700_000))
+        elif i % 11 == 5:
+            out.append((_ring.POINT, 0, i, -1.5, 1_700_000))
+        else:
+            kind = _ring.INTS if i % 2 else _ring.FLOATS
+            out.append((kind, 0, i * 1024, bytes([i % 256]) * 8192, 1_700_000 + i))
+    out.append((_ring.CLOSE, "CompleteAll", None, None, None))
+    return out
+
+
+@pytest.mark.parametrize("wrapped", [False, True], ids=["one lap", "wrapped"])
+def test_a_span_of_big_records_is_read_a_megabyte_at_a_time_at_record_boundaries(
+    wrapped: bool,
+) -> None:
+    records = _bulk_records(600)  # about 4.6 MB, no checkpoint among them
+    capacity = 6 * 1024 * 1024
+    with ring_pair(capacity, 0) as (directory, writer, _reader):
+        reader = _ring.RingReader(
+            directory / _ring.meta_name(WRITER), _ring.span_decoder, _ring.VALUES_PER_RECORD
+        )
+        try:
+            if wrapped:  # the span starts near the end of the lap and goes on at offset 0
+                big = bytes(capacity - 3 * 1024 * 1024)
+                assert writer.append(_ring.ring_record(_ring.encoder.encode((3, 0, 0, big, 0))))
+                reader.read(1)
+                reader.commit()
+            for item in records:
+                assert writer.append(_ring.ring_record(_ring.encoder.encode(item)))
+            spans = []
+            while values := reader.read(1):
+                spans.append(values)
+        finally:
+            reader.close()
+    assert len(spans) >= 4 and all(len(v) % _ring.VALUES_PER_RECORD == 0 for v in spans)
+    assert all(len(msgspec.msgpack.encode(v)) < 1.1 * 1024 * 1024 for v in spans[:-1])
+    flat = [value for span in spans for value in span]
+    assert flat == [value for item in records for value in item]
+
+
+def test_a_cut_walks_at_most_max_walk_records() -> None:
+    small = [(_ring.POINT, 0, i, 0.5, 1_700_000) for i in range(3_000)]
+    big = [(_ring.FLOATS, 0, 5_000 + i * 1024, bytes(8192), 1) for i in range(200)]
+    with ring_pair(4 * 1024 * 1024, 0) as (directory, writer, _reader):
+        reader = _ring.RingReader(
+            directory / _ring.meta_name(WRITER), _ring.span_decoder, _ring.VALUES_PER_RECORD
+        )
+        try:
+            for item in small + big:
+                assert writer.append(_ring.ring_record(_ring.encoder.encode(item)))
+            first = reader.read(10_000)
+            rest = []
+            while values := reader.read(10_000):
+                rest += values
+        finally:
+            reader.close()
+    assert len(first) == MAX_WALK * _ring.VALUES_PER_RECORD
+    assert first + rest == [value for item in small + big for value in item]
 
 
 def test_a_full_ring_refuses_by_events_and_by_bytes_and_the_refused_record_is_never_read() -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 
 import pytest
 
 import metrana
+from metrana._identity import ValueRun
 from metrana.dispatcher._spool import Spool, SpoolFullError, spool_root
 from metrana.storage import SeriesColumns
 
@@ -36,6 +38,22 @@ def test_append_then_replay_in_order_then_acknowledge(tmp_path: Path) -> None:
         reopened.acknowledge(batch)
     assert reopened.clear_if_empty()
     assert not list((tmp_path / "s").glob("*.spool"))
+
+
+def test_bulk_points_held_as_raw_runs_are_spooled_exactly(tmp_path: Path) -> None:
+    values = [0.5, float("inf"), -1.0]
+    data = b"".join(struct.pack("<d", v) for v in values)
+    runs = [ValueRun(7, "d", data, 99), ValueRun(10, "q", struct.pack("<q", -(2**63)), 100)]
+    spool = Spool(tmp_path / "s")
+    spool.append({("m", "ML_STEP", "{}"): SeriesColumns([], [], [], runs)})
+    (batch,) = Spool(tmp_path / "s").pending()
+    columns = batch.series[("m", "ML_STEP", "{}")]
+    assert (columns.steps, columns.values, columns.timestamps) == (
+        [7, 8, 9, 10],
+        [*values, -(2**63)],
+        [99, 99, 99, 100],
+    )
+    assert batch.points == 4
 
 
 def test_a_torn_tail_is_ignored(tmp_path: Path) -> None:

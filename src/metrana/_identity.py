@@ -16,6 +16,8 @@ signed 64-bit integer, the store's and the wire's integer.
 from __future__ import annotations
 
 import numbers
+import sys
+from array import array
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,16 +38,127 @@ SCALES: tuple[str, ...] = tuple(member.value for member in StandardMetricScale)
 DEFAULT_SCALE = StandardMetricScale.ML_STEP.value
 NO_LABELS = "{}"
 
+_BIG_ENDIAN = sys.byteorder == "big"
 _labels_encoder = msgspec.json.Encoder(order="sorted")
 _labels_decoder = msgspec.json.Decoder(dict[str, str])
 
 
-class SeriesColumns(msgspec.Struct):
-    """Points of one series in columns, as the dispatcher batches them."""
+class ValueRun:
+    """Consecutive points of one series kept as they came from a bulk ``log()``: steps from
+    ``first_step``, the values as raw little-endian float64 (``typecode`` ``"d"``) or int64
+    (``"q"``) bytes, 8 a point, and one timestamp for all of them."""
 
-    steps: list[int]
-    values: list[float | int]
-    timestamps: list[int]
+    __slots__ = ("data", "first_step", "timestamp", "typecode")
+
+    def __init__(self, first_step: int, typecode: str, data: bytes, timestamp: int) -> None:
+        self.first_step = first_step
+        self.typecode = typecode
+        self.data = data
+        self.timestamp = timestamp
+
+    @property
+    def count(self) -> int:
+        return len(self.data) // 8
+
+    def values(self) -> list[Any]:
+        """The values as Python numbers (converted in C)."""
+        return numbers_of(self.typecode, self.data)
+
+
+def numbers_of(typecode: str, data: bytes | memoryview) -> list[Any]:
+    """Little-endian float64 (``typecode`` ``"d"``) or int64 (``"q"``) bytes as a list of
+    Python numbers, converted in C."""
+    column: array[Any] = array(typecode)
+    column.frombytes(data)
+    if _BIG_ENDIAN:
+        column.byteswap()
+    return column.tolist()
+
+
+class SeriesColumns:
+    """Points of one series in columns, as the dispatcher batches them: lists of steps, values
+    and timestamps, then :class:`ValueRun` s (bulk points still as raw bytes).
+
+    The runs stay bytes until something reads :attr:`steps`, :attr:`values` or
+    :attr:`timestamps`: the lists then take the runs' points (in order) and the runs are
+    emptied. The embedded store and the protobuf encoder take the runs as they are."""
+
+    __slots__ = ("_steps", "_timestamps", "_values", "runs")
+
+    def __init__(
+        self,
+        steps: list[int],
+        values: list[float | int],
+        timestamps: list[int],
+        runs: list[ValueRun] | None = None,
+    ) -> None:
+        self._steps = steps
+        self._values = values
+        self._timestamps = timestamps
+        self.runs: list[ValueRun] = runs if runs is not None else []
+
+    @property
+    def steps(self) -> list[int]:
+        if self.runs:
+            self._take_runs()
+        return self._steps
+
+    @property
+    def values(self) -> list[float | int]:
+        if self.runs:
+            self._take_runs()
+        return self._values
+
+    @property
+    def timestamps(self) -> list[int]:
+        if self.runs:
+            self._take_runs()
+        return self._timestamps
+
+    def _take_runs(self) -> None:
+        for run in self.runs:
+            count = run.count
+            self._steps += range(run.first_step, run.first_step + count)
+            self._values += run.values()
+            self._timestamps += [run.timestamp] * count
+        self.runs = []
+
+    def only_runs(self) -> list[ValueRun] | None:
+        """The runs, if every point is in one (the raw columns, as they are); else None."""
+        return self.runs if self.runs and not self._steps else None
+
+    def extend(self, other: SeriesColumns) -> None:
+        """Append ``other``'s points after these."""
+        if not other._steps and not self._steps:
+            self.runs += other.runs
+            return
+        self.steps.extend(other.steps)
+        self.values.extend(other.values)
+        self.timestamps.extend(other.timestamps)
+
+    def last_step(self) -> int | None:
+        """The highest step, None if there is no point (without taking the runs)."""
+        ends = [run.first_step + run.count - 1 for run in self.runs if run.count]
+        if self._steps:
+            ends.append(max(self._steps))
+        return max(ends) if ends else None
+
+    def __len__(self) -> int:
+        return len(self._steps) + sum(len(run.data) for run in self.runs) // 8
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SeriesColumns):
+            return NotImplemented
+        return (self.steps, self.values, self.timestamps) == (
+            other.steps,
+            other.values,
+            other.timestamps,
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return f"SeriesColumns({self.steps!r}, {self.values!r}, {self.timestamps!r})"
 
 
 def labels_json(labels: Mapping[str, str]) -> str:

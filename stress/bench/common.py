@@ -83,7 +83,9 @@ def ms_figure(figure: str, what: str, values: list[float]) -> dict[str, Any]:
     }
 
 
-def end_to_end_what(writers: int, http: bool) -> str:
-    """How an end-to-end figure names its runs: the writers, the target, until committed."""
+def end_to_end_what(writers: int, http: bool, array: int = 0) -> str:
+    """How an end-to-end figure names its runs: the writers (logging arrays of ``array``
+    values, if not 0), the target, until committed."""
     target = "metrana serve over HTTP (loopback)" if http else "embedded store"
-    return f"{writers} writers -> {target}, until committed"
+    who = f"{writers} writers of {array:,}-value arrays" if array else f"{writers} writers"
+    return f"{who} -> {target}, until committed"

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .bulk import ARRAY_VALUES, bench_bulk_calls
 from .common import ROOT, end_to_end_what, median_runs
 from .context import Bench
 from .dispatcher import dispatcher_cpu_figures, print_profile
@@ -28,8 +29,8 @@ from .startup import bench_import, bench_start_stop
 from .throughput import bench_queue_baseline, bench_throughput
 
 SECTIONS = (
-    "import", "latency", "faulted", "startstop", "memory", "queue", "embedded", "profile",
-    "http", "scale", "idle",
+    "import", "latency", "bulk", "faulted", "startstop", "memory", "queue", "embedded",
+    "profile", "http", "bulk-embedded", "bulk-http", "scale", "idle",
 )  # fmt: skip
 DEFAULT_PLOT = str(ROOT / "docs" / "perf" / "throughput.png")
 
@@ -55,6 +56,9 @@ class Sizes:
     fault_calls: int
     import_repeat: int
     latency_repeat: int
+    bulk_call_points: int
+    bulk_points: int
+    bulk_http_points: int
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Sizes:
@@ -75,6 +79,9 @@ class Sizes:
             fault_calls=min(args.calls, 25_000),  # 3 runs stay below the ring's 100,000
             import_repeat=max(3, args.repeat + 2),
             latency_repeat=max(args.repeat, 5),
+            bulk_call_points=args.bulk_call_points,
+            bulk_points=args.bulk_points,
+            bulk_http_points=args.bulk_http_points,
         )
         if not args.quick:
             return sizes
@@ -83,7 +90,8 @@ class Sizes:
             writers=2, points=5_000, calls=5_000, repeat=1, http_points=5_000, scale_points=8_000,
             idle_rings=4, idle_points=5_000, scale=[1, 2], memory_points=20_000,
             startstop_repeat=1, queue_points=5_000, fault_calls=2_000, import_repeat=2,
-            latency_repeat=1,
+            latency_repeat=1, bulk_call_points=20_480, bulk_points=102_400,
+            bulk_http_points=51_200,
         )  # fmt: skip
 
 
@@ -105,6 +113,8 @@ def _measure(bench: Bench, sizes: Sizes, sections: set[str], emit: Emit) -> None
         emit(*bench_import(sizes.import_repeat))
     if "latency" in sections:
         emit(*bench_latency(bench, sizes.calls, sizes.latency_repeat))
+    if "bulk" in sections:
+        emit(*bench_bulk_calls(bench, sizes.bulk_call_points, sizes.latency_repeat))
     if "startstop" in sections:
         emit(*bench_start_stop(bench, sizes.startstop_repeat))
     if "memory" in sections:
@@ -131,6 +141,16 @@ def _measure(bench: Bench, sizes: Sizes, sections: set[str], emit: Emit) -> None
             bench_throughput(bench, writers, sizes.http_points, http=True) for _ in range(repeat)
         ]
         emit(median_runs(http_runs, end_to_end_what(writers, http=True)))
+    for section, http, points in (
+        ("bulk-embedded", False, sizes.bulk_points),
+        ("bulk-http", True, sizes.bulk_http_points),
+    ):
+        if section in sections:
+            runs = [
+                bench_throughput(bench, writers, points, http=http, array=ARRAY_VALUES)
+                for _ in range(repeat)
+            ]
+            emit(median_runs(runs, end_to_end_what(writers, http, ARRAY_VALUES)))
     emit(
         *dispatcher_cpu_figures(embedded_runs, http_runs, profiled),
         *peak_rss_figures(embedded_runs, http_runs),

@@ -130,6 +130,47 @@ def _throughput_rows(results: list[dict[str, Any]], writers: int) -> list[dict[s
     ]  # fmt: skip
 
 
+def _bulk_rows(results: list[dict[str, Any]], writers: int) -> list[dict[str, Any]]:
+    array = find_figure(results, "bulk_calls", "float64 array of 1,024")
+    scalar = find_figure(results, "bulk_calls", "scalar")
+    dict_call = find_figure(results, "bulk_calls", "log(dict of 10")
+    ten = find_figure(results, "bulk_calls", "ten scalar")
+    others = ", ".join(
+        f"{r['what']}: {r['ns_per_point']} ns/point ({r['cheaper_than_scalar']}x)"
+        for r in results
+        if r.get("figure") == "bulk_calls" and r is not array and r is not dict_call
+        and r is not scalar and r is not ten
+    )  # fmt: skip
+    scalar_base = f"scalar log() {scalar['ns_per_point']} ns/point, same run" if scalar else ""
+    ten_base = f"ten scalar log() calls {ten['ns_per_point']} ns/metric, same run" if ten else ""
+    queue = find_figure(results, "end_to_end", "baseline: multiprocessing.Queue")
+    scalar_e2e = find_figure(results, "end_to_end", end_to_end_what(writers, http=False))
+    scalar_http = find_figure(results, "end_to_end", end_to_end_what(writers, http=True))
+    e2e_base = _joined(
+        f"scalar writers: {_rate_of(scalar_e2e)}" if scalar_e2e else "",
+        f"multiprocessing.Queue.put: {_rate_of(queue)}" if queue else "",
+    )
+    http_base = f"scalar writers over HTTP: {_rate_of(scalar_http)}" if scalar_http else ""
+    return [
+        _row("log(name, array of 1,024 float64)", "≤ 20 ns per value", array,
+             lambda f: f"{f['ns_per_point']} ns/value", lambda f: f["ns_per_point"] <= 20,
+             _joined(scalar_base, others)),
+        _row("log(name, array of 1,024 float64)", "≥ 50x cheaper per point than scalar log()",
+             array, lambda f: f"{f['cheaper_than_scalar']}x",
+             lambda f: f["cheaper_than_scalar"] >= 50, scalar_base),
+        _row("log(dict of 10 scalars)", "≥ 3x cheaper per metric than ten scalar calls",
+             dict_call,
+             lambda f: f"{f['cheaper_than_ten_scalars']}x ({f['ns_per_point']} ns/metric)",
+             lambda f: f["cheaper_than_ten_scalars"] >= 3, ten_base),
+        _row(end_to_end_what(writers, False, 1024), "≥ 10,000,000 points/s",
+             find_figure(results, "end_to_end", end_to_end_what(writers, False, 1024)),
+             _rate_of, lambda f: f["points_per_s"] >= 10_000_000 and f["ok"], e2e_base),
+        _row(end_to_end_what(writers, True, 1024), "≥ 3,000,000 points/s",
+             find_figure(results, "end_to_end", end_to_end_what(writers, True, 1024)),
+             _rate_of, lambda f: f["points_per_s"] >= 3_000_000 and f["ok"], http_base),
+    ]  # fmt: skip
+
+
 def _memory_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         _row("memory: writer process", "≤ 8 MiB added RSS (default ring)",
@@ -200,6 +241,7 @@ def evaluate(results: list[dict[str, Any]], writers: int) -> list[dict[str, Any]
     return [
         *_latency_rows(results),
         *_throughput_rows(results, writers),
+        *_bulk_rows(results, writers),
         *_memory_rows(results),
         *_start_stop_rows(results),
         *_scale_rows(results, writers),

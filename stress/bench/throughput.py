@@ -24,16 +24,29 @@ from .processes import (
 )
 
 
-def _writer_process(run_name: str, index: int, points: int, ready: Any, go: Any, done: Any) -> None:
+def _writer_process(
+    run_name: str, index: int, points: int, ready: Any, go: Any, done: Any, array: int = 0
+) -> None:
+    """Log ``points`` points flat out: one scalar call each, or (``array``) float64 arrays of
+    ``array`` values, one call each."""
     import metrana
 
     init_run(run_name, backpressure_strategy="Block", close_strategy="CompleteAll")
     log = metrana.log
     name = f"loss_{index}"  # one series per writer: the same (series, step) is stored once
+    values = None
+    if array:
+        import numpy
+
+        values = numpy.linspace(0.0, 1.0, array)
     ready.release()
     go.wait()
-    for i in range(points):
-        log(name, 0.5, step=i)
+    if values is not None:
+        for first in range(0, points, array):
+            log(name, values, step=first)
+    else:
+        for i in range(points):
+            log(name, 0.5, step=i)
     metrana.close(timeout=900)
     done.release()
 
@@ -66,9 +79,11 @@ def bench_throughput(
     idle: int = 0,
     profile: bool = False,
     label: str = "",
+    array: int = 0,
 ) -> dict[str, Any]:
-    """N spawned writers log ``points`` each, flat out, from one start signal until the last
-    ``close(CompleteAll)`` returned: every point acknowledged by the target."""
+    """N spawned writers log ``points`` each, flat out (scalar calls, or arrays of ``array``
+    values), from one start signal until the last ``close(CompleteAll)`` returned: every point
+    acknowledged by the target."""
     server = bench.http_server() if http else None
     tag = "http" if http else "embedded"
     root = bench.fresh(tag, url=server.url if server else None,
@@ -86,7 +101,7 @@ def bench_throughput(
         if idle:
             host = start_idle_rings(ctx, idle, run_name, ready, release)
         processes = [
-            ctx.Process(target=_writer_process, args=(run_name, k, points, ready, go, done))
+            ctx.Process(target=_writer_process, args=(run_name, k, points, ready, go, done, array))
             for k in range(writers)
         ]
         for process in processes:
@@ -133,7 +148,7 @@ def bench_throughput(
     stored = stored_points(server.store if server else bench.store, run_name)
     result: dict[str, Any] = {
         "figure": "end_to_end",
-        "what": end_to_end_what(writers, http) + label,
+        "what": end_to_end_what(writers, http, array) + label,
         "writers": writers,
         "idle_rings": idle,
         "points": total,

@@ -22,7 +22,7 @@ from .._enums import CloseStrategy
 from .._errors import MetranaCorruptRingError
 from .._identity import SeriesColumns, SeriesKey
 from .._logging import logger
-from ..ring import CLOSE_STRATEGY_OF_CODE, POINT, VALUES_PER_RECORD, span_decoder
+from ..ring import CLOSE_STRATEGY_OF_CODE, VALUES_PER_RECORD, span_decoder
 from ..session import (
     DispatcherStats,
     ErrorPublisher,
@@ -32,7 +32,7 @@ from ..session import (
     publish_dispatcher_stats,
 )
 from ..storage import WriteResult
-from ._columns import WriterView, collect
+from ._columns import WriterView, collect, points_in
 from ._inflight import Commit, Inflight, InflightBatch, done, submitted
 from ._spool import Spool
 from ._spooling import Spooling
@@ -222,11 +222,10 @@ class Dispatcher:
     def _note_last_steps(self, columns: dict[SeriesKey, SeriesColumns]) -> None:
         last_steps = self.last_steps
         for key, series in columns.items():
-            if series.steps:
-                last = max(series.steps)
-                if last > last_steps.get(key, -1):
-                    last_steps[key] = last
-                    self._last_steps_changed = True
+            last = series.last_step()
+            if last is not None and last > last_steps.get(key, -1):
+                last_steps[key] = last
+                self._last_steps_changed = True
 
     def publish_last_steps(self) -> None:
         if self._last_steps_changed:
@@ -345,8 +344,9 @@ class Dispatcher:
                 if start < reader.slot(_ring.M_SUBMITTED):
                     replay = True
                 active += 1
-                taken += len(values) // VALUES_PER_RECORD
                 points = collect(writer, values, columns)
+                # (points, not records: a bulk record of 1,024 values is 1,024 of them)
+                taken += max(points, len(values) // VALUES_PER_RECORD)
             except MetranaCorruptRingError as error:
                 # One broken ring must not stop the others: set it aside, keep its files.
                 logger.error("%s; this ring is left on disk and no longer read", error)
@@ -387,7 +387,7 @@ class Dispatcher:
             values = writer.reader.read(RECORDS_PER_WRITER)
             if not values:
                 break
-            discarded += values[0::VALUES_PER_RECORD].count(POINT)
+            discarded += points_in(values)
         writer.saw_close = True  # the state slot is set after the writer's last append
         reader = writer.reader
         self.inflight.append(

@@ -7,15 +7,18 @@ from collections.abc import Mapping
 import msgspec
 
 from .._identity import (
+    I64_MAX,
     NO_LABELS,
     SeriesColumns,
     SeriesKey,
+    ValueRun,
     is_scale,
     labels_of,
     name_problem,
     series_key,
 )
 from .metrana_pb2 import IngestBatch
+from .metrana_pb2 import ValueRun as ValueRunMessage
 
 
 class DecodedBatch(msgspec.Struct):
@@ -38,6 +41,16 @@ def encode_batch(
         series = message.series.add(metric_name=name, scale=scale)
         if labels != NO_LABELS:
             series.labels.update(labels_of(labels))
+        runs = columns.only_runs()
+        if runs is not None:  # bulk points: their bytes as they are
+            for run in runs:
+                if run.typecode == "d":
+                    series.runs.add(first_step=run.first_step, timestamp_ns=run.timestamp,
+                                    float64_values=run.data)  # fmt: skip
+                else:
+                    series.runs.add(first_step=run.first_step, timestamp_ns=run.timestamp,
+                                    int64_values=run.data)  # fmt: skip
+            continue
         series.steps.extend(columns.steps)
         series.timestamps_ns.extend(columns.timestamps)
         values = columns.values
@@ -56,6 +69,23 @@ def encode_batch(
 
 class BatchDecodeError(ValueError):
     """The bytes are not a valid IngestBatch."""
+
+
+def _value_run(index: int, run: ValueRunMessage) -> ValueRun:
+    """A checked run of series ``index``."""
+    kind = run.WhichOneof("values")
+    if kind is None:
+        raise BatchDecodeError(f"series {index}: a run without values")
+    data = run.float64_values if kind == "float64_values" else run.int64_values
+    count = len(data) // 8
+    if len(data) % 8 or not count:
+        raise BatchDecodeError(f"series {index}: a run of {len(data)} bytes (8 a value)")
+    if run.first_step < 0 or run.first_step + count - 1 > I64_MAX:
+        raise BatchDecodeError(f"series {index}: a run's steps are not from 0 to 2**63 - 1")
+    if run.timestamp_ns < 0:
+        raise BatchDecodeError(f"series {index}: negative timestamp")
+    typecode = "d" if kind == "float64_values" else "q"
+    return ValueRun(run.first_step, typecode, data, run.timestamp_ns)
 
 
 def decode_batch(data: bytes) -> DecodedBatch:
@@ -90,15 +120,15 @@ def decode_batch(data: bytes) -> DecodedBatch:
             if position >= n:
                 raise BatchDecodeError(f"series {index}: int position {position} out of range")
             values[position] = value
+        runs = [_value_run(index, run) for run in item.runs]
         key = series_key(item.metric_name, item.scale, item.labels)
+        columns = SeriesColumns(steps, values, list(item.timestamps_ns), runs)
         target = series.get(key)
         if target is None:
-            series[key] = SeriesColumns(steps, values, list(item.timestamps_ns))
+            series[key] = columns
         else:
-            target.steps.extend(steps)
-            target.values.extend(values)
-            target.timestamps.extend(item.timestamps_ns)
-        points += n
+            target.extend(columns)
+        points += len(columns)
     return DecodedBatch(
         producer_id=message.producer_id,
         sequence=message.sequence,

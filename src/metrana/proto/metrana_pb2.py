@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rmetrana.proto\x12\nmetrana.v1\"\xf6\x01\n\x0bSeriesBatch\x12\x13\n\x0bmetric_name\x18\x01 \x01(\t\x12\r\n\x05scale\x18\x02 \x01(\t\x12\x33\n\x06labels\x18\x03 \x03(\x0b\x32#.metrana.v1.SeriesBatch.LabelsEntry\x12\r\n\x05steps\x18\x04 \x03(\x03\x12\x0e\n\x06values\x18\x05 \x03(\x01\x12\x15\n\rtimestamps_ns\x18\x06 \x03(\x03\x12\x15\n\rint_positions\x18\x07 \x03(\r\x12\x12\n\nint_values\x18\x08 \x03(\x12\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"t\n\x0bIngestBatch\x12\x13\n\x0bproducer_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x15\n\rexperiment_id\x18\x03 \x01(\x03\x12\'\n\x06series\x18\x04 \x03(\x0b\x32\x17.metrana.v1.SeriesBatch\"\xed\x01\n\x0eIngestResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x04\x12\x12\n\nduplicates\x18\x02 \x01(\x04\x12\x16\n\x0epacing_seconds\x18\x03 \x01(\x01\x12\x10\n\x08replayed\x18\x04 \x01(\x08\x12P\n\x14\x64uplicates_by_series\x18\x05 \x03(\x0b\x32\x32.metrana.v1.IngestResponse.DuplicatesBySeriesEntry\x1a\x39\n\x17\x44uplicatesBySeriesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rmetrana.proto\x12\nmetrana.v1\"p\n\x08ValueRun\x12\x12\n\nfirst_step\x18\x01 \x01(\x03\x12\x14\n\x0ctimestamp_ns\x18\x02 \x01(\x03\x12\x18\n\x0e\x66loat64_values\x18\x03 \x01(\x0cH\x00\x12\x16\n\x0cint64_values\x18\x04 \x01(\x0cH\x00\x42\x08\n\x06values\"\x9a\x02\n\x0bSeriesBatch\x12\x13\n\x0bmetric_name\x18\x01 \x01(\t\x12\r\n\x05scale\x18\x02 \x01(\t\x12\x33\n\x06labels\x18\x03 \x03(\x0b\x32#.metrana.v1.SeriesBatch.LabelsEntry\x12\r\n\x05steps\x18\x04 \x03(\x03\x12\x0e\n\x06values\x18\x05 \x03(\x01\x12\x15\n\rtimestamps_ns\x18\x06 \x03(\x03\x12\x15\n\rint_positions\x18\x07 \x03(\r\x12\x12\n\nint_values\x18\x08 \x03(\x12\x12\"\n\x04runs\x18\t \x03(\x0b\x32\x14.metrana.v1.ValueRun\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"t\n\x0bIngestBatch\x12\x13\n\x0bproducer_id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x15\n\rexperiment_id\x18\x03 \x01(\x03\x12\'\n\x06series\x18\x04 \x03(\x0b\x32\x17.metrana.v1.SeriesBatch\"\xed\x01\n\x0eIngestResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x04\x12\x12\n\nduplicates\x18\x02 \x01(\x04\x12\x16\n\x0epacing_seconds\x18\x03 \x01(\x01\x12\x10\n\x08replayed\x18\x04 \x01(\x08\x12P\n\x14\x64uplicates_by_series\x18\x05 \x03(\x0b\x32\x32.metrana.v1.IngestResponse.DuplicatesBySeriesEntry\x1a\x39\n\x17\x44uplicatesBySeriesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,14 +35,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SERIESBATCH_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_INGESTRESPONSE_DUPLICATESBYSERIESENTRY']._loaded_options = None
   _globals['_INGESTRESPONSE_DUPLICATESBYSERIESENTRY']._serialized_options = b'8\001'
-  _globals['_SERIESBATCH']._serialized_start=30
-  _globals['_SERIESBATCH']._serialized_end=276
-  _globals['_SERIESBATCH_LABELSENTRY']._serialized_start=231
-  _globals['_SERIESBATCH_LABELSENTRY']._serialized_end=276
-  _globals['_INGESTBATCH']._serialized_start=278
-  _globals['_INGESTBATCH']._serialized_end=394
-  _globals['_INGESTRESPONSE']._serialized_start=397
-  _globals['_INGESTRESPONSE']._serialized_end=634
-  _globals['_INGESTRESPONSE_DUPLICATESBYSERIESENTRY']._serialized_start=577
-  _globals['_INGESTRESPONSE_DUPLICATESBYSERIESENTRY']._serialized_end=634
+  _globals['_VALUERUN']._serialized_start=29
+  _globals['_VALUERUN']._serialized_end=141
+  _globals['_SERIESBATCH']._serialized_start=144
+  _globals['_SERIESBATCH']._serialized_end=426
+  _globals['_SERIESBATCH_LABELSENTRY']._serialized_start=381
+  _globals['_SERIESBATCH_LABELSENTRY']._serialized_end=426
+  _globals['_INGESTBATCH']._serialized_start=428
+  _globals['_INGESTBATCH']._serialized_end=544
+  _globals['_INGESTRESPONSE']._serialized_start=547
+  _globals['_INGESTRESPONSE']._serialized_end=784
+  _globals['_INGESTRESPONSE_DUPLICATESBYSERIESENTRY']._serialized_start=727
+  _globals['_INGESTRESPONSE_DUPLICATESBYSERIESENTRY']._serialized_end=784
 # @@protoc_insertion_point(module_scope)

@@ -6,8 +6,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ValueRun(_message.Message):
+    __slots__ = ("first_step", "timestamp_ns", "float64_values", "int64_values")
+    FIRST_STEP_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_NS_FIELD_NUMBER: _ClassVar[int]
+    FLOAT64_VALUES_FIELD_NUMBER: _ClassVar[int]
+    INT64_VALUES_FIELD_NUMBER: _ClassVar[int]
+    first_step: int
+    timestamp_ns: int
+    float64_values: bytes
+    int64_values: bytes
+    def __init__(self, first_step: _Optional[int] = ..., timestamp_ns: _Optional[int] = ..., float64_values: _Optional[bytes] = ..., int64_values: _Optional[bytes] = ...) -> None: ...
+
 class SeriesBatch(_message.Message):
-    __slots__ = ("metric_name", "scale", "labels", "steps", "values", "timestamps_ns", "int_positions", "int_values")
+    __slots__ = ("metric_name", "scale", "labels", "steps", "values", "timestamps_ns", "int_positions", "int_values", "runs")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -23,6 +35,7 @@ class SeriesBatch(_message.Message):
     TIMESTAMPS_NS_FIELD_NUMBER: _ClassVar[int]
     INT_POSITIONS_FIELD_NUMBER: _ClassVar[int]
     INT_VALUES_FIELD_NUMBER: _ClassVar[int]
+    RUNS_FIELD_NUMBER: _ClassVar[int]
     metric_name: str
     scale: str
     labels: _containers.ScalarMap[str, str]
@@ -31,7 +44,8 @@ class SeriesBatch(_message.Message):
     timestamps_ns: _containers.RepeatedScalarFieldContainer[int]
     int_positions: _containers.RepeatedScalarFieldContainer[int]
     int_values: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, metric_name: _Optional[str] = ..., scale: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., steps: _Optional[_Iterable[int]] = ..., values: _Optional[_Iterable[float]] = ..., timestamps_ns: _Optional[_Iterable[int]] = ..., int_positions: _Optional[_Iterable[int]] = ..., int_values: _Optional[_Iterable[int]] = ...) -> None: ...
+    runs: _containers.RepeatedCompositeFieldContainer[ValueRun]
+    def __init__(self, metric_name: _Optional[str] = ..., scale: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., steps: _Optional[_Iterable[int]] = ..., values: _Optional[_Iterable[float]] = ..., timestamps_ns: _Optional[_Iterable[int]] = ..., int_positions: _Optional[_Iterable[int]] = ..., int_values: _Optional[_Iterable[int]] = ..., runs: _Optional[_Iterable[_Union[ValueRun, _Mapping]]] = ...) -> None: ...
 
 class IngestBatch(_message.Message):
     __slots__ = ("producer_id", "sequence", "experiment_id", "series")

@@ -1,7 +1,7 @@
 """The writer<->dispatcher contract in shared memory: the complete binary format of a ring.
 
 This docstring is the specification; every slot constant below is listed in it (a test checks
-that the two agree). Format version 3.
+that the two agree). Format version 4.
 
 One writer process owns one *ring* in a session directory: a meta file, one or more segment
 files and a declarations file. The writer process is the only producer; the dispatcher the
@@ -26,6 +26,9 @@ Meta file ``w-<id>.meta``: ``META_BYTES`` bytes of little-endian u64 slots. ``<i
     12    M_WRITE_SEGMENT      writer  the number of the segment being written
     13    M_LOGGED             writer  points logged (written at close)
     14    M_DECLARED           writer  series declaration records written
+    15    M_BULK_EXTRA         writer  points beyond one per bulk record written (so that
+                                       points logged = records - declarations - CLOSE + this;
+                                       republished with M_WRITTEN)
     16    M_COMMITTED          reader  records committed (delivered, spooled or discarded)
     17    M_DISCARDED          reader  points discarded by the close strategy
     19    M_CLOSE_ACK          reader  1 once the reader committed the CLOSE record
@@ -56,10 +59,21 @@ bytes of data.
                                        128 + c // CHECKPOINT % CHECKPOINT_SLOTS)
 
 Records are msgpack values written back to back, with no header or padding between them (their
-kinds and values: ``metrana.ring._records``), so that the reader decodes a whole unread span
-with one msgspec call: it copies the span behind an array header holding the value count. A
-record never straddles the end of the data: the writer leaves the tail of the lap unused, notes
-where the lap's data ended (slots 10 and 11), and continues at offset 0.
+kinds and values: ``metrana.ring._records``; every record is five values), so that the reader
+decodes a whole unread span with one msgspec call: it copies the span behind an array header
+holding the value count. A record never straddles the end of the data: the writer leaves the
+tail of the lap unused, notes where the lap's data ended (slots 10 and 11), and continues at
+offset 0.
+
+Bulk records (format 4): ``FLOATS`` and ``INTS`` records carry a run of consecutive points of
+one series as one msgpack bin of raw little-endian float64 or int64 values (8 bytes a point),
+``METRICS`` records one step of several series; each is one record (one published word, one
+unit of ``M_MAX_EVENTS``) whatever its number of points, and is appended, or refused when the
+ring is full, as a whole. A bulk record's values take at most a quarter of the segment's
+capacity (``max_bulk_values``), so that it always fits once the reader has caught up. A
+checkpoint every 1,024 records is more than a ring of bulk records holds: a reader stops a
+span of big records at a record boundary it finds by walking their msgpack values
+(``metrana.ring._boundaries``), or at the wrap, so that it decodes about a megabyte at a time.
 
 Positions are absolute and only increase; ``position % capacity`` is the offset in the data,
 ``position // capacity`` the lap. After each record the writer publishes, in one store, the
@@ -100,6 +114,7 @@ __all__ = [
     "MAX_SEGMENT_BYTES",
     "META_BYTES",
     "MIN_SEGMENT",
+    "M_BULK_EXTRA",
     "M_CLOSE_ACK",
     "M_CLOSE_STRATEGY",
     "M_COMMITTED",
@@ -142,6 +157,7 @@ __all__ = [
     "VERSION",
     "WORD_LIMIT",
     "declarations_name",
+    "max_bulk_values",
     "meta_name",
     "published_word",
     "segment_capacity",
@@ -156,7 +172,7 @@ __all__ = [
 
 MAGIC_META = 0x4D45545241_4D5441  # "METRA" "MTA"
 MAGIC_SEGMENT = 0x4D45545241_534547  # "METRA" "SEG"
-VERSION = 3
+VERSION = 4
 META_BYTES = 4096
 SEGMENT_HEADER = 4096
 BYTES_PER_EVENT = 48
@@ -180,6 +196,9 @@ ARRAY32 = b"\xdd"  # the msgpack header of an array of up to 2**32 - 1 items
 M_MAGIC, M_VERSION, M_PID, M_CREATE_MS, M_MAX_EVENTS, M_SEGMENT_BYTES = 0, 1, 2, 3, 4, 5
 M_WRITTEN, M_DROPPED, M_STATE, M_CLOSE_STRATEGY, M_WRITE_SEGMENT, M_LOGGED = 8, 9, 10, 11, 12, 13
 M_DECLARED = 14
+# Points beyond one per bulk record: the points a writer logged are its records minus its
+# declarations and CLOSE record, plus this.
+M_BULK_EXTRA = 15
 M_COMMITTED, M_DISCARDED, M_CLOSE_ACK = 16, 17, 19
 M_COMMITTED_POINTS, M_REJECTED = 21, 22
 # Records ever handed to the target (a high-water mark): a successor dispatcher knows that what
@@ -226,6 +245,12 @@ def segment_capacity(max_events: int) -> int:
         return UNBOUNDED_SEGMENT
     wanted = max(max_events * BYTES_PER_EVENT, MIN_SEGMENT)
     return min((wanted + 4095) // 4096 * 4096, MAX_SEGMENT_BYTES)
+
+
+def max_bulk_values(capacity: int) -> int:
+    """The most values one bulk record may carry in a segment of ``capacity`` bytes: a quarter
+    of it, at 8 bytes a value."""
+    return capacity // 4 // 8
 
 
 def meta_name(writer_id: str) -> str:

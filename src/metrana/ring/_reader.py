@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from .._errors import MetranaCorruptRingError
+from ._boundaries import cut_after
 from ._layout import (
     ARRAY32,
     CHECKPOINT,
@@ -42,6 +43,12 @@ __all__ = [
     "Cursor",
     "RingReader",
 ]
+
+# A span of big records (BIG_RECORD bytes or more on average: bulk records) longer than this
+# is cut at a record boundary after about this many bytes, so that a ring full of arrays is
+# read, decoded and batched a megabyte at a time, not a ring at a time.
+MAX_SPAN_BYTES = 1 << 20
+BIG_RECORD = 512
 
 
 class Cursor:
@@ -190,6 +197,8 @@ class RingReader:
         if count == 0 and end == position:
             return None
         view = segment.view
+        # the records of this lap: a span of big records is cut among them (below)
+        lap_end, lap_records = end, count
         if count > 0 and position < end <= lap_start + capacity:
             parts = [view[position - lap_start : end - lap_start]]
         elif count > 0 and lap_start + capacity < end <= lap_start + 2 * capacity:
@@ -208,18 +217,67 @@ class RingReader:
                 view[position - lap_start : wrap_position - lap_start],
                 view[0 : end - lap_start - capacity],
             ]
+            lap_end, lap_records = wrap_position, wrap_records - cursor.records
         else:
             raise self._corrupt(segment, position, f"a published word of {count} records to {end}")
-        values = count * self._values_per_record
-        data = b"".join([ARRAY32, values.to_bytes(4, "big"), *parts])
+        # A span of big (bulk) records, with no checkpoint among them, is cut at a record
+        # boundary after about MAX_SPAN_BYTES: within this lap's records, or at the wrap.
+        if lap_records == 0 and len(parts) == 2:  # everything is at the start of the next lap
+            base, first, last, records_there = lap_start + capacity, 0, len(parts[1]), count
+        else:
+            base, first, last, records_there = (
+                lap_start,
+                position - lap_start,
+                lap_end - lap_start,
+                lap_records,
+            )
+        big = end - position > BIG_RECORD * count
+        if big and records_there > 1 and last - first > MAX_SPAN_BYTES:
+            cut = self._cut(view, first, last, records_there)
+            if cut is not None:
+                records, cut_end, cut_records = cut
+                cursor.position = base + cut_end
+                cursor.records += cut_records
+                return records
+        if big and len(parts) == 2 and lap_records and sum(map(len, parts)) > MAX_SPAN_BYTES:
+            try:  # this lap's records only; the next lap's at the next read
+                records = self._decode_records(parts[:1], lap_records)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                pass  # (not for what a writer wrote) the span whole, below
+            else:
+                cursor.position = lap_end
+                cursor.records += lap_records
+                return records
         try:
-            records: list[Any] = self._decode(data)
+            records = self._decode_records(parts, count)
         except (msgspec.DecodeError, msgspec.ValidationError) as error:
             what = f"{count} records that do not decode ({error})"
             raise self._corrupt(segment, position, what) from error
         cursor.position = end
         cursor.records = end_records
         return records
+
+    def _cut(
+        self, view: memoryview, start: int, end: int, records: int
+    ) -> tuple[list[Any], int, int] | None:
+        """The first of ``records`` records in ``view[start:end]`` up to about MAX_SPAN_BYTES,
+        decoded, with the offset where they end and their count; None when they cannot be cut
+        (the caller then takes the span whole)."""
+        cut = cut_after(view, start, end, records, self._values_per_record, MAX_SPAN_BYTES)
+        if cut is None:
+            return None
+        cut_end, cut_records = cut
+        try:
+            decoded = self._decode_records([view[start:cut_end]], cut_records)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None  # (not for what a writer wrote)
+        return decoded, cut_end, cut_records
+
+    def _decode_records(self, parts: list[memoryview], count: int) -> list[Any]:
+        """The values of the ``count`` records whose bytes are ``parts``, in one msgspec call."""
+        values = count * self._values_per_record
+        decoded: list[Any] = self._decode(b"".join([ARRAY32, values.to_bytes(4, "big"), *parts]))
+        return decoded
 
     @staticmethod
     def _checkpoint(

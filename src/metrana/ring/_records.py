@@ -6,6 +6,13 @@ Every record is five msgpack values, the first its kind:
   a point is its position in the writer's ring: unique and monotonic per writer.
 * ``DECLARE, series_id, metric_name, scale, labels``: interns a series once per writer.
 * ``CLOSE, close_strategy, nil, nil, nil``: the writer closed; nothing follows it.
+* ``FLOATS, series_id, first_step, bin, timestamp_ns``: a bulk record, consecutive points of one
+  series from ``first_step``: the values as raw little-endian float64 bytes (8 per point), all
+  with one timestamp. ``INTS`` is the same with int64 values.
+* ``METRICS, [series_id, ...], step, [value, ...], timestamp_ns``: several series at one step
+  (``log({"loss": ..., "acc": ...})``), one point each.
+
+A bulk record counts as one record of the ring and as its number of points everywhere else.
 
 A record is the msgpack encoding of the 5-tuple without its array header (its first byte): a
 span of records is then a flat run of values, which the dispatcher decodes with one call into
@@ -20,8 +27,12 @@ from typing import Any
 import msgspec
 
 __all__ = [
+    "BULK_KINDS",
     "CLOSE",
     "DECLARE",
+    "FLOATS",
+    "INTS",
+    "METRICS",
     "POINT",
     "VALUES_PER_RECORD",
     "close_record",
@@ -36,6 +47,10 @@ __all__ = [
 POINT = 0
 DECLARE = 1
 CLOSE = 2
+FLOATS = 3
+INTS = 4
+METRICS = 5
+BULK_KINDS = (FLOATS, INTS, METRICS)
 VALUES_PER_RECORD = 5
 
 encoder = msgspec.msgpack.Encoder()

@@ -115,7 +115,8 @@ def writer_stats(meta: memoryview, writer_id: str, logged: int | None = None) ->
     declared = int(meta[_ring.M_DECLARED])
     closed = int(meta[_ring.M_STATE]) == _ring.STATE_CLOSED
     if logged is None:
-        logged = max(0, written - declared - (1 if closed else 0))
+        bulk_extra = int(meta[_ring.M_BULK_EXTRA])  # a bulk record holds many points
+        logged = max(0, written - declared - (1 if closed else 0) + bulk_extra)
     committed_points = int(meta[_ring.M_COMMITTED_POINTS])
     # The record count is republished by a live writer every 0.1 s; the dispatcher may have
     # committed more than the last figure says.

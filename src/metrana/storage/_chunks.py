@@ -1,9 +1,18 @@
 """Points stored as columnar chunks: one row per (series, batch) instead of one per point.
 
-A chunk holds a series' points of one batch, sorted by step, as a msgpack
-``[steps, values, timestamps]`` (ints stay ints, NaN stays NaN), with its first and last step
-and its point count. No two chunks of a series share a step: a batch's points whose step is
-already stored are dropped (first write wins) and counted as duplicates.
+A chunk holds a series' points of one batch, sorted by step, with its first and last step and
+its point count, in one of two forms (ints stay ints, NaN stays NaN in both):
+
+* *dense*, when the steps are consecutive and the values all floats or all ints: a msgpack
+  ``[typecode, first_step, values, timestamps]``, the values as raw little-endian float64
+  (``"d"``) or int64 (``"q"``) bytes, the timestamps as one int when they are all equal (the
+  points of one bulk ``log()``), as ``[[count, timestamp], ...]`` runs (several bulk calls),
+  or as raw int64 bytes; 8 to 16 bytes a point. The bytes of bulk points (``ValueRun``) are
+  stored as they came from the writer's ring, other points are converted in C;
+* *lists* otherwise: a msgpack ``[steps, values, timestamps]``.
+
+No two chunks of a series share a step: a batch's points whose step is already stored are
+dropped (first write wins) and counted as duplicates.
 
 The common case costs one indexed lookup per series: a batch whose steps all come after the
 series' last stored step (logging moves forward) is stored whole. Anything else reads the
@@ -13,10 +22,13 @@ chunks whose step range overlaps the batch and removes the steps already there.
 from __future__ import annotations
 
 import operator
+import sys
+from array import array
 from typing import Any
 
 import msgspec
 
+from .._identity import ValueRun, numbers_of
 from ._base import SeriesColumns
 from ._db import Connection
 
@@ -33,9 +45,90 @@ CREATE INDEX IF NOT EXISTS chunks_by_last_step ON chunks(series_id, last_step);
 """
 
 Column = tuple[list[int], list[Any], list[int]]
+# A chunk to insert: (data, first step, last step, point count).
+Chunk = tuple[bytes, int, int, int]
 
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(tuple[list[int], list[float | int], list[int]])
+_decoder: msgspec.msgpack.Decoder[list[Any]] = msgspec.msgpack.Decoder(list[Any])
+_BIG_ENDIAN = sys.byteorder == "big"
+_ONLY_FLOATS, _ONLY_INTS = {float}, {int}
+_DENSE_FIELDS = 4  # [typecode, first_step, values, timestamps]
+
+
+def _raw(column: array[Any]) -> memoryview:
+    """The little-endian bytes of an array of numbers."""
+    if _BIG_ENDIAN:
+        column.byteswap()
+    return memoryview(column).cast("B")
+
+
+def _dense(steps: list[int], values: list[Any], timestamps: list[int]) -> bytes | None:
+    """The dense form of increasing points, if their steps are consecutive and their values
+    all floats or all ints; else None."""
+    count = len(steps)
+    first = steps[0]
+    if steps[-1] - first != count - 1 or steps != list(range(first, first + count)):
+        return None
+    kinds = set(map(type, values))
+    if kinds == _ONLY_FLOATS:
+        typecode = "d"
+    elif kinds == _ONLY_INTS:
+        typecode = "q"
+    else:
+        return None
+    stamp = timestamps[0]
+    stamps: int | memoryview = (
+        stamp if timestamps.count(stamp) == count else _raw(array("q", timestamps))
+    )
+    return _encoder.encode((typecode, first, _raw(array(typecode, values)), stamps))
+
+
+def _dense_runs(runs: list[ValueRun], last: int | None) -> Chunk | None:
+    """The dense chunk of bulk runs, their bytes as they are, if they follow
+    one another from after ``last`` with one type of value; else None."""
+    first = runs[0].first_step
+    typecode = runs[0].typecode
+    if last is not None and first <= last:
+        return None
+    at = first
+    stamps: list[list[int]] = []
+    for run in runs:
+        if run.first_step != at or run.typecode != typecode:
+            return None
+        count = run.count
+        at += count
+        if stamps and stamps[-1][1] == run.timestamp:
+            stamps[-1][0] += count
+        else:
+            stamps.append([count, run.timestamp])
+    values = b"".join([run.data for run in runs]) if len(runs) > 1 else runs[0].data
+    stamp: int | list[list[int]] = stamps[0][1] if len(stamps) == 1 else stamps
+    return _encoder.encode((typecode, first, values, stamp)), first, at - 1, at - first
+
+
+def decode(data: bytes) -> Column:
+    """A chunk's points as columns, whichever its form."""
+    fields = _decoder.decode(data)
+    if len(fields) != _DENSE_FIELDS:
+        return fields[0], fields[1], fields[2]
+    typecode, first, values, stamps = fields
+    steps = list(range(first, first + len(values) // 8))
+    if type(stamps) is int:
+        return steps, numbers_of(typecode, values), [stamps] * len(steps)
+    if type(stamps) is list:
+        timestamps: list[int] = []
+        for count, stamp in stamps:
+            timestamps += [stamp] * count
+        return steps, numbers_of(typecode, values), timestamps
+    return steps, numbers_of(typecode, values), numbers_of("q", stamps)
+
+
+def _steps(data: bytes) -> list[int] | range:
+    """A chunk's steps."""
+    fields = _decoder.decode(data)
+    if len(fields) != _DENSE_FIELDS:
+        return list(fields[0])
+    return range(fields[1], fields[1] + len(fields[2]) // 8)
 
 
 def last_step(conn: Connection, series_id: int) -> int | None:
@@ -50,21 +143,41 @@ def _increasing(steps: list[int]) -> bool:
 
 def write(conn: Connection, series_id: int, columns: SeriesColumns) -> int:
     """Store the points of ``columns`` whose step is new; answer how many were stored."""
-    steps = columns.steps
-    if not steps:
-        return 0
     last = last_step(conn, series_id)
-    if (last is None or steps[0] > last) and _increasing(steps):
-        chunk: Column = (steps, columns.values, columns.timestamps)
-    else:
-        chunk = _new_points(conn, series_id, columns)
-        if not chunk[0]:
+    runs = columns.only_runs()
+    chunk = _dense_runs(runs, last) if runs else None
+    if chunk is None:
+        chunk = _chunk_of_lists(conn, series_id, columns, last)
+        if chunk is None:
             return 0
+    data, first, last_of_chunk, count = chunk
     conn.execute(
         "INSERT INTO chunks (series_id, first_step, last_step, count, data) VALUES (?,?,?,?,?)",
-        (series_id, chunk[0][0], chunk[0][-1], len(chunk[0]), _encoder.encode(chunk)),
+        (series_id, first, last_of_chunk, count, data),
     )
-    return len(chunk[0])
+    return count
+
+
+def _chunk_of_lists(
+    conn: Connection, series_id: int, columns: SeriesColumns, last: int | None
+) -> Chunk | None:
+    """The chunk of the points of ``columns`` whose step is new, in
+    the dense form if it applies; None if there is none."""
+    steps = columns.steps
+    if not steps:
+        return None
+    if last is None or steps[0] > last:
+        data = _dense(steps, columns.values, columns.timestamps)
+        if data is not None:
+            return data, steps[0], steps[-1], len(steps)
+        if _increasing(steps):
+            data = _encoder.encode((steps, columns.values, columns.timestamps))
+            return data, steps[0], steps[-1], len(steps)
+    steps, values, timestamps = _new_points(conn, series_id, columns)
+    if not steps:
+        return None
+    data = _dense(steps, values, timestamps) or _encoder.encode((steps, values, timestamps))
+    return data, steps[0], steps[-1], len(steps)
 
 
 def _new_points(conn: Connection, series_id: int, columns: SeriesColumns) -> Column:
@@ -75,7 +188,7 @@ def _new_points(conn: Connection, series_id: int, columns: SeriesColumns) -> Col
         "SELECT data FROM chunks WHERE series_id=? AND last_step>=? AND first_step<=?",
         (series_id, low, high),
     ):
-        taken.update(s for s in _decoder.decode(data)[0] if low <= s <= high)
+        taken.update(s for s in _steps(data) if low <= s <= high)
     kept: dict[int, tuple[Any, int]] = {}
     for step, value, timestamp in zip(
         columns.steps, columns.values, columns.timestamps, strict=True
@@ -100,7 +213,7 @@ def read(conn: Connection, series_id: int, limit: int | None = None) -> Column:
         if first <= previous_last:
             ordered = False  # chunks interleave: sort at the end
         previous_last = max(previous_last, last)
-        chunk_steps, chunk_values, chunk_timestamps = _decoder.decode(data)
+        chunk_steps, chunk_values, chunk_timestamps = decode(data)
         steps += chunk_steps
         values += chunk_values
         timestamps += chunk_timestamps

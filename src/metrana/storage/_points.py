@@ -61,7 +61,7 @@ def write_columns(
     by_series: dict[str, int] = {}
     for key, columns in batch.items():
         stored = _chunks.write(conn, series_ids.get(conn, experiment_id, key), columns)
-        dup = len(columns.steps) - stored
+        dup = len(columns) - stored
         accepted += stored
         if dup:
             duplicates += dup

@@ -31,7 +31,7 @@ class Closing(Watch):
     @property
     def logged(self) -> int:
         """Points this process appended to its ring (A0)."""
-        return self.ring.written - self.declared - self._control_records
+        return self.ring.written - self.declared - self._control_records + self._bulk_extra
 
     def stats(self) -> WriterStats:
         """This writer's counters."""
@@ -78,6 +78,7 @@ class Closing(Watch):
             else:
                 self._control_records = 1
             ring.publish_written()
+            ring.set_slot(_ring.M_BULK_EXTRA, self._bulk_extra)
             ring.set_slot(_ring.M_STATE, _ring.STATE_CLOSED)
         try:
             self._finish(strategy, deadline, timeout)

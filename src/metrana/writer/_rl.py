@@ -1,4 +1,5 @@
-"""Helpers for reinforcement learning: episode metrics and environment-step metrics.
+"""Helpers for reinforcement learning: episode metrics, environment-step metrics, and one step
+of a vector of environments at once.
 
 ``log_rl_episode("return", 200.0, episode=17, rl_step=34_000, env_id=3)`` logs ``return`` on
 the EPISODE scale at step 17, in the series of ``environment_id=3``. The other counters are
@@ -13,11 +14,12 @@ from typing import Any
 
 from .._enums import StandardMetricScale
 from .._logging import logger
-from ._run import log
+from ._run import current_or_forked_writer, log
 
 __all__ = [
     "log_rl_environment_step",
     "log_rl_episode",
+    "log_vector_env",
 ]
 
 _warned: set[tuple[str, str]] = set()
@@ -95,6 +97,32 @@ def log_rl_environment_step(
             if at is None:
                 at = _last(metric_name, scale, series_labels)
             log(f"{metric_name}/{suffix}", counter, scale, at, series_labels, timestamp)
+
+
+def log_vector_env(
+    metric_name: str,
+    values: Any,
+    step: int | None = None,
+    label: str = "environment_id",
+    scale: Any = StandardMetricScale.ENVIRONMENT_STEP,
+    labels: dict[str, str] | None = None,
+    timestamp: int | None = None,
+) -> None:
+    """Log one step of a vectorised environment: ``values[i]`` (a 1-D array, tensor, list or
+    tuple, one value per environment) goes to the series ``(metric_name, scale, labels +
+    {label: str(i)})`` at ``step``, so ``log_vector_env("reward", rewards, step=t)`` stores
+    environment 3's reward where ``log_rl_environment_step("reward", r, env_step=t,
+    env_id=3)`` would.
+
+    The call is one ring record, whatever the number of environments; values are checked as
+    a whole (NaN and infinities are kept; bools and out-of-range ints are refused). Without
+    ``step``, each series' next step is used (one step for all when they agree).
+
+    Raises:
+        MetranaInvalidMetricError / MetranaInvalidMetricTypeError: bad input; nothing is logged.
+    """
+    writer = current_or_forked_writer()
+    writer.log_vector_env(metric_name, values, step, label, scale, labels, timestamp)
 
 
 def _last(metric_name: str, scale: Any, labels: dict[str, str] | None) -> int | None:

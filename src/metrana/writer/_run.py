@@ -139,9 +139,11 @@ def log(
     and the dispatcher delivers it. ``step`` auto-increments per series when omitted;
     ``timestamp`` is Unix nanoseconds (default: now).
 
-    Also accepted: ``log({"loss": l, "acc": a}, step=…)`` logs several metrics at one step;
-    a list, tuple or 1-D NumPy array ``value`` logs consecutive points from ``step`` (or from
-    the series' next step). Every value is checked before any is logged.
+    Also accepted: ``log({"loss": l, "acc": a}, step=…)`` logs several metrics at one step
+    (one ring record); a list, tuple, 1-D NumPy array, PyTorch tensor or JAX array ``value``
+    logs consecutive points from ``step`` (or from the series' next step), as one ring record
+    of raw float64 or int64 bytes. Every value is checked before any is logged; an array
+    larger than a quarter of the ring is refused.
 
     Raises:
         MetranaNotInitializedError: before ``init()`` or after ``close()``.
@@ -164,6 +166,12 @@ def get_last_step(
     if writer is None:
         writer = _writer_after_fork()
     return writer.last_step(metric_name, scale, labels)
+
+
+def current_or_forked_writer() -> Writer:
+    """This process's writer: the open one, or (in a forked child) its own, opened now."""
+    writer = _writer
+    return writer if writer is not None else _writer_after_fork()
 
 
 def _redirect(writer: Writer, args: tuple[Any, ...]) -> None:

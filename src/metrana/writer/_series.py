@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._errors import MetranaInvalidMetricError, MetranaInvalidMetricTypeError
 from .._identity import check_labels, check_metric_name, check_scale, labels_json
+from ..ring import METRICS, encoder
 
 
 class Series:
@@ -27,6 +29,32 @@ class Series:
         self.logged_declaration = False
 
 
+class SeriesRow:
+    """Series logged together at one step (the metrics of a dict, a vector of environments):
+    one METRICS record of their ids and values.
+
+    ``prefix`` is the start of the row's records (the kind and the ids, encoded once);
+    ``floats`` the type byte of every value of a msgpack array of ``len(series)`` floats, at
+    every 9th byte from ``header``: :meth:`all_floats` checks an encoded list of values in C."""
+
+    __slots__ = ("declared", "floats", "header", "ids", "prefix", "series")
+
+    def __init__(self, series: list[Series]) -> None:
+        self.series = series
+        self.ids = [s.id for s in series]
+        self.declared = False  # every series of the row is declared in the ring
+        self.prefix = encoder.encode(METRICS) + encoder.encode(self.ids)
+        count = len(series)
+        self.header = 1 if count < 16 else 3 if count < 2**16 else 5  # msgpack array header
+        self.floats = b"\xcb" * count  # msgpack's float64 type byte
+
+    def all_floats(self, encoded: bytes) -> bool:
+        """Whether ``encoded`` (a msgpack array of one value per series) holds only floats:
+        each float64 takes 9 bytes, so the type bytes fall at fixed places."""
+        header = self.header
+        return len(encoded) == header + 9 * len(self.floats) and encoded[header::9] == self.floats
+
+
 class SeriesTable:
     """Series interning and auto-incremented steps."""
 
@@ -34,6 +62,8 @@ class SeriesTable:
     _by_key: dict[Any, Series]  # (name, scale[, sorted labels]) as the caller passed them
     _canonical: dict[tuple[str, str, str], Series]  # (name, scale, labels JSON), checked
     _resume: dict[tuple[str, str, str], int]  # the next step of series not logged here yet
+    _rows: dict[Any, SeriesRow]  # the names of a dict logged without scale or labels
+    _vector_rows: dict[Any, SeriesRow]  # log_vector_env(): (name, scale, labels, label, count)
     _unraised: list[str]  # RaiseOnLog: messages the next log() raises
     _detached: bool
 
@@ -93,6 +123,41 @@ class SeriesTable:
             if scale is None and labels is None:
                 self._remember_plain(metric_name, series)
         return series
+
+    def _metrics_row(self, names: tuple[Any, ...], scale: Any, labels: Any) -> SeriesRow:
+        """The series of a dict's metric names (checked), remembered for the next dict with
+        the same names when it has no scale or labels."""
+        for name in names:
+            check_metric_name(name)
+        row = SeriesRow([self._series(name, scale, labels) for name in names])
+        if scale is None and labels is None:
+            self._rows[names] = row
+        return row
+
+    def _vector_row(self, name: Any, scale: Any, labels: Any, label: Any, count: int) -> SeriesRow:
+        """The series of ``count`` environments: ``labels`` plus ``label`` = 0, 1, ..."""
+        try:
+            key: Any = (name, scale, label, count, labels and tuple(sorted(labels.items())))
+            row = self._vector_rows.get(key)
+        except (TypeError, AttributeError):  # unhashable: checked below, and not remembered
+            key, row = None, None
+        if row is not None:
+            return row
+        base = check_labels(labels)
+        if type(label) is not str or not label:
+            raise MetranaInvalidMetricTypeError(
+                f"label must be a non-empty str (the label that tells environments apart), "
+                f"got {type(label).__name__}: {label!r}"
+            )
+        if label in base:
+            raise MetranaInvalidMetricError(
+                f"labels already has {label!r}, the label that tells the environments apart; "
+                "pass another label name"
+            )
+        row = SeriesRow([self._series(name, scale, {**base, label: str(i)}) for i in range(count)])
+        if key is not None:
+            self._vector_rows[key] = row
+        return row
 
     def _remember_plain(self, metric_name: str, series: Series) -> None:
         """Put a name in log()'s table of plain series, unless log() must take _route now:

@@ -43,6 +43,7 @@ class Watch(SeriesTable):
     _errors: ErrorWatcher
     _errors_lock: threading.Lock  # the watchdog and close() both poll
     delivery_errors: list[DeliveryErrorEntry]
+    _bulk_extra: int  # points beyond one per bulk record appended (published here)
 
     # -- dispatcher supervision ---------------------------------------------------------------
 
@@ -88,6 +89,7 @@ class Watch(SeriesTable):
                 interval = ERROR_POLL_INTERVAL if active else min(interval * 2, 1.0)
                 last_written = written
                 self.ring.publish_written()
+                self.ring.meta[_ring.M_BULK_EXTRA] = self._bulk_extra
                 period = WATCHDOG_INTERVAL if active else IDLE_WATCHDOG_INTERVAL
                 if time.monotonic() < last_check + period:
                     continue

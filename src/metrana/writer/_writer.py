@@ -28,7 +28,6 @@ from .._errors import (
 from .._identity import (
     I64_MAX,
     I64_MIN,
-    check_metric_name,
     check_step,
     check_timestamp,
     check_value,
@@ -36,12 +35,23 @@ from .._identity import (
 from .._logging import logger
 from ..ring import POINT, declare_record, encoder, ring_record
 from ..session import ErrorWatcher, Handshake, Session, current_process
+from ._bulk import checked_number, column_of, values_of
 from ._close import Closing
-from ._series import Series
+from ._series import Series, SeriesRow
 from ._watch import WATCHDOG_INTERVAL
 
 _time_ns = time.time_ns
 _generation = 0
+
+
+def _metric_value(name: str, value: Any) -> int | float:
+    """The checked value of metric ``name`` in ``log(dict)``: one number."""
+    if isinstance(value, list | tuple) or getattr(value, "ndim", 0) > 0:
+        raise MetranaInvalidMetricTypeError(
+            f"log(dict) takes one value per metric; {name!r} has a sequence "
+            "(log it on its own: log(name, values, step=...))"
+        )
+    return value if type(value) is float else checked_number(value)
 
 
 class Writer(Closing):
@@ -83,6 +93,8 @@ class Writer(Closing):
         self._plain = {}
         self._by_key = {}
         self._canonical = {}
+        self._rows = {}
+        self._vector_rows = {}
         self._resume = {}
         if handshake is not None:
             self.apply_handshake(handshake)
@@ -91,6 +103,8 @@ class Writer(Closing):
         self._backpressure = config.backpressure_strategy
         self.dropped = 0
         self.declared = 0
+        self._bulk_extra = 0
+        self._max_bulk_values = _ring.max_bulk_values(self.ring.capacity)
         self._control_records = 0
         self._warned_drop = False
         self.closed = False
@@ -158,7 +172,7 @@ class Writer(Closing):
                 elif kind is list or kind is tuple or getattr(value, "ndim", 0) > 0:
                     return log_values(series, value, step, timestamp)
                 else:
-                    value = check_value(value)
+                    value = checked_number(value)
             if timestamp is None:
                 timestamp = time_ns()
             elif type(timestamp) is not int or timestamp < 0 or timestamp > I64_MAX:
@@ -221,7 +235,7 @@ class Writer(Closing):
     ) -> None:
         """``log({"loss": l, "acc": a}, step=…)``: several metrics at one step. Every name and
         value is checked before the first is logged."""
-        if not isinstance(metrics, Mapping):
+        if type(metrics) is not dict and not isinstance(metrics, Mapping):
             raise MetranaInvalidMetricTypeError(
                 f"metric_name must be a str (or a dict of metric names to values), got "
                 f"{type(metrics).__name__}: {metrics!r}"
@@ -230,37 +244,139 @@ class Writer(Closing):
             raise MetranaInvalidMetricTypeError(
                 "log(dict, ...) takes each value from the dict; do not pass value as well"
             )
-        checked = []
-        for name, item in metrics.items():
-            check_metric_name(name)
-            if isinstance(item, list | tuple) or getattr(item, "ndim", 0) > 0:
-                raise MetranaInvalidMetricTypeError(
-                    f"log(dict) takes one value per metric; {name!r} has a sequence "
-                    "(log it on its own: log(name, values, step=...))"
-                )
-            checked.append((name, item if type(item) is float else check_value(item)))
-        for name, item in checked:
-            self.log(name, item, scale, step, labels, timestamp)
+        names = tuple(metrics)
+        row = self._rows.get(names) if scale is None and labels is None else None
+        if row is None:
+            if not names:
+                return
+            row = self._metrics_row(names, scale, labels)
+        values = list(metrics.values())
+        try:
+            encoded = self._encode(values)
+        except TypeError:  # NumPy scalars and other numbers msgpack does not know
+            encoded = b""
+        if not row.all_floats(encoded):  # ints, or something to check and convert
+            values = [_metric_value(name, item) for name, item in zip(names, values, strict=True)]
+            encoded = self._encode(values)
+        self._log_row(row, values, encoded, step, timestamp)
+
+    def log_vector_env(
+        self,
+        metric_name: Any,
+        values: Any,
+        step: Any,
+        label: Any,
+        scale: Any,
+        labels: Any,
+        timestamp: Any,
+    ) -> None:
+        """One step of a vector of environments: ``values[i]`` in the series labelled
+        ``label=i``, as one METRICS record (see :func:`metrana.log_vector_env`)."""
+        if self._unraised:
+            self._raise_unraised()
+        column = column_of(values)
+        if column is None:
+            row_values = [v if type(v) is float else checked_number(v) for v in values]
+        else:
+            row_values = values_of(column)
+        if not row_values:
+            return
+        row = self._vector_row(metric_name, scale, labels, label, len(row_values))
+        self._log_row(row, row_values, self._encode(row_values), step, timestamp)
+
+    def _log_row(
+        self, row: SeriesRow, values: list[Any], encoded: bytes, step: Any, timestamp: Any
+    ) -> None:
+        """One checked value per series of ``row`` at one step (``values``, and ``encoded`` as
+        a msgpack array): one METRICS record, appended, waiting or dropped as a whole (counted
+        by its points). Without a step, the series' next steps must agree; when they do not,
+        each series gets a point at its own."""
+        # (the checks of log()'s hot path: a dict of metrics is a training step's call too)
+        if timestamp is None:
+            timestamp = _time_ns()
+        elif type(timestamp) is not int or timestamp < 0 or timestamp > I64_MAX:
+            timestamp = check_timestamp(timestamp)
+        if step is not None and (type(step) is not int or step < 0 or step > I64_MAX):
+            step = check_step(step)
+        count = len(row.ids)
+        self._lock.acquire()
+        try:
+            if not row.declared:
+                for series in row.series:
+                    if not series.declared and not self._declare(series, count):
+                        return
+                row.declared = True
+            if step is None:
+                step = row.series[0].next_step
+                if any(series.next_step != step for series in row.series):
+                    self._log_row_points(row, values, timestamp)
+                    return
+            encode = self._encode
+            record = b"".join((row.prefix, encode(step), encoded, encode(timestamp)))
+            if self._append(record) or self._full(record, count):
+                self._bulk_extra += count - 1  # (published by the watchdog, with the count)
+                after = step + 1
+                for series in row.series:
+                    if after > series.next_step:
+                        series.next_step = after
+        finally:
+            self._lock.release()
+
+    def _log_row_points(self, row: SeriesRow, values: list[Any], timestamp: int) -> None:
+        """``row``'s values as point records, each at its series' next step (under the lock)."""
+        encode = self._encode
+        for series, value in zip(row.series, values, strict=True):
+            at = series.next_step
+            record = encode((POINT, series.id, at, value, timestamp))[1:]
+            if self._append(record) or self._full(record):
+                series.next_step = at + 1
 
     def _log_values(self, series: Series, values: Any, step: Any, timestamp: Any) -> None:
-        """A list, tuple or 1-D NumPy array: consecutive points from ``step`` (or from the
-        series' next step), all with one timestamp. Nothing is logged if any value is bad."""
-        ndim = getattr(values, "ndim", None)
-        if ndim is not None:
-            if ndim != 1:
-                raise MetranaInvalidMetricTypeError(
-                    f"an array value must be 1-D (consecutive steps), got {ndim}-D"
-                )
-            values = values.tolist()
-        checked = [v if type(v) is float else check_value(v) for v in values]
+        """A list, tuple, 1-D array or tensor: consecutive points from ``step`` (or from the
+        series' next step), all with one timestamp, as one bulk record of raw float64 or
+        int64 bytes (:mod:`._bulk`). Nothing is logged if any value is bad; the record is
+        appended, waits or is dropped as a whole (counted by its points)."""
+        column = column_of(values)
+        if column is None:  # a list or tuple mixing ints, floats and other numbers
+            return self._log_points(series, values, step, timestamp)
+        kind, data, count = column
         timestamp = _time_ns() if timestamp is None else check_timestamp(timestamp)
+        self._check_first_step(step, count)
+        if count > self._max_bulk_values:
+            raise MetranaInvalidMetricError(
+                f"an array of {count} values is larger than one record of this process's ring "
+                f"takes: at most {self._max_bulk_values} values (a quarter of its "
+                f"{self.ring.capacity} bytes; METRANA_EVENT_QUEUE_MAX_SIZE="
+                f"{self.config.event_queue_max_size}); log it in parts of at most "
+                f"{self._max_bulk_values} values, or raise METRANA_EVENT_QUEUE_MAX_SIZE"
+            )
+        with self._lock:
+            if not count or (not series.declared and not self._declare(series, count)):
+                return
+            first = series.next_step if step is None else step
+            record = self._encode((kind, series.id, first, data, timestamp))[1:]
+            if self._append(record) or self._full(record, count):
+                self._bulk_extra += count - 1  # (published by the watchdog, with the count)
+                if first + count > series.next_step:
+                    series.next_step = first + count
+
+    @staticmethod
+    def _check_first_step(step: Any, count: int) -> None:
+        """``step`` is None or a step from which ``count`` steps stay below 2**63."""
         if step is not None:
             step = check_step(step)
-            if checked and step + len(checked) - 1 > I64_MAX:
+            if count and step + count - 1 > I64_MAX:
                 raise MetranaInvalidMetricError(
-                    f"step must be below 2**63 for every value: {len(checked)} values from step "
-                    f"{step} would end at step {step + len(checked) - 1}; start them earlier"
+                    f"step must be below 2**63 for every value: {count} values from step "
+                    f"{step} would end at step {step + count - 1}; start them earlier"
                 )
+
+    def _log_points(self, series: Series, values: Any, step: Any, timestamp: Any) -> None:
+        """A sequence mixing ints, floats and other real numbers: checked value by value,
+        then one point record each (ints keep their type)."""
+        checked = [v if type(v) is float else checked_number(v) for v in values]
+        timestamp = _time_ns() if timestamp is None else check_timestamp(timestamp)
+        self._check_first_step(step, len(checked))
         encode = self._encode
         with self._lock:
             if not checked or (not series.declared and not self._declare(series)):
@@ -272,16 +388,16 @@ class Writer(Closing):
                 if (self._append(record) or self._full(record)) and at >= series.next_step:
                     series.next_step = at + 1
 
-    def _declare(self, series: Series) -> bool:
-        """Append the series declaration (under the lock) before its first point.
+    def _declare(self, series: Series, points: int = 1) -> bool:
+        """Append the series declaration (under the lock) before its first ``points`` points.
 
-        False when it was dropped (the point is then dropped with it, counted once)."""
+        False when it was dropped (the points are then dropped with it, counted once)."""
         declaration = declare_record(series.id, series.name, series.scale, series.labels)
         if not series.logged_declaration:
             self.ring.declarations.append(declaration)
             series.logged_declaration = True
         record = ring_record(declaration)
-        if self.ring.append(record) or self._full(record):
+        if self.ring.append(record) or self._full(record, points):
             series.declared = True
             self.declared += 1
             self.ring.meta[_ring.M_DECLARED] = self.declared
@@ -289,8 +405,9 @@ class Writer(Closing):
 
     # -- backpressure -------------------------------------------------------------------------
 
-    def _full(self, record: bytes) -> bool:
-        """The ring is full: apply the backpressure strategy. True if the record was appended."""
+    def _full(self, record: bytes, points: int = 1) -> bool:
+        """The ring is full: apply the backpressure strategy. True if the record (of
+        ``points`` points) was appended."""
         strategy = self._backpressure
         if strategy is BackpressureStrategy.RAISE:
             raise MetranaEventQueueFullError(
@@ -300,7 +417,7 @@ class Writer(Closing):
             )
         if strategy is BackpressureStrategy.BLOCK:
             return self._block(record)
-        self.dropped += 1
+        self.dropped += points
         self.ring.meta[_ring.M_DROPPED] = self.dropped
         if not self._warned_drop:
             self._warned_drop = True
