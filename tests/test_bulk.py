@@ -25,8 +25,9 @@ from metrana.dispatcher._columns import points_in
 from metrana.dispatcher.targets._embedded import EmbeddedTarget
 from metrana.proto._codec import BatchDecodeError, decode_batch, encode_batch
 from metrana.proto.metrana_pb2 import IngestBatch
+from metrana.session import errors_path, read_errors
 from metrana.storage import SqliteStore
-from metrana.testing import InProcessSession, RunningServer
+from metrana.testing import InProcessSession, RunningServer, wait_until
 from metrana.writer import _run
 
 numpy = pytest.importorskip("numpy")
@@ -235,6 +236,26 @@ def test_an_array_larger_than_a_quarter_of_the_ring_is_refused_with_the_rule(
     assert session.target.values("big") == {s: float(s % 2048) for s in range(3 * 2048)}
 
 
+def test_a_dict_or_vector_too_large_for_a_record_is_refused_with_the_rule(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("METRANA_EVENT_QUEUE_MAX_SIZE", "1000")  # a 64 KiB ring: 1,024 metrics
+    with InProcessSession() as session:
+        session.init(**NAMES, close_strategy="CompleteAll")
+        with pytest.raises(metrana.MetranaInvalidMetricError) as raised:
+            metrana.log({f"m{i}": 1.0 for i in range(1025)}, step=0)
+        assert str(raised.value) == (
+            "1025 metrics at one step are more than one record of this process's ring takes: "
+            "at most 1024 (a quarter of its 65536 bytes; METRANA_EVENT_QUEUE_MAX_SIZE=1000); "
+            "log them in parts, or raise METRANA_EVENT_QUEUE_MAX_SIZE"
+        )
+        with pytest.raises(metrana.MetranaInvalidMetricError, match="5000 metrics at one step"):
+            metrana.log_vector_env("reward", [0.5] * 5000, step=0)
+        metrana.log({f"m{i}": 1.0 for i in range(500)}, step=0)  # (and the queue's 1,000)
+        metrana.close()
+    assert session.target.point_count() == 500
+
+
 def test_an_array_is_one_record_and_counted_as_its_points() -> None:
     with InProcessSession() as session:
         session.init(**NAMES, close_strategy="CompleteAll")
@@ -250,6 +271,39 @@ def test_an_array_is_one_record_and_counted_as_its_points() -> None:
         assert (stats.process.logged, stats.process.delivered) == (2048, 2048)
         metrana.close()
     assert session.target.point_count() == 2048
+
+
+def test_bulk_values_past_the_last_64_bit_step_are_refused_and_nothing_is_lost() -> None:
+    """Automatic steps near 2**63 - 1: an array, a list or a dict that would run past it is
+    refused at log() (a record past it would have been refused by the store and the server,
+    taking its whole batch with it); what was logged before is delivered."""
+    top = 2**63 - 1
+    with InProcessSession() as session:
+        session.init(**NAMES, close_strategy="CompleteAll")
+        metrana.log("a", 1.0, step=top - 2)
+        metrana.log({"b": 1.0, "c": 2.0}, step=top)
+        for bad in (numpy.zeros(3), [1.0, 2.0, 3.0], [1, 2.5, 3]):
+            with pytest.raises(metrana.MetranaInvalidMetricError) as refused:
+                metrana.log("a", bad)
+            assert str(refused.value) == (
+                f"step must be below 2**63 for every value: 3 value(s) from step {top - 1} "
+                f"would end at step {top + 1}; log them at earlier steps"
+            )
+        metrana.log("a", numpy.zeros(2))  # exactly up to the last step
+        with pytest.raises(metrana.MetranaInvalidMetricError, match=f"from step {top + 1} "):
+            metrana.log({"b": 3.0, "c": 4.0})
+        metrana.close()
+    assert session.target.values("a") == {top - 2: 1.0, top - 1: 0.0, top: 0.0}
+    assert session.target.point_count() == 5
+
+
+def test_a_dict_value_beyond_64_bits_is_refused_clearly() -> None:
+    with InProcessSession() as session:
+        session.init(**NAMES)
+        with pytest.raises(metrana.MetranaInvalidMetricError, match="64"):
+            metrana.log({"a": 2**70, "b": 1.0}, step=0)
+        metrana.close()
+    assert session.target.point_count() == 0
 
 
 def test_a_dict_is_one_record_of_several_series_at_one_step() -> None:
@@ -517,3 +571,56 @@ def test_arrays_dicts_and_vectors_arrive_exactly_over_http(
                            enumerate([I64_MIN, I64_MAX, c])]  # fmt: skip
     assert stored["n"] == [(c, c) for c in range(50)]
     assert sorted(v for _, v in stored["reward"]) == [float(e) for e in range(64)]
+
+
+def test_a_record_whose_bytes_lie_sets_its_ring_aside_and_the_dispatcher_goes_on() -> None:
+    """A METRICS record with two series ids and one value (what a scribbled ring could hold)
+    fails in the decoders with a built-in error: the ring is set aside as corrupt, with the
+    error published, and the dispatcher keeps running instead of crashing on it."""
+    with InProcessSession() as session:
+        session.init(**NAMES)
+        metrana.log({"a": 1.0, "b": 2.0}, step=0)
+        writer = _writer()
+        (row,) = writer._rows.values()
+        encode = writer._encode
+        with writer._lock:
+            assert writer._append(b"".join((row.prefix, encode(1), encode([3.0]), encode(5))))
+        dispatcher = session.dispatcher
+        assert dispatcher is not None
+        assert wait_until(lambda: writer.ring.writer_id in dispatcher._broken, timeout=10)
+        assert session._thread is not None and session._thread.is_alive()
+        published = read_errors(errors_path(writer.session.dir))
+        assert published is not None
+        (entry,) = [e for e in published.errors if e.kind == "corrupt_ring"]
+        assert entry.message.startswith(
+            f"ring {writer.ring.writer_id} holds a record that does not decode (ValueError: "
+        )
+        metrana.close(close_strategy="Immediate")
+
+
+class _SeriesLike:
+    """What a pandas Series offers an array consumer (pandas is not installed here): a dtype,
+    a shape, ``__array__`` and a ``flags`` object without NumPy's ``c_contiguous``."""
+
+    def __init__(self, values: Any) -> None:
+        self._values = values
+        self.dtype = values.dtype
+        self.shape = values.shape
+        self.ndim = values.ndim
+        self.flags = type("Flags", (), {"writeable": False})()
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
+        return self._values if dtype is None else self._values.astype(dtype)
+
+
+def test_an_array_like_without_numpy_flags_is_logged_like_an_array() -> None:
+    with InProcessSession() as session:
+        session.init(**NAMES)
+        metrana.log("f", _SeriesLike(numpy.array([0.5, 1.5])), step=0)
+        metrana.log("i", _SeriesLike(numpy.array([7, 8], dtype=numpy.int64)), step=0)
+        metrana.close(close_strategy="CompleteAll")
+    assert session.target.values("f") == {0: 0.5, 1: 1.5}
+    assert session.target.values("i") == {0: 7, 1: 8}

@@ -252,3 +252,22 @@ def test_a_stop_ends_the_backoff_at_once(make_target: Callable[..., HttpTarget])
     assert type(error) is DeliveryFailure
     assert str(error) == "stopping: stopped while waiting 30.0 s to retry"
     assert error.undelivered is not None and error.undelivered() == _batch()
+
+
+def test_a_server_that_stores_fewer_points_than_sent_keeps_the_batch(
+    make_target: Callable[..., HttpTarget],
+) -> None:
+    """An older server that ignores a field of the batch (bulk runs) answers 200 with fewer
+    points: the batch is given back, not committed as delivered."""
+
+    def partial(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=IngestResponse(accepted=3).SerializeToString())
+
+    server = FakeServer(partial)
+    error = make_target(server).submit(_batch(10)).exception(timeout=10)
+    assert type(error) is DeliveryFailure
+    assert str(error) == (
+        "the server stored 3 and recognised 0 of the 10 points of a batch: it does not read "
+        "all of this Metrana's batch (an older server?); upgrade the server to this version"
+    )
+    assert error.undelivered is not None and error.undelivered() == _batch(10)

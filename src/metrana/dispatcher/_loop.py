@@ -347,10 +347,17 @@ class Dispatcher:
                 points = collect(writer, values, columns)
                 # (points, not records: a bulk record of 1,024 values is 1,024 of them)
                 taken += max(points, len(values) // VALUES_PER_RECORD)
-            except MetranaCorruptRingError as error:
-                # One broken ring must not stop the others: set it aside, keep its files.
-                logger.error("%s; this ring is left on disk and no longer read", error)
-                self.errors.publish("corrupt_ring", str(error))
+            except (MetranaCorruptRingError, ValueError, TypeError, IndexError) as error:
+                # One broken ring must not stop the others: set it aside, keep its files. (A
+                # record whose bytes lie fails in the decoders as one of the built-in errors.)
+                problem = str(error)
+                if not isinstance(error, MetranaCorruptRingError):
+                    problem = (
+                        f"ring {writer_id} holds a record that does not decode "
+                        f"({type(error).__name__}: {error})"
+                    )
+                logger.error("%s; this ring is left on disk and no longer read", problem)
+                self.errors.publish("corrupt_ring", problem)
                 writer.forgotten = True
                 del self.writers[writer_id]
                 self._broken.add(writer_id)

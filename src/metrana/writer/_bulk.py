@@ -126,7 +126,8 @@ def _array_column(values: Any) -> Column:
 def _little_endian_bytes(values: Any, dtype: str) -> memoryview:
     """The array's buffer in ``dtype``, contiguous: the array's own memory when it is already
     so (no copy), else one conversion in NumPy."""
-    if values.dtype.str != dtype or not values.flags.c_contiguous:
+    flags = getattr(values, "flags", None)  # a pandas Series has flags of another kind
+    if values.dtype.str != dtype or not getattr(flags, "c_contiguous", False):
         import numpy
 
         values = numpy.ascontiguousarray(values, dtype=dtype)

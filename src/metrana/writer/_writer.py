@@ -44,6 +44,16 @@ _time_ns = time.time_ns
 _generation = 0
 
 
+def _check_last_step(first: int, count: int) -> None:
+    """Raise unless ``count`` steps from ``first`` (a series' next step, or the step given)
+    all stay at or below 2**63 - 1: the store and the wire take 64-bit steps only."""
+    if count and first + count - 1 > I64_MAX:
+        raise MetranaInvalidMetricError(
+            f"step must be below 2**63 for every value: {count} value(s) from step {first} "
+            f"would end at step {first + count - 1}; log them at earlier steps"
+        )
+
+
 def _metric_value(name: str, value: Any) -> int | float:
     """The checked value of metric ``name`` in ``log(dict)``: one number."""
     if isinstance(value, list | tuple) or getattr(value, "ndim", 0) > 0:
@@ -253,7 +263,7 @@ class Writer(Closing):
         values = list(metrics.values())
         try:
             encoded = self._encode(values)
-        except TypeError:  # NumPy scalars and other numbers msgpack does not know
+        except (TypeError, OverflowError):  # NumPy scalars; ints beyond 64 bits (checked below)
             encoded = b""
         if not row.all_floats(encoded):  # ints, or something to check and convert
             values = [_metric_value(name, item) for name, item in zip(names, values, strict=True)]
@@ -299,6 +309,14 @@ class Writer(Closing):
         if step is not None and (type(step) is not int or step < 0 or step > I64_MAX):
             step = check_step(step)
         count = len(row.ids)
+        if count > self._max_bulk_values // 2:  # (an id and a float take up to 14 bytes)
+            raise MetranaInvalidMetricError(
+                f"{count} metrics at one step are more than one record of this process's ring "
+                f"takes: at most {self._max_bulk_values // 2} (a quarter of its "
+                f"{self.ring.capacity} bytes; METRANA_EVENT_QUEUE_MAX_SIZE="
+                f"{self.config.event_queue_max_size}); log them in parts, or raise "
+                "METRANA_EVENT_QUEUE_MAX_SIZE"
+            )
         self._lock.acquire()
         try:
             if not row.declared:
@@ -309,8 +327,10 @@ class Writer(Closing):
             if step is None:
                 step = row.series[0].next_step
                 if any(series.next_step != step for series in row.series):
+                    _check_last_step(max(series.next_step for series in row.series), 1)
                     self._log_row_points(row, values, timestamp)
                     return
+                _check_last_step(step, 1)
             encode = self._encode
             record = b"".join((row.prefix, encode(step), encoded, encode(timestamp)))
             if self._append(record) or self._full(record, count):
@@ -354,6 +374,7 @@ class Writer(Closing):
             if not count or (not series.declared and not self._declare(series, count)):
                 return
             first = series.next_step if step is None else step
+            _check_last_step(first, count)
             record = self._encode((kind, series.id, first, data, timestamp))[1:]
             if self._append(record) or self._full(record, count):
                 self._bulk_extra += count - 1  # (published by the watchdog, with the count)
@@ -382,6 +403,7 @@ class Writer(Closing):
             if not checked or (not series.declared and not self._declare(series)):
                 return
             first = series.next_step if step is None else step
+            _check_last_step(first, len(checked))
             for offset, value in enumerate(checked):
                 at = first + offset
                 record = encode((POINT, series.id, at, value, timestamp))[1:]

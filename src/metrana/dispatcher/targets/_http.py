@@ -147,7 +147,9 @@ class HttpTarget:
         if self._http is None:  # the first sender opens the run
             return self._pool.submit(self._open_and_deliver, [batch], producer_id, sequence)
         return self._pool.submit(
-            self._deliver, encode_batch(producer_id, sequence, self.experiment_id, batch)
+            self._deliver,
+            encode_batch(producer_id, sequence, self.experiment_id, batch),
+            _points(batch),
         )
 
     def _open_and_deliver(self, held: list[Batch], producer_id: str, sequence: int) -> WriteResult:
@@ -159,12 +161,14 @@ class HttpTarget:
             batch = held[0]
             error.undelivered = lambda: batch
             raise
-        return self._deliver(encode_batch(producer_id, sequence, self.experiment_id, held.pop()))
+        batch = held.pop()
+        body = encode_batch(producer_id, sequence, self.experiment_id, batch)
+        return self._deliver(body, _points(batch))
 
-    def _deliver(self, body: bytes) -> WriteResult:
+    def _deliver(self, body: bytes, points: int) -> WriteResult:
         try:
             try:
-                return self._send(body)
+                return self._send(body, points)
             except _TooLarge:
                 return self._split_and_send(decode_batch(body).series)
         except RejectedBatch:
@@ -184,7 +188,7 @@ class HttpTarget:
         for half in halves:
             body = encode_batch(self.producer_id, self._next_sequence(), self.experiment_id, half)
             try:
-                result = self._deliver(body)
+                result = self._deliver(body, _points(half))
             except RejectedBatch as error:  # the other halves are still sent
                 rejected = sum(len(columns.steps) for columns in half.values())
                 logger.error("dropping %d points the server rejected: %s", rejected, error)
@@ -197,7 +201,7 @@ class HttpTarget:
                 total.duplicates_by_series[name] = total.duplicates_by_series.get(name, 0) + count
         return total
 
-    def _send(self, body: bytes) -> WriteResult:
+    def _send(self, body: bytes, points: int) -> WriteResult:
         """POST one batch with the one retry loop; the same (producer, sequence) on every try.
         A refused ingestion key is replaced once; a stop (SIGTERM) ends a wait between tries
         at once, and the batch is given back for the spool."""
@@ -233,6 +237,15 @@ class HttpTarget:
             except Exception as error:
                 raise DeliveryFailure(f"the server answered garbage: {error}") from None
             self._pacer.hint(answer.pacing_seconds)
+            if answer.accepted + answer.duplicates != points:
+                # Every point of a batch is stored or recognised, or the batch is refused: a
+                # server that answers otherwise did not read all of it (say, an older server
+                # that ignores bulk runs). Keep the batch rather than commit what it dropped.
+                raise DeliveryFailure(
+                    f"the server stored {answer.accepted} and recognised {answer.duplicates} of "
+                    f"the {points} points of a batch: it does not read all of this Metrana's "
+                    "batch (an older server?); upgrade the server to this version"
+                )
             return WriteResult(
                 accepted=answer.accepted,
                 duplicates=answer.duplicates,
@@ -320,6 +333,10 @@ def _delivery_problem(error: MetricsApiRequestError) -> str:
     if error.retryable:
         return f"the server kept failing ({error.status_code}): {error.server_message}"
     return f"the server refused delivery ({error.status_code}): {error.server_message}"
+
+
+def _points(batch: Batch) -> int:
+    return sum(len(columns) for columns in batch.values())
 
 
 def _split(batch: Batch) -> tuple[Batch, Batch] | None:
