@@ -681,3 +681,34 @@ def test_a_repeat_of_a_request_still_running_is_told_to_retry(tmp_path: Path) ->
     assert repeat.json()["error"]["details"] == "code=idempotency_key_in_progress"
     assert answered.status_code == 200 and answered.json()["data"]["name"] == "slow"
     assert again.json() == answered.json()
+
+
+def test_compare_reads_only_what_its_limit_needs_and_still_aligns_exactly(
+    tmp_path: Path,
+) -> None:
+    """Two series of interleaved steps: the first ``limit`` steps of their union, each with
+    the value of every series that has it (each series is read only up to ``limit`` points)."""
+    from metrana.api import _types as t
+
+    store = SqliteStore(tmp_path / "cmp.sqlite")
+    try:
+        ids = []
+        for run, steps in (("even", range(0, 40, 2)), ("every3", range(0, 60, 3))):
+            handle = store.open_run("default", "p", None, run, "job", allow_resume=True)
+            columns = SeriesColumns(list(steps), [float(s) for s in steps], [1] * len(steps))
+            store.write_batch(run, 1, handle.experiment_id, {("m", "ML_STEP", "{}"): columns})
+            ids.append(handle.experiment_id)
+        workspace = store.workspace_id("default")
+        pair = [t.ComparisonMetricSeries(i, "m") for i in ids]
+        answer = store.compare_metrics(workspace, t.CompareRequest(pair, limit=7))
+    finally:
+        store.close()
+    assert [(r.step, r.values) for r in answer.rows] == [
+        (0, [0.0, 0.0]),
+        (2, [2.0, None]),
+        (3, [None, 3.0]),
+        (4, [4.0, None]),
+        (6, [6.0, 6.0]),
+        (8, [8.0, None]),
+        (9, [None, 9.0]),
+    ]

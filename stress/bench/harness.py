@@ -24,13 +24,14 @@ from .latency import bench_latency
 from .memory import bench_memory, peak_rss_figures
 from .plotting import plot
 from .report import evaluate, find_figure, markdown_table, print_table
+from .rest import bench_rest
 from .scale import bench_idle_rings, scale_curve
 from .startup import bench_import, bench_start_stop
 from .throughput import bench_queue_baseline, bench_throughput
 
 SECTIONS = (
     "import", "latency", "bulk", "faulted", "startstop", "memory", "queue", "embedded",
-    "profile", "http", "bulk-embedded", "bulk-http", "scale", "idle",
+    "profile", "http", "bulk-embedded", "bulk-http", "scale", "idle", "rest",
 )  # fmt: skip
 DEFAULT_PLOT = str(ROOT / "docs" / "perf" / "throughput.png")
 
@@ -59,6 +60,8 @@ class Sizes:
     bulk_call_points: int
     bulk_points: int
     bulk_http_points: int
+    rest_events: int
+    rest_series_points: int
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Sizes:
@@ -82,6 +85,8 @@ class Sizes:
             bulk_call_points=args.bulk_call_points,
             bulk_points=args.bulk_points,
             bulk_http_points=args.bulk_http_points,
+            rest_events=100_000,
+            rest_series_points=1_000_000,
         )
         if not args.quick:
             return sizes
@@ -91,7 +96,7 @@ class Sizes:
             idle_rings=4, idle_points=5_000, scale=[1, 2], memory_points=20_000,
             startstop_repeat=1, queue_points=5_000, fault_calls=2_000, import_repeat=2,
             latency_repeat=1, bulk_call_points=20_480, bulk_points=102_400,
-            bulk_http_points=51_200,
+            bulk_http_points=51_200, rest_events=2_000, rest_series_points=20_000,
         )  # fmt: skip
 
 
@@ -160,6 +165,8 @@ def _measure(bench: Bench, sizes: Sizes, sections: set[str], emit: Emit) -> None
             emit(figure)
     if "idle" in sections:
         emit(bench_idle_rings(bench, writers, sizes.idle_points, sizes.idle_rings, repeat))
+    if "rest" in sections:
+        emit(*bench_rest(bench, sizes.rest_events, sizes.rest_series_points, max(repeat, 5)))
 
 
 def run(args: argparse.Namespace) -> int:

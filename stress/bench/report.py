@@ -236,6 +236,23 @@ def _scale_rows(results: list[dict[str, Any]], writers: int) -> list[dict[str, A
     ]  # fmt: skip
 
 
+def _rest_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    ingest = find_figure(results, "rest", "JSON ingest")
+    listed = find_figure(results, "rest", "list_metrics")
+    compared = find_figure(results, "rest", "compare_metrics")
+    return [
+        _row("REST: JSON ingest, 1,000-event batches", "≥ 50,000 events/s (embedded store)",
+             ingest, lambda f: f"{f['events_per_s']:,} events/s",
+             lambda f: f["events_per_s"] >= 50_000),
+        _row("REST: list_metrics, 10,000 rows", "≤ 200 ms (a 1,000,000-point series)",
+             listed, _ms_of, lambda f: f["ms"] <= 200,
+             lambda f: f"series of {f['series_points']:,} points; runs {f['runs_ms']} ms"),
+        _row("REST: compare_metrics, two series", "≤ 200 ms (two 1,000,000-point series)",
+             compared, _ms_of, lambda f: f["ms"] <= 200,
+             lambda f: f"series of {f['series_points']:,} points; runs {f['runs_ms']} ms"),
+    ]  # fmt: skip
+
+
 def evaluate(results: list[dict[str, Any]], writers: int) -> list[dict[str, Any]]:
     """One line per target row: the target, the measured figure, met or not, the baselines."""
     return [
@@ -245,6 +262,7 @@ def evaluate(results: list[dict[str, Any]], writers: int) -> list[dict[str, Any]
         *_memory_rows(results),
         *_start_stop_rows(results),
         *_scale_rows(results, writers),
+        *_rest_rows(results),
     ]
 
 

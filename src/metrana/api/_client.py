@@ -34,8 +34,8 @@ class Client:
     every write carries an ``Idempotency-Key`` shared by its retries, so a retried write is
     applied once. ``transport`` replaces the HTTP transport (``httpx.MockTransport`` in tests).
 
-    Errors: :class:`MetricsApiRequestError` (an error answer; ``status`` 0 when the server
-    could not be reached), :class:`MetricsApiResponseError` (an answer of the wrong shape),
+    Errors: :class:`MetricsApiRequestError` (an error answer; ``status_code`` None when the
+    server could not be reached), :class:`MetricsApiResponseError` (an answer of the wrong shape),
     :class:`MetricsApiAuthError` (``"local"`` without saved credentials).
 
     Use it as a context manager, or call :meth:`close`.

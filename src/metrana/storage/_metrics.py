@@ -56,11 +56,14 @@ def compare_metrics(
     if not request.series:
         raise InvalidRequestError("compare needs at least one series")
     columns: list[dict[int, float | int]] = []
+    limit = max(0, request.limit)
     for wanted in request.series:
         _experiments.row(conn, workspace_id, wanted.experiment_id)
-        steps, values, _ = _chunks.read(conn, _pick_series(conn, wanted))
+        # The first ``limit`` steps of the union are among each series' first ``limit``: a
+        # step past those has ``limit`` smaller ones in its own series already.
+        steps, values, _ = _chunks.read(conn, _pick_series(conn, wanted), limit)
         columns.append(dict(zip(steps, values, strict=True)))
-    steps = sorted(set().union(*columns))[: max(0, request.limit)]
+    steps = sorted(set().union(*columns))[:limit]
     rows = [
         t.CompareRow(step, [t.encode_value(c[step]) if step in c else None for c in columns])
         for step in steps
