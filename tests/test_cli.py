@@ -152,7 +152,12 @@ def test_benchmark_smoke_run() -> None:
     assert {"log(name, value, step=): scalar", "log(name, float64 array of 1,024, step=)",
             "log(dict of 10 floats, step=)"} <= set(shapes)  # fmt: skip
     assert all(f["dropped"] == 0 and f["ns_per_point"] > 0 for f in shapes.values())
+    rest = {f["what"]: f for f in figures if f["figure"] == "rest"}
+    assert rest["JSON ingest, 1,000-event batches, embedded store"]["events"] == 2_000
+    assert {"list_metrics of 10,000 rows", "compare_metrics of two series, 10,000 rows"} <= set(
+        rest
+    )
     rows = [f for f in figures if f["figure"] == "target"]
-    assert len(rows) == 21 and all({"target", "measured", "met"} <= set(r) for r in rows)
+    assert len(rows) == 24 and all({"target", "measured", "met"} <= set(r) for r in rows)
     table = result.stdout.splitlines()
     assert any(line.startswith("row ") and line.rstrip().endswith("measured") for line in table)
