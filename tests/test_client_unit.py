@@ -64,6 +64,8 @@ EXPERIMENT = {
     "updated_ns": 2,
 }
 AUTH = {
+    "auth": {"kind": "api_key"},
+    "organization": {"id": "1", "name": "me"},
     "workspace_id": 1,
     "workspace_name": "me",
     "key_kind": "api",

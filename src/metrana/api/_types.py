@@ -55,7 +55,23 @@ class ErrorResponse(msgspec.Struct):
 # -- auth ----------------------------------------------------------------------------------
 
 
+class AuthKind(msgspec.Struct):
+    kind: Literal["api_key", "ingestion_key"]
+
+
+class Organization(msgspec.Struct):
+    """The tenant a key belongs to: today a workspace (the data model of the Syvain API, where
+    workspaces are folders of an organization, is the next step)."""
+
+    id: str
+    name: str | None = None
+
+
 class AuthStatus(msgspec.Struct):
+    """Who a key is: in the Syvain API's fields (``auth``, ``organization``) and Metrana's."""
+
+    auth: AuthKind
+    organization: Organization
     workspace_id: int
     workspace_name: str
     key_kind: Literal["api", "ingestion"]

@@ -33,6 +33,8 @@ Handler = Callable[[Context], Any]
 def auth_status(c: Context) -> t.AuthStatus:
     p = c.principal
     return t.AuthStatus(
+        auth=t.AuthKind("api_key" if p.kind == "api" else "ingestion_key"),
+        organization=t.Organization(str(p.workspace_id), p.workspace_name),
         workspace_id=p.workspace_id,
         workspace_name=p.workspace_name,
         key_kind="api" if p.kind == "api" else "ingestion",
