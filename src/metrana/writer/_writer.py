@@ -1,3 +1,5 @@
+# Over 400 lines: log()'s hot path and its bulk paths (arrays, dicts, vectors) share the lock,
+# the ring and backpressure; _bulk, _series, _watch and _close hold the rest of the writer.
 """The writer: this process's side of a session. ``log()`` validates, interns the series,
 encodes one record and appends it to this process's ring; it never does I/O.
 
