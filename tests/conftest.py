@@ -22,6 +22,7 @@ import msgspec
 import psutil
 import pytest
 
+import metrana
 from metrana.api import Client
 from metrana.session import live_dispatchers
 from metrana.testing import RunningServer, reset, serve_in_thread, wait_until
@@ -109,6 +110,18 @@ def live_server(tmp_path: Path) -> Iterator[RunningServer]:
 def server_env(server: RunningServer) -> dict[str, str]:
     """The environment that points a job at ``server`` over HTTP."""
     return {"METRANA_INGESTION_URL": server.url, "METRANA_API_KEY": server.api_key}
+
+
+def init_over_http(server: RunningServer, run_name: str, url: str | None = None) -> None:
+    """``metrana.init()`` of ``run_name`` in the server's ``default`` workspace, project
+    ``proj``, delivered over HTTP to ``url`` (a proxy in front of the server) or the server."""
+    metrana.init(
+        api_key=server.api_key,
+        workspace_name="default",
+        project_name="proj",
+        run_name=run_name,
+        ingestion_url=url or server.url,
+    )
 
 
 def target_server(target: str, request: pytest.FixtureRequest) -> RunningServer | None:

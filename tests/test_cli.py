@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import cli
+from conftest import cli, kill_tree
 
 import metrana
 
@@ -84,11 +85,14 @@ def test_export_into_a_pipe_closed_early_ends_quietly() -> None:
     with subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as export:
-        assert export.stdout is not None and export.stderr is not None
-        first = json.loads(export.stdout.readline())
-        export.stdout.close()  # as head does after its line
-        assert export.wait(timeout=60) == 0
-        assert export.stderr.read() == ""
+        try:
+            assert export.stdout is not None and export.stderr is not None
+            first = json.loads(export.stdout.readline())
+            export.stdout.close()  # as head does after its line
+            assert export.wait(timeout=60) == 0
+            assert export.stderr.read() == ""
+        finally:
+            kill_tree(export.pid)
     assert (first["metric"], first["step"]) == ("loss", 0)
 
 
@@ -117,6 +121,8 @@ def test_demo_stores_every_point() -> None:
     assert result.returncode == 0, result.stderr
     # 2 ranks x 2000 steps x 2 metrics + 2000 learning-rate points + 2 x 2 workers x 100 episodes
     assert "points   10,400 of 10,400 logged" in result.stdout
+    root = Path(os.environ["METRANA_SESSION_ROOT"])  # the run is over: its session is removed
+    assert not root.exists() or list(root.iterdir()) == []
 
 
 @pytest.mark.slow

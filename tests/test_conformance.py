@@ -180,9 +180,12 @@ def test_annotations(syvain: SyvainMetricsApiClient) -> None:
 
 def test_the_suite_runs_the_real_client() -> None:
     """Not a stand-in: the package the suite imports is the one from PyPI, at 0.0.62."""
-    from importlib.metadata import version
+    from importlib.metadata import distribution, version
 
     import syvain_metrics_api_client
 
     assert version("syvain-metrics-api-client") == "0.0.62"
-    assert Path(syvain_metrics_api_client.__file__).parent.name == "syvain_metrics_api_client"
+    installed = distribution("syvain-metrics-api-client").locate_file(
+        "syvain_metrics_api_client/__init__.py"
+    )
+    assert Path(syvain_metrics_api_client.__file__).resolve() == Path(str(installed)).resolve()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import dispatcher_pids, run_python, server_env
+from conftest import dispatcher_pids, init_over_http, run_python, server_env
 
 import metrana
 from metrana.api import Client
@@ -180,13 +180,7 @@ def test_a_key_of_another_workspace_fails_init_with_a_config_error(
 def test_a_revoked_ingestion_key_is_replaced_and_nothing_is_lost(
     live_server: RunningServer, client: Client
 ) -> None:
-    metrana.init(
-        api_key=live_server.api_key,
-        workspace_name="default",
-        project_name="proj",
-        run_name="revoked",
-        ingestion_url=live_server.url,
-    )
+    init_over_http(live_server, "revoked")
     for step in range(100):
         metrana.log("loss", float(step))
     metrana.flush(timeout=30)
@@ -222,13 +216,7 @@ def test_a_run_longer_than_its_keys_lifetime_keeps_logging_and_loses_nothing(
     from metrana.testing import serve_in_thread
 
     with serve_in_thread(str(tmp_path / "short.sqlite"), ingestion_key_ttl_ms=800) as server:
-        metrana.init(
-            api_key=server.api_key,
-            workspace_name="default",
-            project_name="proj",
-            run_name="short-keys",
-            ingestion_url=server.url,
-        )
+        init_over_http(server, "short-keys")
         started = time.monotonic()
         step = 0
         while time.monotonic() - started < 3.0:  # the run outlives several keys

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import dispatcher_pids
+from conftest import dispatcher_pids, init_over_http
 
 import metrana
 from metrana.api import Client
@@ -50,13 +50,7 @@ def _init_through(
     that a refused connection sends batches to the spool quickly."""
     monkeypatch.setenv("METRANA_RETRY_MAX_ELAPSED", "0.5")
     monkeypatch.setenv("METRANA_RETRY_MAX_ATTEMPTS", "3")
-    metrana.init(
-        api_key=server.api_key,
-        workspace_name="default",
-        project_name="proj",
-        run_name=run_name,
-        ingestion_url=proxy.url,
-    )
+    init_over_http(server, run_name, proxy.url)
 
 
 def _outage(
@@ -230,13 +224,7 @@ def test_sigterm_in_backoff_spools_at_once_and_a_replay_stores_each_point_once(
     monkeypatch.setenv("METRANA_RETRY_MAX_ELAPSED", "300")
     monkeypatch.setenv("METRANA_RETRY_MAX_ATTEMPTS", "1000")
     with FaultProxy(live_server.url) as proxy:
-        metrana.init(
-            api_key=live_server.api_key,
-            workspace_name="default",
-            project_name="proj",
-            run_name="sigterm",
-            ingestion_url=proxy.url,
-        )
+        init_over_http(live_server, "sigterm", proxy.url)
         for step in range(1_000):
             metrana.log("loss", float(step), step=step)
         metrana.flush(timeout=30)
@@ -252,7 +240,7 @@ def test_sigterm_in_backoff_spools_at_once_and_a_replay_stores_each_point_once(
         (pid,) = dispatcher_pids(session_root)
         signalled = time.monotonic()
         os.kill(pid, signal.SIGTERM)
-        psutil.Process(pid).wait(5)  # psutil.TimeoutExpired fails the test
+        psutil.Process(pid).wait(30)
         assert time.monotonic() - signalled < 5
         assert _spooled_files(isolated), "SIGTERM left the batches in flight unspooled"
         assert _stored_steps(client) == list(range(1_000))

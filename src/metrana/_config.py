@@ -48,6 +48,11 @@ from ._retry import RetryPolicy
 __all__: list[str] = []  # internal: the settings are documented, the module is not public
 
 OFFLINE = "offline"
+# What a server's URL may be: the API lives at the root of its origin.
+ORIGIN = (
+    "an http(s):// origin, scheme://host[:port] (the API lives at the root of its server: "
+    "a path, query, fragment or user is not allowed)"
+)
 DEFAULT_API_HOST = "http://127.0.0.1:8765"
 # A bounded ring is one segment of 48 bytes an event, and a segment holds at most 256 MiB.
 MAX_EVENT_QUEUE_SIZE = 5_000_000
@@ -114,7 +119,7 @@ SETTINGS: tuple[Setting, ...] = (
         "ingestion_url",
         _ingestion_url,
         None,
-        "an http(s):// origin, 'offline', or unset for the embedded store",
+        f"{ORIGIN}, 'offline', or unset for the embedded store",
         "unset",
         'Where data goes. Unset, `""`, `embedded` or `local`: the embedded store. `offline`: '
         "everything goes to the disk spool. An `http(s)://` URL: a Metrana server "
@@ -313,7 +318,7 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         http_url,
         DEFAULT_API_HOST,
-        "an http(s):// origin (scheme://host[:port], no path)",
+        ORIGIN,
         f"`{DEFAULT_API_HOST}`",
         "The server of `metrana.Client` when no `host=` is given and no `metrana login` host "
         "applies ([rest-client.md](rest-client.md#which-host)).",
@@ -571,9 +576,7 @@ def api_host(
             return http_url(raw)
         except Invalid:
             raise MetranaConfigError(
-                f"invalid host {raw!r} (from {source}); accepted values: an http(s):// origin "
-                "(scheme://host[:port]): the API lives at the root of its server, so a path, "
-                "query, fragment or user is not allowed"
+                f"invalid host {raw!r} (from {source}); accepted values: {ORIGIN}"
             ) from None
     host: str = read("METRANA_HOST", None, environ)
     return host

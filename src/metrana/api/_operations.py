@@ -17,7 +17,7 @@ import msgspec
 
 from .._config import api_host, retry_policy
 from .._errors import MetranaConfigError, MetranaInvalidMetricError
-from .._retry import RetryPolicy
+from .._retry import Pacer, RetryPolicy
 from . import _types as t
 from ._auth import load_credentials
 from ._errors import MetricsApiAuthError, MetricsApiRequestError
@@ -26,7 +26,6 @@ from ._transport import Exchange, Op, Sleep
 R = TypeVar("R")
 
 CLIENT_KEY_NAME = "client"
-KEY_RENEWAL_MARGIN_MS = 5 * 60 * 1000  # a cached ingestion key this close to expiry is renewed
 LOCAL_KEY = "local"
 
 
@@ -69,7 +68,7 @@ class Operations(Exchange):
         # experiment id -> (secret, expires_at_ms) of the ingestion key this client minted
         self._ingestion_secrets: dict[int, tuple[str, int]] = {}
         self._lock = threading.Lock()
-        self._not_before = 0.0  # time.monotonic() before which no ingest is sent (pacing)
+        self._pacer = Pacer()  # the server's pacing_seconds, for every ingest of this client
 
     # -- auth ---------------------------------------------------------------------------
 
@@ -178,15 +177,12 @@ class Operations(Exchange):
         """With the experiment's ingestion key, minted on first use; on a 401 the key is
         forgotten, a new one minted and the batch sent again, once."""
         body = t.IngestRequest(metrics=[ingest_metric(m) for m in metrics], sync=sync)
-        wait = self._not_before - time.monotonic()
-        if wait > 0:
+        if (wait := self._pacer.remaining()) > 0:
             yield Sleep(wait)
         result = yield from self._with_ingestion_key(
             "ingest_metrics", t.IngestResult, experiment_id, body, self.ingest_timeout
         )
-        if result.pacing_seconds > 0:
-            with self._lock:
-                self._not_before = max(self._not_before, time.monotonic() + result.pacing_seconds)
+        self._pacer.hint(result.pacing_seconds)
         return result
 
     def _with_ingestion_key(
@@ -203,7 +199,7 @@ class Operations(Exchange):
         reminted = False
         while True:
             cached = self._ingestion_secrets.get(experiment_id)
-            if cached is None or cached[1] - KEY_RENEWAL_MARGIN_MS <= time.time() * 1000:
+            if cached is None or cached[1] - t.KEY_RENEWAL_MARGIN_MS <= time.time() * 1000:
                 created = yield from self.create_ingestion_key(experiment_id, CLIENT_KEY_NAME)
                 cached = (created.secret, created.key.expires_at_ms)
                 with self._lock:
@@ -261,11 +257,8 @@ class Operations(Exchange):
     def create_ingestion_key(
         self, experiment_id: int, name: str, ttl_ms: int | None = None
     ) -> Op[t.IngestionKeyCreated]:
-        if ttl_ms is not None and not 0 < ttl_ms <= t.MAX_INGESTION_KEY_TTL_MS:
-            raise MetranaConfigError(
-                f"invalid ttl_ms {ttl_ms!r}; accepted values: 1 to "
-                f"{t.MAX_INGESTION_KEY_TTL_MS} (7 days), or None for the server's default"
-            )
+        if ttl_ms is not None and (problem := t.ttl_problem(ttl_ms)):
+            raise MetranaConfigError(f"{problem}; or None for the server's default")
         return self.call(
             "create_ingestion_key",
             t.IngestionKeyCreated,

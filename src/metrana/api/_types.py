@@ -262,6 +262,14 @@ class MetricCatalogValues(msgspec.Struct):
 
 DEFAULT_INGESTION_KEY_TTL_MS = 24 * 3600 * 1000  # a key minted without ttl_ms lives a day
 MAX_INGESTION_KEY_TTL_MS = 7 * 24 * 3600 * 1000  # and none lives more than a week
+KEY_RENEWAL_MARGIN_MS = 5 * 60 * 1000  # a key is renewed at most this long before it expires
+
+
+def ttl_problem(ttl_ms: float) -> str | None:
+    """What is wrong with an ingestion key lifetime, or None when it is accepted."""
+    if 0 < ttl_ms <= MAX_INGESTION_KEY_TTL_MS:
+        return None
+    return f"ttl_ms must be > 0 and at most {MAX_INGESTION_KEY_TTL_MS} (7 days), not {ttl_ms}"
 
 
 class IngestionKey(msgspec.Struct):

@@ -14,7 +14,7 @@ from typing import Any
 import metrana
 
 from .._config import orchestration_id, resolve_config
-from ..session import Session, read_dispatcher_stats, session_root
+from ..session import Session, read_dispatcher_stats, remove_if_unused, session_root
 from ..storage import SqliteStore
 from ._console import stderr_progress
 
@@ -115,6 +115,7 @@ def run_demo(ranks: int = 4, steps: int = 25_000, workers: int = 2) -> int:
         deadline = time.monotonic() + 10
         while Session(session_dir).dispatcher_alive() and time.monotonic() < deadline:
             time.sleep(0.1)
+        remove_if_unused(session_dir)  # the demo's job is over: leave nothing in the root
         store = SqliteStore(config.store_path)
         run = store.find_run("demo", "simulated-training", run_name)
         if run is not None:  # the final count, from the store itself

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from .._config import default_store_path
 from .._errors import MetranaError
 from ..api._routes import DEFAULT_MAX_BODY_BYTES
-from ..api._types import DEFAULT_INGESTION_KEY_TTL_MS, MAX_INGESTION_KEY_TTL_MS
+from ..api._types import DEFAULT_INGESTION_KEY_TTL_MS, ttl_problem
 from ..storage import StorageError
 from ._server import cmd_keys, cmd_login, cmd_serve, cmd_sync
 from ._status import cmd_status
@@ -42,9 +42,9 @@ def _ingestion_key_ttl(text: str) -> float:
         seconds = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0.001 <= seconds <= MAX_INGESTION_KEY_TTL_MS / 1000:
+    if seconds < 0.001 or ttl_problem(seconds * 1000):
         raise argparse.ArgumentTypeError(
-            f"{text!r}: an ingestion key lives at least 1 ms and at most 7 days (604800 s)"
+            f"{text!r} s: an ingestion key lives at least 1 ms and at most 7 days (604800 s)"
         )
     return seconds
 

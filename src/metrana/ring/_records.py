@@ -27,7 +27,6 @@ from typing import Any
 import msgspec
 
 __all__ = [
-    "BULK_KINDS",
     "CLOSE",
     "DECLARE",
     "FLOATS",
@@ -50,7 +49,6 @@ CLOSE = 2
 FLOATS = 3
 INTS = 4
 METRICS = 5
-BULK_KINDS = (FLOATS, INTS, METRICS)
 VALUES_PER_RECORD = 5
 
 encoder = msgspec.msgpack.Encoder()

@@ -15,7 +15,13 @@ from ._election import ensure_dispatcher
 from ._process import process_alive
 from ._session import DispatcherInfo, Session, session_root
 
-__all__ = ["STALE_SESSION_SECONDS", "live_dispatchers", "reap_sessions", "recover_orphans"]
+__all__ = [
+    "STALE_SESSION_SECONDS",
+    "live_dispatchers",
+    "reap_sessions",
+    "recover_orphans",
+    "remove_if_unused",
+]
 
 STALE_SESSION_SECONDS = 3600.0
 
@@ -46,16 +52,24 @@ def reap_sessions(root: Path | None = None, older_than: float = STALE_SESSION_SE
         try:
             if not directory.is_dir() or now - directory.stat().st_mtime < older_than:
                 continue
-            session = Session(directory)
-            if any(directory.glob("w-*")) or session.dispatcher_alive():
-                continue
-            for path in directory.iterdir():
-                path.unlink()
-            directory.rmdir()
-            removed += 1
         except OSError:
             continue
+        removed += remove_if_unused(directory)
     return removed
+
+
+def remove_if_unused(directory: Path) -> bool:
+    """Remove a session directory that holds no ring and has no live dispatcher (its run is
+    over and delivered); whether it was removed."""
+    try:
+        if any(directory.glob("w-*")) or Session(directory).dispatcher_alive():
+            return False
+        for path in directory.iterdir():
+            path.unlink()
+        directory.rmdir()
+    except OSError:
+        return False
+    return True
 
 
 def recover_orphans(root: Path | None = None, timeout: float = 10.0) -> list[Session]:

@@ -19,13 +19,12 @@ class DropReason(msgspec.Struct, frozen=True):
 
     name: str  # the field of metrana status's "dropped"
     counter: str  # the field of WriterStats and SessionStats that counts it
-    meaning: str
 
 
 DROP_REASONS = (
-    DropReason("queue_full", "dropped_queue_full", "the ring was full (backpressure DropNew)"),
-    DropReason("on_close", "dropped_on_close", "discarded by an Immediate/CompletePending close"),
-    DropReason("rejected", "rejected", "refused for good by the target"),
+    DropReason("queue_full", "dropped_queue_full"),  # the ring was full (backpressure DropNew)
+    DropReason("on_close", "dropped_on_close"),  # discarded by an Immediate/CompletePending close
+    DropReason("rejected", "rejected"),  # refused for good by the target
 )
 
 __all__ = [

@@ -137,10 +137,8 @@ def create_ingestion_key(
     conn: Connection, workspace_id: int, experiment_id: int, name: str, ttl_ms: int
 ) -> t.IngestionKeyCreated:
     """A new key that may only write to one experiment for ``ttl_ms``, with its secret."""
-    if not 0 < ttl_ms <= t.MAX_INGESTION_KEY_TTL_MS:
-        raise InvalidRequestError(
-            f"ttl_ms must be > 0 and at most {t.MAX_INGESTION_KEY_TTL_MS} (7 days), not {ttl_ms}"
-        )
+    if problem := t.ttl_problem(ttl_ms):
+        raise InvalidRequestError(problem)
     _experiments.row(conn, workspace_id, experiment_id)
     key_id, secret, now = _new_key(
         conn, "ingestion_keys", "experiment_id", experiment_id, name, INGESTION_KEY_PREFIX

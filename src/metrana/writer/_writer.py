@@ -387,12 +387,7 @@ class Writer(Closing):
     def _check_first_step(step: Any, count: int) -> None:
         """``step`` is None or a step from which ``count`` steps stay below 2**63."""
         if step is not None:
-            step = check_step(step)
-            if count and step + count - 1 > I64_MAX:
-                raise MetranaInvalidMetricError(
-                    f"step must be below 2**63 for every value: {count} values from step "
-                    f"{step} would end at step {step + count - 1}; start them earlier"
-                )
+            _check_last_step(check_step(step), count)
 
     def _log_points(self, series: Series, values: Any, step: Any, timestamp: Any) -> None:
         """A sequence mixing ints, floats and other real numbers: checked value by value,

@@ -26,13 +26,11 @@ from ..._retry import Pacer, RetryInterrupted, RetryPolicy
 from ...api import Client, MetricsApiRequestError
 from ...api._routes import API_PREFIX, INGEST_PATH, PROTOBUF_CONTENT_TYPE
 from ...api._transport import drive, needs_tls, send_with_retries
-from ...api._types import IngestionKeyCreated, RunHandshakeRequest
+from ...api._types import KEY_RENEWAL_MARGIN_MS, IngestionKeyCreated, RunHandshakeRequest
 from ...proto import IngestResponse
 from ...proto._codec import decode_batch, encode_batch
 from ...storage import RunHandle, WriteResult
 from ._base import Batch, DeliveryFailure, RejectedBatch
-
-KEY_RENEWAL_MARGIN = 300.0  # seconds before its expiry that an ingestion key is replaced
 
 
 class HttpTarget:
@@ -276,9 +274,11 @@ class HttpTarget:
             try:
                 key = self.client.create_ingestion_key(self.experiment_id, name="dispatcher")
             except MetricsApiRequestError as error:
+                state = "was refused" if refused else "expires soon"
                 raise DeliveryFailure(
-                    f"the ingestion key was refused and a new one could not be minted "
-                    f"({error.status_code}): {error.server_message}"
+                    f"the ingestion key {state} and a new one could not be minted "
+                    f"({error.status_code}): {error.server_message}; check that the job's "
+                    "METRANA_API_KEY is a valid API key of that server"
                 ) from None
             self._http.headers["Authorization"] = f"Bearer {key.secret}"
             self._note_key(key)
@@ -288,8 +288,9 @@ class HttpTarget:
         """Keep the new key's id (revoked at exit) and when to renew it: a tenth of its life
         before it expires, at most 5 minutes before."""
         self._key_id = key.key.id
-        left = key.key.expires_at_ms / 1000 - time.time()
-        self._key_renew_at = time.time() + left - min(KEY_RENEWAL_MARGIN, left / 10)
+        expires = key.key.expires_at_ms / 1000
+        margin = min(KEY_RENEWAL_MARGIN_MS / 1000, (expires - time.time()) / 10)
+        self._key_renew_at = expires - margin
 
     def set_status(self, status: str) -> None:
         self.client.update_experiment_status(self.experiment_id, status)
