@@ -13,9 +13,9 @@ API_PREFIX = "/api/v1"
 PROTOBUF_CONTENT_TYPE = "application/x-protobuf"
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024  # the server's limit on a request body (413 above)
 
-# "api": a workspace API key; "ingestion": an API key or the experiment's ingestion key;
-# "any": any valid key; "none": no key.
-Auth = Literal["api", "ingestion", "any", "none"]
+# "api": an organization API key; "ingestion": an API key or the experiment's ingestion key;
+# "any": any valid key.
+Auth = Literal["api", "ingestion", "any"]
 
 
 class Route(msgspec.Struct, frozen=True):
@@ -23,55 +23,67 @@ class Route(msgspec.Struct, frozen=True):
     method: Literal["GET", "POST", "PATCH", "DELETE"]
     path: str  # with {placeholders}
     request: Any  # a msgspec type, or None
-    response: Any  # a msgspec type, or None for 204
+    response: Any  # a msgspec type (the ``data`` of the envelope)
     auth: Auth = "api"
-    query: tuple[str, ...] = ()  # query parameters accepted
+    query: Any = None  # a msgspec struct of the query parameters, or None for none
     summary: str = ""
+    idempotent: bool = True  # POST/PATCH honour Idempotency-Key (not create_ingestion_key)
 
+    @property
+    def query_names(self) -> tuple[str, ...]:
+        """The query parameters the route takes, as sent."""
+        if self.query is None:
+            return ()
+        return tuple(f.encode_name for f in msgspec.structs.fields(self.query))
+
+
+EXPERIMENT = "/experiments/{experiment_id}"
 
 ROUTES: tuple[Route, ...] = (
-    Route("auth_status", "GET", "/auth/status", None, t.AuthStatus, "any",
+    Route("auth_status", "GET", "/auth/status", None, t.AuthStatusResponse, "any",
           summary="Who the presented key is"),
     # folders
-    Route("list_folders", "GET", "/folders", None, t.Page[t.Folder], query=("parent_id",),
-          summary="Folders under a parent (top level when parent_id is absent)"),
-    Route("create_folder", "POST", "/folders", t.FolderCreate, t.Folder),
-    Route("get_folder", "GET", "/folders/{folder_id}", None, t.Folder),
-    Route("patch_folder", "PATCH", "/folders/{folder_id}", t.FolderPatch, t.Folder),
-    Route("rename_folder", "POST", "/folders/{folder_id}/rename", t.FolderRename, t.Folder),
-    Route("move_folder", "POST", "/folders/{folder_id}/move", t.FolderMove, t.Folder),
+    Route("list_folders", "GET", "/folders", None, t.FoldersResponse, query=t.ListFoldersQuery,
+          summary="Every folder of the organization, or the one at a path"),
+    Route("create_folder", "POST", "/folders", t.FolderCreate, t.FolderResponse),
+    Route("get_folder", "GET", "/folders/{folder_id}", None, t.FolderContentsResponse,
+          summary="A folder with its sub-folders and experiments"),
+    Route("patch_folder", "PATCH", "/folders/{folder_id}", t.FolderPatch, t.FolderResponse,
+          summary="Rename and/or move a folder"),
     # experiments
-    Route("list_experiments", "GET", "/experiments", None, t.Page[t.Experiment],
-          query=("folder_id", "status")),
-    Route("create_experiment", "POST", "/experiments", t.ExperimentCreate, t.Experiment),
-    Route("get_experiment", "GET", "/experiments/{experiment_id}", None, t.Experiment),
-    Route("update_experiment_status", "POST", "/experiments/{experiment_id}/status",
-          t.ExperimentStatusUpdate, t.Experiment),
-    Route("move_experiment", "POST", "/experiments/{experiment_id}/move", t.ExperimentMove,
-          t.Experiment),
+    Route("list_experiments", "GET", "/experiments", None, t.ExperimentsResponse,
+          query=t.ListExperimentsQuery),
+    Route("create_experiment", "POST", "/experiments", t.ExperimentCreate, t.ExperimentResponse),
+    Route("get_experiment", "GET", EXPERIMENT, None, t.ExperimentResponse),
+    Route("update_experiment_status", "POST", EXPERIMENT, t.ExperimentStatusUpdate,
+          t.ExperimentResponse),
+    Route("move_experiment", "PATCH", EXPERIMENT, t.ExperimentMove, t.ExperimentResponse),
+    # metrics
+    Route("list_metrics", "GET", EXPERIMENT + "/metrics", None, t.RowsResponse,
+          query=t.ListMetricsQuery),
+    Route("compare_metrics", "GET", "/metrics", None, t.RowsResponse, query=t.CompareQuery,
+          summary="The events of several series (of one or several experiments)"),
+    Route("ingest_metrics", "POST", EXPERIMENT + "/ingest", t.IngestCreate, t.IngestResponse,
+          "ingestion", query=t.IngestQuery),
+    Route("list_metric_catalog", "GET", EXPERIMENT + "/catalog", None, t.MetricCatalogResponse,
+          query=t.CatalogQuery),
+    Route("inspect_metric_catalog_values", "GET", EXPERIMENT + "/catalog/{metric_name}", None,
+          t.MetricCatalogValuesResponse, query=t.CatalogValuesQuery),
+    # ingestion keys
+    Route("list_ingestion_keys", "GET", EXPERIMENT + "/ingestion-keys", None,
+          t.IngestionKeysResponse),
+    Route("create_ingestion_key", "POST", EXPERIMENT + "/ingestion-keys",
+          t.IngestionKeyCreate, t.IngestionKeyCreateResponse, idempotent=False),
+    Route("revoke_ingestion_key", "DELETE", EXPERIMENT + "/ingestion-keys/{key_id}", None,
+          t.IngestionKeyResponse),
+    # annotations
+    Route("list_annotations", "GET", EXPERIMENT + "/annotations", None, t.AnnotationsResponse,
+          query=t.ListAnnotationsQuery),
+    Route("create_annotation", "POST", EXPERIMENT + "/annotations", t.AnnotationCreate,
+          t.ExperimentAnnotationResponse, "ingestion"),
+    # Metrana's: the dispatcher's handshake
     Route("run_handshake", "POST", "/runs/handshake", t.RunHandshakeRequest,
           t.RunHandshakeResponse, summary="Create or resume a run (used by the dispatcher)"),
-    # metrics
-    Route("list_metrics", "GET", "/experiments/{experiment_id}/metrics", None, t.MetricList,
-          query=("metric_name", "scale", "limit")),
-    Route("compare_metrics", "POST", "/metrics/compare", t.CompareRequest, t.CompareResponse),
-    Route("ingest_metrics", "POST", "/experiments/{experiment_id}/metrics", t.IngestRequest,
-          t.IngestResult, "ingestion"),
-    Route("list_metric_catalog", "GET", "/metrics/catalog", None, t.Page[t.MetricCatalogEntry],
-          query=("folder_id",)),
-    Route("inspect_metric_catalog_values", "GET", "/metrics/catalog/{metric_name}/values",
-          None, t.MetricCatalogValues, query=("label_key",)),
-    # ingestion keys
-    Route("list_ingestion_keys", "GET", "/experiments/{experiment_id}/ingestion-keys", None,
-          t.Page[t.IngestionKey]),
-    Route("create_ingestion_key", "POST", "/experiments/{experiment_id}/ingestion-keys",
-          t.IngestionKeyCreate, t.IngestionKeyCreated),
-    Route("revoke_ingestion_key", "DELETE", "/ingestion-keys/{key_id}", None, t.IngestionKey),
-    # annotations
-    Route("list_annotations", "GET", "/experiments/{experiment_id}/annotations", None,
-          t.Page[t.Annotation]),
-    Route("create_annotation", "POST", "/experiments/{experiment_id}/annotations",
-          t.AnnotationCreate, t.Annotation, "ingestion"),
 )  # fmt: skip
 
 # Protobuf ingestion (body: metrana.v1.IngestBatch; answer: metrana.v1.IngestResponse),
