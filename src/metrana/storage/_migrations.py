@@ -57,21 +57,27 @@ def _organizations(conn: Connection) -> None:
             "UPDATE folders SET parent_id=? WHERE org_id=? AND parent_id IS NULL AND id<>?",
             (top, org_id, top),
         )
-    # experiments: rebuilt, for folder_id becomes nullable (the references to the table from
-    # series, keys and annotations hold: ids are kept, and the checks wait for the commit)
+    # experiments: rebuilt, for folder_id becomes nullable. The references to the table from
+    # series, keys and annotations hold (ids are kept): the checks wait for the commit, and
+    # the rows go in after the old table is dropped, so that each one satisfies them again.
+    rows = conn.execute(
+        "SELECT id, workspace_id, folder_id, name, description, metadata, status, "
+        "orchestration_id, created_ns, updated_ns FROM experiments"
+    ).fetchall()
     conn.execute("PRAGMA defer_foreign_keys = ON")
     conn.execute(
-        "CREATE TABLE experiments_v3 (id INTEGER PRIMARY KEY, org_id INTEGER NOT NULL, "
-        "folder_id INTEGER, slug TEXT NOT NULL, description TEXT NOT NULL DEFAULT '', "
+        "CREATE TABLE experiments_v3 (id INTEGER PRIMARY KEY, "
+        "org_id INTEGER NOT NULL REFERENCES organizations(id), "
+        "folder_id INTEGER REFERENCES folders(id), slug TEXT NOT NULL, "
+        "description TEXT NOT NULL DEFAULT '', "
         "metadata TEXT NOT NULL DEFAULT '{}', status TEXT NOT NULL, error_name TEXT, "
         "error_detail TEXT, orchestration_id TEXT, created_ms INTEGER NOT NULL, "
         "updated_ms INTEGER NOT NULL, started_ms INTEGER, done_ms INTEGER, "
         "last_heartbeat_ms INTEGER, last_event_ms INTEGER)"
     )
-    for row in conn.execute(
-        "SELECT id, workspace_id, folder_id, name, description, metadata, status, "
-        "orchestration_id, created_ns, updated_ns FROM experiments"
-    ).fetchall():
+    conn.execute("DROP TABLE experiments")
+    conn.execute("ALTER TABLE experiments_v3 RENAME TO experiments")
+    for row in rows:
         (experiment_id, org_id, folder_id, slug, description, metadata, status, owner,
          created_ns, updated_ns) = row  # fmt: skip
         created, updated = created_ns // 1_000_000, updated_ns // 1_000_000
@@ -79,14 +85,12 @@ def _organizations(conn: Connection) -> None:
         error_name = None if new_status != "error" else str(status).capitalize()
         done = None if new_status == "running" else updated
         conn.execute(
-            "INSERT INTO experiments_v3 (id, org_id, folder_id, slug, description, metadata, "
+            "INSERT INTO experiments (id, org_id, folder_id, slug, description, metadata, "
             "status, error_name, error_detail, orchestration_id, created_ms, updated_ms, "
             "started_ms, done_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (experiment_id, org_id, folder_id, slug, description, metadata, new_status,
              error_name, "" if error_name else None, owner, created, updated, created, done),
         )  # fmt: skip
-    conn.execute("DROP TABLE experiments")
-    conn.execute("ALTER TABLE experiments_v3 RENAME TO experiments")
     conn.execute(
         "UPDATE annotations SET metadata = json_set(metadata, '$.step', step) "
         "WHERE step IS NOT NULL AND json_extract(metadata, '$.step') IS NULL"

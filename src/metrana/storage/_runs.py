@@ -10,10 +10,6 @@ from . import _experiments, _folders
 from ._base import RunHandle, RunSummary, StorageRunExistsError
 from ._db import Connection, now_ms
 
-# The organization of the embedded store (and of `metrana keys create` without --org).
-DEFAULT_ORGANIZATION = "default"
-
-
 def open_run(
     conn: Connection,
     org_id: int,

@@ -143,9 +143,14 @@ class SqliteStore:
         metadata: dict[str, Any] | None = None,
         org_id: int | None = None,
     ) -> RunHandle:
-        """Create or resume a run (in ``org_id``, else the default organization); mark it
-        running, merge ``metadata`` into its own, and answer its id and the last stored step
-        of every series.
+        """Create or resume a run in organization ``org_id`` (a server's: the caller's); mark
+        it running, merge ``metadata`` into its own, and answer its id and the last stored
+        step of every series.
+
+        Without ``org_id`` (the embedded store, which has no keys), the run is in the
+        organization named after its workspace, as stores made before organizations were
+        migrated: so a run resumes where it was, and each workspace stays its own tenant when
+        the store is later served.
 
         Raises StorageRunExistsError when the run exists, belongs to another job (another
         orchestration id) and ``allow_resume`` is False.
@@ -154,7 +159,7 @@ class SqliteStore:
             _experiments.check_metadata(metadata)
         with self.transaction() as conn:
             if org_id is None:
-                org_id = _folders.organization(conn, _runs.DEFAULT_ORGANIZATION)
+                org_id = _folders.organization(conn, workspace)
             path = _runs.run_path(workspace, project, experiment_name)
             return _runs.open_run(
                 conn, org_id, path, run_name, orchestration_id, allow_resume, metadata
