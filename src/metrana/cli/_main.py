@@ -153,14 +153,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(func=cmd_serve)
 
-    keys = command("keys", "manage the workspace API keys of a store")
+    keys = command("keys", "manage the API keys of a store (each of one organization)")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
     create = keys_sub.add_parser(
         "create",
         help="create an API key (the secret is shown once)",
         description="Create an API key (the secret is shown once).",
     )
-    create.add_argument("--workspace", default="default", help="workspace (%(default)s)")
+    create.add_argument(
+        "--org",
+        default="default",
+        help="the organization the key opens: every workspace in it (%(default)s)",
+    )
     create.add_argument("--name", default="cli", help="a name for the key (%(default)s)")
     listing = keys_sub.add_parser(
         "list",
@@ -178,13 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     login = command("login", "save a server and API key for Client('local')")
     login.add_argument("--host", required=True, help="server URL, e.g. http://127.0.0.1:8765")
-    login.add_argument("--api-key", required=True, help="a workspace API key of that server")
+    login.add_argument("--api-key", required=True, help="an API key of that server")
     login.set_defaults(func=cmd_login)
 
     sync = command("sync", "deliver spooled batches (after an outage, or offline)")
     sync.add_argument("--run", default=None, help="only this run_name")
     sync.add_argument("--url", default=None, help="server to deliver to (required if offline)")
-    sync.add_argument("--api-key", default=None, help="workspace API key (or METRANA_API_KEY)")
+    sync.add_argument("--api-key", default=None, help="API key (or METRANA_API_KEY)")
     sync.add_argument("--json", action="store_true", help="print JSON")
     sync.set_defaults(func=cmd_sync)
     return parser

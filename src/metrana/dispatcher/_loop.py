@@ -22,6 +22,7 @@ from .._enums import CloseStrategy
 from .._errors import MetranaCorruptRingError
 from .._identity import SeriesColumns, SeriesKey
 from .._logging import logger
+from ..api._types import ExperimentStatusError
 from ..ring import CLOSE_STRATEGY_OF_CODE, VALUES_PER_RECORD, span_decoder
 from ..session import (
     DispatcherStats,
@@ -57,6 +58,13 @@ RETRY_DELAY_MAX = 5.0
 # points as for ten thousand.
 SMALL_PASS = RECORDS_PER_BATCH // 4
 PASS_PACE = 0.002
+
+# How a run ends when a process of it ended without metrana.close() (killed, or crashed).
+RUN_CRASHED = ExperimentStatusError(
+    name="RunCrashed",
+    detail="a process of the run ended without metrana.close() (killed or crashed); "
+    "what it logged before was delivered",
+)
 
 
 class Dispatcher:
@@ -243,9 +251,9 @@ class Dispatcher:
             publish_dispatcher_stats(self.session.dir, stats)
 
     def _mark_run_ended(self) -> None:
-        status = "finished" if self.closed_normally else "crashed"
+        status = "done" if self.closed_normally else "error"
         try:
-            self.target.set_status(status)
+            self.target.set_status(status, None if self.closed_normally else RUN_CRASHED)
         except Exception as error:
             logger.error("could not mark the run %s: %s", status, error)
 

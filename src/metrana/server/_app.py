@@ -87,9 +87,7 @@ async def _not_allowed(request: Request, exc: Exception) -> Response:
 
 
 def _starlette_path(path: str) -> str:
-    """``{folder_id}`` -> ``{folder_id:int}``; a metric name may contain slashes."""
-    for name in ("folder_id", "experiment_id", "key_id"):
-        path = path.replace("{" + name + "}", "{" + name + ":int}")
+    """A metric name may contain slashes (ids are strings, read by the handlers)."""
     return path.replace("{metric_name}", "{metric_name:path}")
 
 
@@ -119,8 +117,8 @@ class _Api:
                 401,
                 "unauthorized",
                 "unknown, revoked or expired key; create an API key on the server host with "
-                "`metrana keys create --workspace NAME` (see `metrana keys list`), or mint "
-                "another ingestion key",
+                "`metrana keys create` (see `metrana keys list`), or mint another ingestion "
+                "key",
             )
         return principal
 
@@ -180,15 +178,16 @@ class _Api:
                 query = _query(route, request)
                 raw = await self.read_body(request) if decoder is not None else b""
                 body = _decode(route, decoder, raw) if decoder is not None else None
+                origin = f"{request.url.scheme}://{request.url.netloc}"
                 context = Context(
-                    self.store, principal, path, query, body, self.ingestion_key_ttl_ms
+                    self.store, principal, path, query, body, origin, self.ingestion_key_ttl_ms
                 )
 
                 def act() -> tuple[int, bytes]:
                     return 200, enveloped(msgspec.json.encode(handler(context)))
 
                 key = request.headers.get("idempotency-key")
-                if key and route.method not in IDEMPOTENT_METHODS:
+                if key and route.idempotent and route.method not in IDEMPOTENT_METHODS:
                     scope = f"{principal.kind}:{principal.key_id}"
                     fingerprint = hashlib.sha256(
                         f"{route.method} {request.url.path}\n".encode() + raw
@@ -238,10 +237,10 @@ class _Api:
                 batch = decode_batch(raw)
             except BatchDecodeError as error:
                 raise ApiError(400, "invalid_batch", str(error)) from None
-            _authorize_experiment(principal, batch.experiment_id)
+            _authorize_experiment(principal, str(batch.experiment_id))
             if principal.kind == "api":
                 await run_in_threadpool(
-                    self.store.get_experiment, principal.workspace_id, batch.experiment_id
+                    self.store.get_experiment, principal.org_id, batch.experiment_id
                 )
             result, replayed = await run_in_threadpool(
                 self.store.write_batch,
@@ -279,15 +278,15 @@ def _authorize(route: Route, principal: Principal, path: dict[str, Any]) -> None
         raise ApiError(
             403,
             "forbidden",
-            f"{route.name} needs a workspace API key; an ingestion key can only ingest "
-            "and annotate its own experiment",
+            f"{route.name} needs an API key; an ingestion key can only ingest and annotate "
+            "its own experiment",
         )
     if route.auth == "ingestion":
         _authorize_experiment(principal, path.get("experiment_id"))
 
 
-def _authorize_experiment(principal: Principal, experiment_id: object) -> None:
-    if principal.kind == "ingestion" and principal.experiment_id != experiment_id:
+def _authorize_experiment(principal: Principal, experiment_id: str | None) -> None:
+    if principal.kind == "ingestion" and str(principal.experiment_id) != experiment_id:
         raise ApiError(
             403,
             "forbidden",
@@ -296,30 +295,27 @@ def _authorize_experiment(principal: Principal, experiment_id: object) -> None:
         )
 
 
-_INT_QUERY = frozenset({"parent_id", "folder_id", "limit"})
-
-
-def _query(route: Route, request: Request) -> dict[str, Any]:
+def _query(route: Route, request: Request) -> Any:
+    """The route's query struct from the query string: unknown parameters refused by name,
+    a repeated parameter gathered for a list field, text converted ("10" -> 10)."""
     refuse_unknown_query(route, request.query_params.keys())
-    query: dict[str, Any] = {}
-    for name in route.query:
-        raw = request.query_params.get(name)
-        if raw is None or raw == "":
-            continue
-        if name in _INT_QUERY:
-            try:
-                query[name] = int(raw)
-            except ValueError:
-                raise ApiError(
-                    400,
-                    "invalid_request",
-                    f"query parameter {name} must be an integer, got {raw!r}",
-                ) from None
-            if query[name] < 0:
-                raise ApiError(400, "invalid_request", f"query parameter {name} must be >= 0")
+    if route.query is None:
+        return None
+    lists = {f.encode_name for f in msgspec.structs.fields(route.query) if _is_list(f.type)}
+    values: dict[str, Any] = {}
+    for name in request.query_params:
+        if name in lists:
+            values[name] = request.query_params.getlist(name)
         else:
-            query[name] = raw
-    return query
+            values[name] = request.query_params[name]
+    try:
+        return msgspec.convert(values, route.query, strict=False)
+    except msgspec.ValidationError as error:
+        raise ApiError(400, "invalid_request", f"invalid query parameter: {error}") from None
+
+
+def _is_list(tp: Any) -> bool:
+    return getattr(tp, "__origin__", None) is list
 
 
 def _decode(route: Route, decoder: msgspec.json.Decoder[Any], raw: bytes) -> Any:

@@ -1,7 +1,9 @@
 """One function per REST route (by the route's name in ``metrana.api._routes.ROUTES``).
 
 Handlers are synchronous: they run in a worker thread and talk to the store, which serialises
-its own access. Each returns the route's response type (a ``Page`` for lists).
+its own access. Each returns the route's response type (the ``data`` of the envelope). Ids
+arrive as the API's strings and are read here; an experiment's ``url`` is made absolute with
+the origin the request was sent to.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import msgspec
 
 from ..api import _types as t
 from ..storage import Principal, SqliteStore
-from ._errors import ApiError
+from ..storage._db import parse_id
 
 
 class Context(msgspec.Struct):
@@ -22,158 +24,149 @@ class Context(msgspec.Struct):
     store: SqliteStore
     principal: Principal
     path: dict[str, Any]
-    query: dict[str, Any]
+    query: Any  # the route's query struct, or None
     body: Any
+    origin: str  # "http://host:port", to make experiment URLs absolute
     ingestion_key_ttl_ms: int  # of a key minted without ttl_ms
+
+    @property
+    def org(self) -> int:
+        return self.principal.org_id
+
+    @property
+    def experiment_id(self) -> int:
+        return parse_id("experiment", self.path["experiment_id"])
+
+    @property
+    def folder_id(self) -> int:
+        return parse_id("folder", self.path["folder_id"])
+
+    def absolute(self, experiment: t.Experiment) -> t.Experiment:
+        """``experiment`` with the full address of its page."""
+        return msgspec.structs.replace(experiment, url=self.origin + experiment.url)
 
 
 Handler = Callable[[Context], Any]
 
 
-def auth_status(c: Context) -> t.AuthStatus:
+def auth_status(c: Context) -> t.AuthStatusResponse:
     p = c.principal
-    return t.AuthStatus(
-        auth=t.AuthKind("api_key" if p.kind == "api" else "ingestion_key"),
-        organization=t.Organization(str(p.workspace_id), p.workspace_name),
-        workspace_id=p.workspace_id,
-        workspace_name=p.workspace_name,
-        key_kind="api" if p.kind == "api" else "ingestion",
+    ingestion = p.kind == "ingestion"
+    return t.AuthStatusResponse(
+        auth=t.AuthIdentity("ingestion_key" if ingestion else "api_key"),
+        organization=t.Organization(str(p.org_id), p.org_name),
         key_name=p.key_name,
-        experiment_id=p.experiment_id,
+        experiment_id=str(p.experiment_id) if ingestion else None,
     )
 
 
-def list_folders(c: Context) -> t.Page[t.Folder]:
-    return t.Page(c.store.list_folders(c.principal.workspace_id, c.query.get("parent_id")))
+def list_folders(c: Context) -> t.FoldersResponse:
+    return t.FoldersResponse(c.store.list_folders(c.org, c.query.path))
 
 
-def create_folder(c: Context) -> t.Folder:
-    return c.store.create_folder(c.principal.workspace_id, c.body)
+def create_folder(c: Context) -> t.FolderResponse:
+    return t.FolderResponse(c.store.create_folder(c.org, c.body))
 
 
-def get_folder(c: Context) -> t.Folder:
-    return c.store.get_folder(c.principal.workspace_id, c.path["folder_id"])
+def get_folder(c: Context) -> t.FolderContentsResponse:
+    contents = c.store.get_folder(c.org, c.folder_id)
+    contents.experiments = [c.absolute(e) for e in contents.experiments]
+    return contents
 
 
-def patch_folder(c: Context) -> t.Folder:
-    return c.store.patch_folder(c.principal.workspace_id, c.path["folder_id"], c.body)
+def patch_folder(c: Context) -> t.FolderResponse:
+    return t.FolderResponse(c.store.patch_folder(c.org, c.folder_id, c.body))
 
 
-def rename_folder(c: Context) -> t.Folder:
-    return c.store.rename_folder(c.principal.workspace_id, c.path["folder_id"], c.body.name)
+def list_experiments(c: Context) -> t.ExperimentsResponse:
+    found = c.store.list_experiments(c.org, c.query)
+    return t.ExperimentsResponse([c.absolute(e) for e in found])
 
 
-def move_folder(c: Context) -> t.Folder:
-    return c.store.move_folder(c.principal.workspace_id, c.path["folder_id"], c.body.parent_id)
+def create_experiment(c: Context) -> t.ExperimentResponse:
+    return t.ExperimentResponse(c.absolute(c.store.create_experiment(c.org, c.body)))
 
 
-def list_experiments(c: Context) -> t.Page[t.Experiment]:
-    return t.Page(
-        c.store.list_experiments(
-            c.principal.workspace_id, c.query.get("folder_id"), c.query.get("status")
-        )
-    )
+def get_experiment(c: Context) -> t.ExperimentResponse:
+    return t.ExperimentResponse(c.absolute(c.store.get_experiment(c.org, c.experiment_id)))
 
 
-def create_experiment(c: Context) -> t.Experiment:
-    return c.store.create_experiment(c.principal.workspace_id, c.body)
+def update_experiment_status(c: Context) -> t.ExperimentResponse:
+    updated = c.store.update_experiment_status(c.org, c.experiment_id, c.body)
+    return t.ExperimentResponse(c.absolute(updated))
 
 
-def get_experiment(c: Context) -> t.Experiment:
-    return c.store.get_experiment(c.principal.workspace_id, c.path["experiment_id"])
-
-
-def update_experiment_status(c: Context) -> t.Experiment:
-    return c.store.update_experiment_status(
-        c.principal.workspace_id, c.path["experiment_id"], c.body.status
-    )
-
-
-def move_experiment(c: Context) -> t.Experiment:
-    return c.store.move_experiment(
-        c.principal.workspace_id, c.path["experiment_id"], c.body.folder_id
-    )
+def move_experiment(c: Context) -> t.ExperimentResponse:
+    moved = c.store.move_experiment(c.org, c.experiment_id, c.body.folder_id)
+    return t.ExperimentResponse(c.absolute(moved))
 
 
 def run_handshake(c: Context) -> t.RunHandshakeResponse:
     request: t.RunHandshakeRequest = c.body
-    workspace = c.principal.workspace_name
-    if request.workspace_name is not None and request.workspace_name != workspace:
-        raise ApiError(
-            403,
-            "wrong_workspace",
-            f"this API key belongs to workspace {workspace!r}, not {request.workspace_name!r}; "
-            f"use a key of {request.workspace_name!r} (metrana keys create --workspace "
-            f"{request.workspace_name}) or workspace_name={workspace!r}",
-        )
     handle = c.store.open_run(
-        c.principal.workspace_name,
+        request.workspace_name,
         request.project_name,
         request.experiment_name,
         request.run_name,
         request.orchestration_id,
         allow_resume=request.resume_strategy == "Allow",
+        metadata=request.metadata,
+        org_id=c.org,
     )
     resume = [
-        t.SeriesLastStep(name, scale, msgspec.json.decode(labels), last)
-        for name, scale, labels, last in handle.resume
+        t.SeriesLastStep(name, scale, labels, last)
+        for name, scale, text, last in handle.resume
+        if isinstance(labels := msgspec.json.decode(text), dict)
+        and all(isinstance(v, str) for v in labels.values())  # log()'s series only
     ]
-    return t.RunHandshakeResponse(
-        experiment_id=handle.experiment_id, created=handle.created, resume=resume
+    experiment = c.absolute(c.store.get_experiment(c.org, handle.experiment_id))
+    return t.RunHandshakeResponse(experiment=experiment, created=handle.created, resume=resume)
+
+
+def list_metrics(c: Context) -> t.RowsResponse:
+    return c.store.list_metrics(c.org, c.experiment_id, c.query)
+
+
+def compare_metrics(c: Context) -> t.RowsResponse:
+    return c.store.compare_metrics(c.org, c.query)
+
+
+def ingest_metrics(c: Context) -> t.IngestResponse:
+    return c.store.ingest_json(c.org, c.experiment_id, c.body.data)
+
+
+def list_metric_catalog(c: Context) -> t.MetricCatalogResponse:
+    return c.store.metric_catalog(c.org, c.experiment_id, c.query.limit)
+
+
+def inspect_metric_catalog_values(c: Context) -> t.MetricCatalogValuesResponse:
+    return c.store.metric_catalog_values(
+        c.org, c.experiment_id, c.path["metric_name"], c.query.key, c.query.limit
     )
 
 
-def list_metrics(c: Context) -> t.MetricList:
-    return c.store.list_metrics(
-        c.principal.workspace_id,
-        c.path["experiment_id"],
-        c.query.get("metric_name"),
-        c.query.get("scale"),
-        c.query.get("limit"),
-    )
+def list_ingestion_keys(c: Context) -> t.IngestionKeysResponse:
+    return t.IngestionKeysResponse(c.store.list_ingestion_keys(c.org, c.experiment_id))
 
 
-def compare_metrics(c: Context) -> t.CompareResponse:
-    return c.store.compare_metrics(c.principal.workspace_id, c.body)
+def create_ingestion_key(c: Context) -> t.IngestionKeyCreateResponse:
+    ttl_ms = c.ingestion_key_ttl_ms if c.body.ttl_ms is None else c.body.ttl_ms
+    return c.store.create_ingestion_key(c.org, c.experiment_id, c.body.name, ttl_ms)
 
 
-def ingest_metrics(c: Context) -> t.IngestResult:
-    return c.store.ingest_json(c.principal.workspace_id, c.path["experiment_id"], c.body.metrics)
+def revoke_ingestion_key(c: Context) -> t.IngestionKeyResponse:
+    key_id = parse_id("ingestion key", c.path["key_id"])
+    return t.IngestionKeyResponse(c.store.revoke_ingestion_key(c.org, c.experiment_id, key_id))
 
 
-def list_metric_catalog(c: Context) -> t.Page[t.MetricCatalogEntry]:
-    return t.Page(c.store.metric_catalog(c.principal.workspace_id, c.query.get("folder_id")))
+def list_annotations(c: Context) -> t.AnnotationsResponse:
+    return t.AnnotationsResponse(c.store.list_annotations(c.org, c.experiment_id, c.query))
 
 
-def inspect_metric_catalog_values(c: Context) -> t.MetricCatalogValues:
-    label_key = c.query.get("label_key")
-    if not label_key:
-        raise ApiError(400, "invalid_request", "the label_key query parameter is required")
-    return c.store.metric_catalog_values(c.principal.workspace_id, c.path["metric_name"], label_key)
-
-
-def list_ingestion_keys(c: Context) -> t.Page[t.IngestionKey]:
-    return t.Page(c.store.list_ingestion_keys(c.principal.workspace_id, c.path["experiment_id"]))
-
-
-def create_ingestion_key(c: Context) -> t.IngestionKeyCreated:
-    asked = c.body.ttl_ms
-    ttl_ms = c.ingestion_key_ttl_ms if asked is None or asked is msgspec.UNSET else asked
-    return c.store.create_ingestion_key(
-        c.principal.workspace_id, c.path["experiment_id"], c.body.name, ttl_ms
-    )
-
-
-def revoke_ingestion_key(c: Context) -> t.IngestionKey:
-    return c.store.revoke_ingestion_key(c.principal.workspace_id, c.path["key_id"])
-
-
-def list_annotations(c: Context) -> t.Page[t.Annotation]:
-    return t.Page(c.store.list_annotations(c.principal.workspace_id, c.path["experiment_id"]))
-
-
-def create_annotation(c: Context) -> t.Annotation:
-    return c.store.create_annotation(c.principal.workspace_id, c.path["experiment_id"], c.body)
+def create_annotation(c: Context) -> t.ExperimentAnnotationResponse:
+    made = c.store.create_annotation(c.org, c.experiment_id, c.body)
+    made.experiment = c.absolute(made.experiment)
+    return made
 
 
 HANDLERS: dict[str, Handler] = {
@@ -184,8 +177,6 @@ HANDLERS: dict[str, Handler] = {
         create_folder,
         get_folder,
         patch_folder,
-        rename_folder,
-        move_folder,
         list_experiments,
         create_experiment,
         get_experiment,
@@ -204,3 +195,5 @@ HANDLERS: dict[str, Handler] = {
         create_annotation,
     )
 }
+
+__all__ = ["HANDLERS", "Context", "Handler"]

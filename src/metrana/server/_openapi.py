@@ -30,21 +30,11 @@ def openapi_document() -> dict[str, Any]:
                 "name": name,
                 "in": "path",
                 "required": True,
-                "schema": {"type": "string"} if name == "metric_name" else _id_schema(),
+                "schema": {"type": "string"} if name == "metric_name" else _ID_SCHEMA,
             }
             for name in re.findall(r"{(\w+)}", route.path)
         ]
-        parameters += [
-            {
-                "name": name,
-                "in": "query",
-                "required": False,
-                "schema": _id_schema()
-                if name.endswith("_id") or name == "limit"
-                else {"type": "string"},
-            }
-            for name in route.query
-        ]
+        parameters += _query_parameters(route.query)
         operation: dict[str, Any] = {
             "operationId": route.name,
             "summary": route.summary or route.name.replace("_", " "),
@@ -52,8 +42,8 @@ def openapi_document() -> dict[str, Any]:
             "security": [{"bearer": []}],
             "responses": {
                 "200": {
-                    "description": "OK",
-                    "content": {"application/json": {"schema": ref[route.response]}},
+                    "description": "OK, in the envelope",
+                    "content": {"application/json": {"schema": _enveloped(ref[route.response])}},
                 },
                 **{code: {"description": text, **error} for code, text in _ERRORS.items()},
             },
@@ -100,8 +90,27 @@ def openapi_document() -> dict[str, Any]:
     }
 
 
-def _id_schema() -> dict[str, Any]:
-    return {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+_ID_SCHEMA = {"type": "string", "pattern": "^[0-9]{1,18}$"}
+
+
+def _enveloped(schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["data", "error"],
+        "properties": {"data": schema, "error": {"type": "null"}},
+    }
+
+
+def _query_parameters(query: Any) -> list[dict[str, Any]]:
+    if query is None:
+        return []
+    schema = msgspec.json.schema(query)
+    properties = schema["$defs"][schema["$ref"].rsplit("/", 1)[1]]["properties"]
+    return [
+        {"name": name, "in": "query", "required": False, "schema": prop,
+         **({"style": "form", "explode": True} if prop.get("type") == "array" else {})}
+        for name, prop in properties.items()
+    ]  # fmt: skip
 
 
 _ERRORS = {

@@ -18,16 +18,16 @@ from ..storage import SqliteStore
 from ._app import create_app
 
 
-def ensure_api_key(store: SqliteStore, workspace: str | None = None) -> str | None:
+def ensure_api_key(store: SqliteStore, organization: str | None = None) -> str | None:
     """On a store without API keys, create one and answer its secret (shown once).
 
-    The key's workspace is ``workspace``, else the store's only workspace, else "default"."""
+    The key's organization is ``organization``, else the store's only one, else "default"."""
     if store.list_api_keys():
         return None
-    if workspace is None:
-        names = store.workspace_names()
-        workspace = names[0] if len(names) == 1 else "default"
-    _, secret = store.create_api_key(workspace, "first key")
+    if organization is None:
+        names = store.organization_names()
+        organization = names[0] if len(names) == 1 else "default"
+    _, secret = store.create_api_key(organization, "first key")
     return secret
 
 
@@ -102,14 +102,14 @@ class RunningServer(msgspec.Struct):
 @contextmanager
 def serve_in_thread(
     store_path: str,
-    workspace: str = "default",
+    organization: str = "default",
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ingestion_key_ttl_ms: int = DEFAULT_INGESTION_KEY_TTL_MS,
 ) -> Iterator[RunningServer]:
     """A real server on 127.0.0.1 and a free port, in a thread of this process, with a fresh
-    API key for ``workspace``; stopped on exit."""
+    API key of ``organization``; stopped on exit."""
     store = SqliteStore(store_path)
-    _, secret = store.create_api_key(workspace, "test")
+    _, secret = store.create_api_key(organization, "test")
     sock = bind("127.0.0.1", 0)
     server = _uvicorn(store, max_body_bytes, ingestion_key_ttl_ms, "error", graceful=1)
     thread = threading.Thread(

@@ -141,13 +141,13 @@ def unknown_fields_message(route: Route, raw: bytes) -> str | None:
 
 def refuse_unknown_query(route: Route, names: Iterable[str]) -> None:
     """Raise a 400 naming every query parameter in ``names`` that ``route`` does not take."""
-    unknown = {name: None for name in names if name not in route.query}
+    unknown = {name: None for name in names if name not in route.query_names}
     if unknown:
         raise ApiError(
             400,
             "invalid_request",
             f"{_unknown('query parameter', unknown)} in {route.method} {route.path}; "
-            f"accepted: {_listing(route.query)}",
+            f"accepted: {_listing(route.query_names)}",
         )
 
 

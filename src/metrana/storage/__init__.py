@@ -3,7 +3,6 @@
 from ._base import (
     ApiKeyInfo,
     ConflictError,
-    ExperimentRow,
     InvalidRequestError,
     NotFoundError,
     PointRow,
@@ -21,7 +20,6 @@ from ._sqlite import SqliteStore
 __all__ = [
     "ApiKeyInfo",
     "ConflictError",
-    "ExperimentRow",
     "InvalidRequestError",
     "NotFoundError",
     "PointRow",

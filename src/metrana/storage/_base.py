@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from .._identity import SeriesColumns, SeriesKey
@@ -9,7 +11,6 @@ from .._identity import SeriesColumns, SeriesKey
 __all__ = [
     "ApiKeyInfo",
     "ConflictError",
-    "ExperimentRow",
     "InvalidRequestError",
     "NotFoundError",
     "PointRow",
@@ -42,7 +43,11 @@ class RunHandle(msgspec.Struct):
 
 
 class RunSummary(msgspec.Struct):
+    """An experiment, named as ``metrana.init()`` addresses it: its folder path is
+    ``workspace/project[/experiment_name]`` and its slug the ``run_name``."""
+
     experiment_id: int
+    organization: str
     workspace: str
     project: str
     experiment_name: str | None
@@ -52,18 +57,10 @@ class RunSummary(msgspec.Struct):
     points: int
 
 
-class ExperimentRow(msgspec.Struct):
-    id: int
-    workspace: str
-    folder_path: list[str]
-    name: str
-    status: str
-
-
 class PointRow(msgspec.Struct, array_like=True):
     metric: str
     scale: str
-    labels: dict[str, str]
+    labels: dict[str, Any]  # the events' metadata: log()'s labels are its string case
     step: int
     value: float | int
     timestamp_ns: int
@@ -78,7 +75,7 @@ class StorageRunExistsError(StorageError):
 
 
 class NotFoundError(StorageError):
-    """The object does not exist (or is not visible to the caller's workspace)."""
+    """The object does not exist (or is not visible to the caller's organization)."""
 
 
 class ConflictError(StorageError):
@@ -90,19 +87,19 @@ class InvalidRequestError(StorageError):
 
 
 class Principal(msgspec.Struct, frozen=True):
-    """Who a presented key is: a workspace API key, or an experiment's ingestion key."""
+    """Who a presented key is: an organization's API key, or an experiment's ingestion key."""
 
     kind: str  # "api" or "ingestion"
     key_id: int
     key_name: str
-    workspace_id: int
-    workspace_name: str
+    org_id: int
+    org_name: str
     experiment_id: int | None = None
 
 
 class ApiKeyInfo(msgspec.Struct):
     id: int
-    workspace: str
+    organization: str
     name: str
     prefix: str
     created_ns: int

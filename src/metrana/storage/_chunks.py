@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import operator
 import sys
+import time
 from array import array
 from typing import Any
 
@@ -39,12 +40,15 @@ CREATE TABLE IF NOT EXISTS chunks (
     last_step INTEGER NOT NULL,
     count INTEGER NOT NULL,
     data BLOB NOT NULL,
+    stored_ms INTEGER,  -- when the batch was stored (the events' server timestamp)
     PRIMARY KEY (series_id, first_step)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS chunks_by_last_step ON chunks(series_id, last_step);
 """
 
 Column = tuple[list[int], list[Any], list[int]]
+# Points with when they were stored: (steps, values, timestamps in ns, stored in ms).
+Stored = tuple[list[int], list[Any], list[int], list[int | None]]
 # A chunk to insert: (data, first step, last step, point count).
 Chunk = tuple[bytes, int, int, int]
 
@@ -152,8 +156,9 @@ def write(conn: Connection, series_id: int, columns: SeriesColumns) -> int:
             return 0
     data, first, last_of_chunk, count = chunk
     conn.execute(
-        "INSERT INTO chunks (series_id, first_step, last_step, count, data) VALUES (?,?,?,?,?)",
-        (series_id, first, last_of_chunk, count, data),
+        "INSERT INTO chunks (series_id, first_step, last_step, count, data, stored_ms) "
+        "VALUES (?,?,?,?,?,?)",
+        (series_id, first, last_of_chunk, count, data, time.time_ns() // 1_000_000),
     )
     return count
 
@@ -201,32 +206,64 @@ def _new_points(conn: Connection, series_id: int, columns: SeriesColumns) -> Col
 
 def read(conn: Connection, series_id: int, limit: int | None = None) -> Column:
     """A series' points in step order (the first ``limit`` of them)."""
+    steps, values, timestamps, _ = read_range(conn, series_id, limit=limit)
+    return steps, values, timestamps
+
+
+def read_range(
+    conn: Connection,
+    series_id: int,
+    from_step: int | None = None,
+    to_step: int | None = None,
+    limit: int | None = None,
+    descending: bool = False,
+) -> Stored:
+    """A series' points with steps from ``from_step`` to ``to_step`` (inclusive), in step
+    order (descending: the last first), the first ``limit`` of that order, with when each was
+    stored (ms; None for points stored before schema 3). Only the chunks that can hold them
+    are read."""
+    low = -(2**63) if from_step is None else from_step
+    high = 2**63 - 1 if to_step is None else to_step
     steps: list[int] = []
     values: list[Any] = []
     timestamps: list[int] = []
-    previous_last = -1
+    stored: list[int | None] = []
+    bound: int | None = None  # the last chunk's edge, to see whether chunks interleave
     ordered = True
-    for first, last, data in conn.execute(
-        "SELECT first_step, last_step, data FROM chunks WHERE series_id=? ORDER BY first_step",
-        (series_id,),
+    for first, last, data, stored_ms in conn.execute(
+        "SELECT first_step, last_step, data, stored_ms FROM chunks WHERE series_id=? "
+        f"AND last_step>=? AND first_step<=? ORDER BY first_step {'DESC' if descending else ''}",
+        (series_id, low, high),
     ):
-        if first <= previous_last:
+        if bound is not None and (last >= bound if descending else first <= bound):
             ordered = False  # chunks interleave: sort at the end
-        previous_last = max(previous_last, last)
+        edge = first if descending else last
+        bound = edge if bound is None else (min(bound, edge) if descending else max(bound, edge))
         chunk_steps, chunk_values, chunk_timestamps = decode(data)
+        if chunk_steps[0] < low or chunk_steps[-1] > high:
+            kept = [i for i, step in enumerate(chunk_steps) if low <= step <= high]
+            chunk_steps = [chunk_steps[i] for i in kept]
+            chunk_values = [chunk_values[i] for i in kept]
+            chunk_timestamps = [chunk_timestamps[i] for i in kept]
+        if descending:
+            chunk_steps.reverse()
+            chunk_values.reverse()
+            chunk_timestamps.reverse()
         steps += chunk_steps
         values += chunk_values
         timestamps += chunk_timestamps
+        stored += [stored_ms] * len(chunk_steps)
         if ordered and limit is not None and len(steps) >= limit:
             break
     if not ordered:
-        order = sorted(range(len(steps)), key=steps.__getitem__)
+        order = sorted(range(len(steps)), key=steps.__getitem__, reverse=descending)
         steps = [steps[i] for i in order]
         values = [values[i] for i in order]
         timestamps = [timestamps[i] for i in order]
+        stored = [stored[i] for i in order]
     if limit is not None:
-        return steps[:limit], values[:limit], timestamps[:limit]
-    return steps, values, timestamps
+        return steps[:limit], values[:limit], timestamps[:limit], stored[:limit]
+    return steps, values, timestamps, stored
 
 
 def migrate_point_rows(conn: Connection) -> None:

@@ -7,6 +7,7 @@ in. An engine adds only how it connects, its transactions and its schema.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
@@ -72,3 +73,16 @@ def check_name(what: str, name: str) -> None:
 def encode_json(value: object) -> str:
     """JSON text with sorted keys, as metadata and labels are stored."""
     return _json_encoder.encode(value).decode()
+
+
+def parse_id(kind: str, text: str) -> int:
+    """The integer behind a string id of the API (``"12"``); a text that is none reads as not
+    found."""
+    if not text.isascii() or not text.isdigit() or len(text) > 18:
+        raise NotFoundError(f"no {kind} {text!r}")
+    return int(text)
+
+
+def now_ms() -> int:
+    """The time in Unix milliseconds."""
+    return time.time_ns() // 1_000_000

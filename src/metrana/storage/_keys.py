@@ -1,4 +1,4 @@
-"""The keys that open the server: workspace API keys, and ingestion keys scoped to one
+"""The keys that open the server: an organization's API keys, and ingestion keys scoped to one
 experiment.
 
 A key is returned once, when it is created; the store keeps its first 12 characters (to name
@@ -24,7 +24,7 @@ _INGESTION_KEY_COLUMNS = (
     "SELECT k.id, k.experiment_id, k.name, k.prefix, k.created_ns, k.revoked_ns, "
     "k.expires_ns, k.last_used_ns "
     "FROM ingestion_keys k JOIN experiments e ON e.id = k.experiment_id "
-    "WHERE e.workspace_id=? "
+    "WHERE e.org_id=? "
 )
 # A key's last use is written at most this often: not a write per request.
 LAST_USED_RESOLUTION_NS = 60 * 10**9
@@ -37,15 +37,14 @@ def _ms(ns: int | None) -> int | None:
 def _ingestion_key(row: tuple[Any, ...]) -> t.IngestionKey:
     key_id, experiment_id, name, prefix, created_ns, revoked_ns, expires_ns, used_ns = row
     return t.IngestionKey(
-        id=key_id,
-        experiment_id=experiment_id,
+        id=str(key_id),
+        experiment_id=str(experiment_id),
         name=name,
-        prefix=prefix,
-        created_ns=created_ns,
-        revoked=revoked_ns is not None,
+        created_at_ms=created_ns // 1_000_000,
         expires_at_ms=expires_ns // 1_000_000,
         revoked_at_ms=_ms(revoked_ns),
         last_used_at_ms=_ms(used_ns),
+        prefix=prefix,
     )
 
 
@@ -68,20 +67,18 @@ def _new_key(
     return int(cursor.lastrowid or 0), secret, now
 
 
-def create_api_key(conn: Connection, workspace: str, name: str) -> tuple[ApiKeyInfo, str]:
-    """A new API key of a workspace (created if needed), with its secret."""
-    workspace_id = _folders.workspace(conn, workspace)
-    key_id, secret, now = _new_key(
-        conn, "api_keys", "workspace_id", workspace_id, name, API_KEY_PREFIX
-    )
-    return ApiKeyInfo(key_id, workspace, name, secret[:12], now, revoked=False), secret
+def create_api_key(conn: Connection, organization: str, name: str) -> tuple[ApiKeyInfo, str]:
+    """A new API key of an organization (created if needed), with its secret."""
+    org_id = _folders.organization(conn, organization)
+    key_id, secret, now = _new_key(conn, "api_keys", "org_id", org_id, name, API_KEY_PREFIX)
+    return ApiKeyInfo(key_id, organization, name, secret[:12], now, revoked=False), secret
 
 
 def list_api_keys(conn: Connection) -> list[ApiKeyInfo]:
-    """Every API key of every workspace, revoked ones included, oldest first."""
+    """Every API key of every organization, revoked ones included, oldest first."""
     rows = conn.execute(
-        "SELECT k.id, w.name, k.name, k.prefix, k.created_ns, k.revoked_ns "
-        "FROM api_keys k JOIN workspaces w ON w.id = k.workspace_id ORDER BY k.id"
+        "SELECT k.id, o.name, k.name, k.prefix, k.created_ns, k.revoked_ns "
+        "FROM api_keys k JOIN organizations o ON o.id = k.org_id ORDER BY k.id"
     ).fetchall()
     return [ApiKeyInfo(r[0], r[1], r[2], r[3], r[4], r[5] is not None) for r in rows]
 
@@ -108,17 +105,17 @@ def authenticate(conn: Connection, secret: str, now_ns: int) -> tuple[Principal 
     use is due to be written (:func:`note_use`)."""
     digest = hash_secret(secret)
     found = conn.execute(
-        "SELECT k.id, k.name, w.id, w.name FROM api_keys k "
-        "JOIN workspaces w ON w.id = k.workspace_id "
+        "SELECT k.id, k.name, o.id, o.name FROM api_keys k "
+        "JOIN organizations o ON o.id = k.org_id "
         "WHERE k.hash=? AND k.revoked_ns IS NULL",
         (digest,),
     ).fetchone()
     if found is not None:
         return Principal("api", found[0], found[1], found[2], found[3]), False
     found = conn.execute(
-        "SELECT k.id, k.name, w.id, w.name, e.id, k.last_used_ns FROM ingestion_keys k "
+        "SELECT k.id, k.name, o.id, o.name, e.id, k.last_used_ns FROM ingestion_keys k "
         "JOIN experiments e ON e.id = k.experiment_id "
-        "JOIN workspaces w ON w.id = e.workspace_id "
+        "JOIN organizations o ON o.id = e.org_id "
         "WHERE k.hash=? AND k.revoked_ns IS NULL AND k.expires_ns > ?",
         (digest, now_ns),
     ).fetchone()
@@ -134,40 +131,40 @@ def note_use(conn: Connection, key_id: int, now_ns: int) -> None:
 
 
 def create_ingestion_key(
-    conn: Connection, workspace_id: int, experiment_id: int, name: str, ttl_ms: int
-) -> t.IngestionKeyCreated:
-    """A new key that may only write to one experiment for ``ttl_ms``, with its secret."""
+    conn: Connection, org_id: int, experiment_id: int, name: str, ttl_ms: int
+) -> t.IngestionKeyCreateResponse:
+    """A new key that may only write to one experiment for ``ttl_ms``, with its token."""
     if problem := t.ttl_problem(ttl_ms):
         raise InvalidRequestError(problem)
-    _experiments.row(conn, workspace_id, experiment_id)
+    _experiments.row(conn, org_id, experiment_id)
     key_id, secret, now = _new_key(
         conn, "ingestion_keys", "experiment_id", experiment_id, name, INGESTION_KEY_PREFIX
     )
     expires_ns = now + ttl_ms * 1_000_000
     conn.execute("UPDATE ingestion_keys SET expires_ns=? WHERE id=?", (expires_ns, key_id))
     row = (key_id, experiment_id, name, secret[:12], now, None, expires_ns, None)
-    return t.IngestionKeyCreated(key=_ingestion_key(row), secret=secret)
+    return t.IngestionKeyCreateResponse(key=_ingestion_key(row), token=secret)
 
 
-def list_ingestion_keys(
-    conn: Connection, workspace_id: int, experiment_id: int
-) -> list[t.IngestionKey]:
+def list_ingestion_keys(conn: Connection, org_id: int, experiment_id: int) -> list[t.IngestionKey]:
     """An experiment's ingestion keys, revoked ones included, oldest first."""
-    _experiments.row(conn, workspace_id, experiment_id)
+    _experiments.row(conn, org_id, experiment_id)
     rows = conn.execute(
         _INGESTION_KEY_COLUMNS + "AND k.experiment_id=? ORDER BY k.id",
-        (workspace_id, experiment_id),
+        (org_id, experiment_id),
     ).fetchall()
     return [_ingestion_key(tuple(r)) for r in rows]
 
 
-def revoke_ingestion_key(conn: Connection, workspace_id: int, key_id: int) -> t.IngestionKey:
-    """Revoke an ingestion key of the workspace (revoking twice keeps the first time)."""
+def revoke_ingestion_key(
+    conn: Connection, org_id: int, experiment_id: int, key_id: int
+) -> t.IngestionKey:
+    """Revoke an ingestion key of an experiment (revoking twice keeps the first time)."""
     found = require_row(
         conn,
-        _INGESTION_KEY_COLUMNS + "AND k.id=?",
-        (workspace_id, key_id),
-        f"no ingestion key {key_id} in this workspace",
+        _INGESTION_KEY_COLUMNS + "AND k.experiment_id=? AND k.id=?",
+        (org_id, experiment_id, key_id),
+        f"no ingestion key {key_id} of experiment {experiment_id} in this organization",
     )
     revoked_ns = found[5] or time.time_ns()
     conn.execute("UPDATE ingestion_keys SET revoked_ns=? WHERE id=?", (revoked_ns, key_id))

@@ -1,151 +1,280 @@
-"""Metric queries: an experiment's series with their points, several series side by side, and
-the catalog of metric names and label values.
+"""Metric queries: an experiment's events as rows, the events of several series together, and
+the catalog of an experiment's metric names and metadata values.
 
-Functions that take a ``workspace_id`` only see that workspace's experiments: an id from
-another workspace reads as not found.
+A series is (metric name, scale, metadata); its events' metadata is the series'. Rows come
+from the columnar chunks of each series that matches, read only over the step range asked and,
+when the order is by step, only as far as the limit. An event's id is derived from (series,
+step), so a point has the same id whichever path stored it.
+
+Functions that take an ``org_id`` only see that organization's experiments: an id from another
+reads as not found.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
+import msgspec
+
 from ..api import _types as t
-from . import _chunks, _experiments, _folders
-from ._base import InvalidRequestError, NotFoundError
-from ._db import Connection, and_equal, labels_decoder
+from . import _chunks, _experiments
+from ._base import InvalidRequestError
+from ._db import Connection, any_decoder, encode_json, parse_id
+
+_ROW_SORT_KEYS = ("step", "client_timestamp", "server_timestamp")
+_COMPARE_SORT_KEYS = (*_ROW_SORT_KEYS, "series")
+MAX_COMPARED_SERIES = 100
+DEFAULT_CATALOG_VALUES = 100  # values listed per metadata key without a limit
 
 
-def _json_path(key: str) -> str:
-    return '$."' + key.replace('"', '\\"') + '"'
+class _Experiment(msgspec.Struct):
+    id: int
+    org_id: int
+    slug: str
+    description: str
+    metadata: str
+
+
+class _Series(msgspec.Struct):
+    id: int
+    name: str
+    scale: str
+    labels: str  # the canonical JSON of its metadata
+    metadata: dict[str, Any]
+
+
+def _experiment(conn: Connection, org_id: int, experiment_id: str | int) -> _Experiment:
+    number = parse_id("experiment", experiment_id) if isinstance(experiment_id, str) else (
+        experiment_id)  # fmt: skip
+    found = _experiments.row(conn, org_id, number)
+    return _Experiment(found[0], found[1], found[3], found[4], found[5])
+
+
+def _series(conn: Connection, experiment_id: int, metric_name: str | None) -> list[_Series]:
+    sql = "SELECT id, metric_name, scale, labels FROM series WHERE experiment_id=?"
+    args: list[Any] = [experiment_id]
+    if metric_name is not None:
+        sql += " AND metric_name=?"
+        args.append(metric_name)
+    return [
+        _Series(r[0], r[1], r[2], r[3], any_decoder.decode(r[3]))
+        for r in conn.execute(sql + " ORDER BY metric_name, scale, labels", args).fetchall()
+    ]
+
+
+def _metadata_filter(
+    key: str | None, value: str | None, value_json: str | None
+) -> tuple[str | None, str | None]:
+    """The filter (key, canonical JSON of the wanted value or None) of the API's metadata
+    parameters: ``metadata_value`` is compared as text, ``metadata_value_json`` as JSON."""
+    if key is None:
+        if value is not None or value_json is not None:
+            raise InvalidRequestError("metadata_key is required when filtering by metadata value")
+        return None, None
+    if value is not None and value_json is not None:
+        raise InvalidRequestError("give only one of metadata_value and metadata_value_json")
+    if value_json is not None:
+        try:
+            return key, encode_json(msgspec.json.decode(value_json))
+        except msgspec.DecodeError:
+            raise InvalidRequestError(
+                f"metadata_value_json must be valid JSON, got {value_json!r}"
+            ) from None
+    return key, None if value is None else encode_json(value)
+
+
+def _matches(series: _Series, key: str | None, wanted: str | None, as_text: bool) -> bool:
+    if key is None:
+        return True
+    if key not in series.metadata:
+        return False
+    if wanted is None:
+        return True
+    have = series.metadata[key]
+    if as_text and not isinstance(have, str):
+        return encode_json(encode_json(have)) == wanted  # a number or bool compared as its text
+    return encode_json(have) == wanted
+
+
+def _sort_keys(text: str | None, allowed: tuple[str, ...]) -> list[str]:
+    if not text:
+        return ["step"]
+    keys = [key.strip() for key in text.split(",")]
+    for key in keys:
+        if key not in allowed:
+            raise InvalidRequestError(f"cannot sort by {key!r}; accepted: {', '.join(allowed)}")
+    if len(set(keys)) != len(keys):
+        raise InvalidRequestError(f"sort_by names a key twice: {text!r}")
+    return keys
+
+
+def _limit(limit: int | None) -> int:
+    if limit is None:
+        return t.DEFAULT_ROW_LIMIT
+    if limit > t.MAX_ROW_LIMIT:
+        raise InvalidRequestError(f"limit must be at most {t.MAX_ROW_LIMIT}, got {limit}")
+    return limit
+
+
+def _step_range(f: t.RowFilters) -> tuple[int | None, int | None]:
+    low, high = f.from_step, f.to_step
+    if f.step is not None:
+        low = f.step if low is None else max(low, f.step)
+        high = f.step if high is None else min(high, f.step)
+    return low, high
+
+
+class _Reader:
+    """Rows of series under one set of filters, sorted and cut to the limit."""
+
+    def __init__(self, f: t.RowFilters, allowed: tuple[str, ...]) -> None:
+        self.filters = f
+        self.keys = _sort_keys(f.sort_by, allowed)
+        self.descending = f.sort_direction == "desc"
+        self.limit = _limit(f.limit)
+        self.low, self.high = _step_range(f)
+        timed = f.from_time is not None or f.to_time is not None
+        # by step first, and nothing dropped after reading: each series' first `limit` suffice
+        self.per_series = self.limit if self.keys[0] == "step" and not timed else None
+        self.rows: list[tuple[tuple[Any, ...], t.MetricEventRow]] = []
+
+    def add(self, conn: Connection, exp: _Experiment, series: _Series, position: int) -> None:
+        """Read one series' events (``position``: its place in the request, for sorting)."""
+        if self.low is not None and self.high is not None and self.low > self.high:
+            return
+        steps, values, stamps, stored = _chunks.read_range(
+            conn, series.id, self.low, self.high, self.per_series, self.descending
+        )
+        f = self.filters
+        token = hashlib.blake2b(
+            f"{exp.id}\0{series.name}\0{series.scale}\0{series.labels}".encode(), digest_size=8
+        ).hexdigest()
+        org, experiment_id = str(exp.org_id), str(exp.id)
+        description = metadata = None
+        if f.include_experiment_meta_as_of:
+            description, metadata = exp.description, exp.metadata
+        keys = self.keys
+        for step, value, stamp, stored_ms in zip(steps, values, stamps, stored, strict=True):
+            client_ms = stamp // 1_000_000
+            if (f.from_time is not None and client_ms < f.from_time) or (
+                f.to_time is not None and client_ms > f.to_time
+            ):
+                continue
+            server_ms = client_ms if stored_ms is None else stored_ms
+            row = t.MetricEventRow(
+                event_id=f"{token}-{step}",
+                org_id=org,
+                experiment_id=experiment_id,
+                experiment_slug=exp.slug,
+                metric_name=series.name,
+                metric_value=t.encode_value(value),
+                step=step,
+                event_metadata_json=series.labels,
+                client_timestamp_ms=client_ms,
+                server_timestamp_ms=server_ms,
+                scale=series.scale,
+                experiment_description=description,
+                experiment_metadata_json=metadata,
+            )
+            by = {"step": step, "client_timestamp": client_ms, "server_timestamp": server_ms,
+                  "series": position}  # fmt: skip
+            self.rows.append(((*[by[k] for k in keys], position, step), row))
+
+    def answer(self) -> t.RowsResponse:
+        self.rows.sort(key=lambda pair: pair[0], reverse=self.descending)
+        return t.RowsResponse(rows=[row for _, row in self.rows[: self.limit]])
 
 
 def list_metrics(
-    conn: Connection,
-    workspace_id: int,
-    experiment_id: int,
-    metric_name: str | None,
-    scale: str | None,
-    limit: int | None,
-) -> t.MetricList:
-    """Every series of an experiment (optionally one metric or scale) with its points in
-    step order; ``limit`` keeps the first points of each series."""
-    query, args = and_equal(
-        "SELECT id, metric_name, scale, labels FROM series WHERE experiment_id=?",
-        [experiment_id],
-        metric_name=metric_name,
-        scale=scale,
+    conn: Connection, org_id: int, experiment_id: int, query: t.ListMetricsQuery
+) -> t.RowsResponse:
+    """An experiment's events that match ``query``, as rows."""
+    exp = _experiment(conn, org_id, experiment_id)
+    key, wanted = _metadata_filter(
+        query.metadata_key, query.metadata_value, query.metadata_value_json
     )
-    _experiments.row(conn, workspace_id, experiment_id)
-    series = []
-    for series_id, name, series_scale, labels in conn.execute(
-        query + " ORDER BY metric_name, scale, labels", args
-    ).fetchall():
-        steps, values, timestamps = _chunks.read(conn, series_id, limit)
-        points = [
-            t.MetricPoint(step, t.encode_value(value), timestamp)
-            for step, value, timestamp in zip(steps, values, timestamps, strict=True)
-        ]
-        series.append(t.MetricSeries(name, series_scale, labels_decoder.decode(labels), points))
-    return t.MetricList(experiment_id=experiment_id, series=series)
+    reader = _Reader(query, _ROW_SORT_KEYS)
+    for series in _series(conn, exp.id, query.metric_name):
+        if _matches(series, key, wanted, as_text=query.metadata_value is not None):
+            reader.add(conn, exp, series, 0)
+    return reader.answer()
 
 
-def compare_metrics(
-    conn: Connection, workspace_id: int, request: t.CompareRequest
-) -> t.CompareResponse:
-    """Several series aligned by step: one row per step any of them has (first ``limit``)."""
-    if not request.series:
-        raise InvalidRequestError("compare needs at least one series")
-    columns: list[dict[int, float | int]] = []
-    limit = max(0, request.limit)
-    for wanted in request.series:
-        _experiments.row(conn, workspace_id, wanted.experiment_id)
-        # The first ``limit`` steps of the union are among each series' first ``limit``: a
-        # step past those has ``limit`` smaller ones in its own series already.
-        steps, values, _ = _chunks.read(conn, _pick_series(conn, wanted), limit)
-        columns.append(dict(zip(steps, values, strict=True)))
-    steps = sorted(set().union(*columns))[:limit]
-    rows = [
-        t.CompareRow(step, [t.encode_value(c[step]) if step in c else None for c in columns])
-        for step in steps
-    ]
-    return t.CompareResponse(series=request.series, rows=rows)
-
-
-def _pick_series(conn: Connection, wanted: t.ComparisonMetricSeries) -> int:
-    """The one series ``wanted`` names; an error when it names none or several."""
-    query = "SELECT id, labels FROM series WHERE experiment_id=? AND metric_name=?"
-    args: list[Any] = [wanted.experiment_id, wanted.metric_name]
-    if wanted.metadata_key is not None:
-        query += " AND json_extract(labels, ?) IS ?"
-        args += [_json_path(wanted.metadata_key), wanted.metadata_value]
-    rows = conn.execute(query, args).fetchall()
-    where = f"experiment {wanted.experiment_id}, metric {wanted.metric_name!r}" + (
-        f", {wanted.metadata_key}={wanted.metadata_value!r}" if wanted.metadata_key else ""
-    )
-    if not rows:
-        raise NotFoundError(f"no series for {where}")
-    if len(rows) > 1:
-        label_sets = ", ".join(str(r[1]) for r in rows[:5])
+def parse_series(texts: list[str]) -> list[t.ComparisonMetricSeries]:
+    """The ``series`` parameters of ``compare_metrics``, each a JSON object."""
+    if not texts:
+        raise InvalidRequestError("compare_metrics needs at least one series parameter")
+    if len(texts) > MAX_COMPARED_SERIES:
         raise InvalidRequestError(
-            f"{len(rows)} series match {where} (labels {label_sets}); narrow it with "
-            "metadata_key and metadata_value"
+            f"compare_metrics takes at most {MAX_COMPARED_SERIES} series, got {len(texts)}"
         )
-    return int(rows[0][0])
+    parsed = []
+    for index, text in enumerate(texts):
+        try:
+            parsed.append(msgspec.json.decode(text, type=t.ComparisonMetricSeries))
+        except (msgspec.ValidationError, msgspec.DecodeError) as error:
+            raise InvalidRequestError(f"series[{index}] is not a valid series: {error}") from None
+    return parsed
 
 
-def metric_catalog(
-    conn: Connection, workspace_id: int, folder_id: int | None
-) -> list[t.MetricCatalogEntry]:
-    """Every metric name in the workspace (or under a folder), with its scales, label keys
-    and how many experiments and series carry it."""
-    scope, args = _experiment_scope(conn, workspace_id, folder_id)
-    entries: dict[str, t.MetricCatalogEntry] = {}
-    for name, scales, experiments, count in conn.execute(
-        "SELECT metric_name, group_concat(DISTINCT scale), "
-        "COUNT(DISTINCT experiment_id), COUNT(*) FROM series "
-        f"WHERE experiment_id IN ({scope}) GROUP BY metric_name ORDER BY metric_name",
-        args,
-    ):
-        entries[name] = t.MetricCatalogEntry(
-            metric_name=name,
-            scales=sorted(str(scales).split(",")),
-            label_keys=[],
-            experiments=experiments,
-            series=count,
+def compare_metrics(conn: Connection, org_id: int, query: t.CompareQuery) -> t.RowsResponse:
+    """The events of several series (of one experiment or several), as rows."""
+    reader = _Reader(query, _COMPARE_SORT_KEYS)
+    for position, wanted in enumerate(parse_series(query.series)):
+        exp = _experiment(conn, org_id, wanted.experiment_id)
+        key, value = _metadata_filter(
+            wanted.metadata_key, wanted.metadata_value, wanted.metadata_value_json
         )
-    for name, key in conn.execute(
-        "SELECT DISTINCT s.metric_name, j.key FROM series s, json_each(s.labels) j "
-        f"WHERE s.experiment_id IN ({scope}) ORDER BY j.key",
-        args,
-    ):
-        entries[name].label_keys.append(key)
-    return list(entries.values())
+        for series in _series(conn, exp.id, wanted.metric_name):
+            if _matches(series, key, value, as_text=wanted.metadata_value is not None):
+                reader.add(conn, exp, series, position)
+    return reader.answer()
 
 
-def _experiment_scope(
-    conn: Connection, workspace_id: int, folder_id: int | None
-) -> tuple[str, list[Any]]:
-    """A subquery (and its arguments) for the ids of the workspace's experiments, or of
-    those anywhere under a folder."""
-    if folder_id is None:
-        return "SELECT id FROM experiments WHERE workspace_id=?", [workspace_id]
-    _folders.row(conn, workspace_id, folder_id)
-    folders = _folders.subtree(conn, folder_id)
-    marks = ",".join("?" * len(folders))
-    return f"SELECT id FROM experiments WHERE folder_id IN ({marks})", list(folders)
+def catalog(
+    conn: Connection, org_id: int, experiment_id: int, limit: int | None
+) -> t.MetricCatalogResponse:
+    """An experiment's metric names with the metadata keys their events carry, by name."""
+    exp = _experiment(conn, org_id, experiment_id)
+    keys: dict[str, set[str]] = {}
+    for series in _series(conn, exp.id, None):
+        keys.setdefault(series.name, set()).update(series.metadata)
+    names = sorted(keys)[:limit]
+    return t.MetricCatalogResponse(
+        metrics=[t.MetricCatalogItem(name, sorted(keys[name])) for name in names]
+    )
 
 
-def metric_catalog_values(
-    conn: Connection, workspace_id: int, metric_name: str, label_key: str
-) -> t.MetricCatalogValues:
-    """The distinct values a label takes on a metric across the workspace."""
-    values = [
-        str(r[0])
-        for r in conn.execute(
-            "SELECT DISTINCT json_extract(s.labels, ?) AS v FROM series s "
-            "JOIN experiments e ON e.id = s.experiment_id "
-            "WHERE e.workspace_id=? AND s.metric_name=? AND v IS NOT NULL ORDER BY v",
-            (_json_path(label_key), workspace_id, metric_name),
+def catalog_values(
+    conn: Connection,
+    org_id: int,
+    experiment_id: int,
+    metric_name: str,
+    keys: list[str],
+    limit: int | None,
+) -> t.MetricCatalogValuesResponse:
+    """The distinct values each metadata key (``keys``, or every one) takes on a metric's
+    events: at most ``limit`` values per key (100 by default), ``value_count`` of them in
+    all."""
+    exp = _experiment(conn, org_id, experiment_id)
+    series = _series(conn, exp.id, metric_name)
+    scanned = 0
+    if series:
+        marks = ",".join("?" * len(series))
+        scanned = int(
+            conn.execute(
+                f"SELECT IFNULL(SUM(count), 0) FROM chunks WHERE series_id IN ({marks})",
+                [s.id for s in series],
+            ).fetchone()[0]
         )
-    ]
-    return t.MetricCatalogValues(metric_name=metric_name, label_key=label_key, values=values)
+    wanted = keys or sorted({key for s in series for key in s.metadata})
+    cap = DEFAULT_CATALOG_VALUES if limit is None else limit
+    found = []
+    for key in wanted:
+        distinct = {encode_json(s.metadata[key]): s.metadata[key] for s in series if key in s.metadata}
+        ordered = [distinct[text] for text in sorted(distinct)]
+        found.append(t.MetricCatalogMetadataValue(key, ordered[:cap], len(ordered)))
+    return t.MetricCatalogValuesResponse(
+        metadata=t.MetricCatalogValues(metric_name, scanned, found)
+    )

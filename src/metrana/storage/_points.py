@@ -7,6 +7,7 @@ stored is counted as a duplicate, not changed (see ``_chunks``).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -14,7 +15,8 @@ from typing import Any
 from ..api import _types as t
 from . import _chunks, _experiments
 from ._base import InvalidRequestError, PointRow, SeriesColumns, SeriesKey, WriteResult
-from ._db import Connection, check_name, encode_json, labels_decoder
+from .._identity import I64_MAX, name_problem
+from ._db import Connection, any_decoder, encode_json
 
 
 class SeriesIds:
@@ -59,6 +61,7 @@ def write_columns(
     accepted = 0
     duplicates = 0
     by_series: dict[str, int] = {}
+    _experiments.note_events(conn, experiment_id, events=bool(batch))
     for key, columns in batch.items():
         stored = _chunks.write(conn, series_ids.get(conn, experiment_id, key), columns)
         dup = len(columns) - stored
@@ -97,43 +100,59 @@ def write_batch(
 def ingest_json(
     conn: Connection,
     series_ids: SeriesIds,
-    workspace_id: int,
+    org_id: int,
     experiment_id: int,
-    metrics: Sequence[t.IngestMetric],
-) -> t.IngestResult:
-    """Store JSON-ingested points (call it in one transaction). A ``client_event_id`` seen
-    before, or a (series, step) already stored, counts as a duplicate; an omitted step
-    continues the series after its last stored step."""
+    events: Sequence[t.MetricCreateInput],
+) -> t.IngestResponse:
+    """Store the events of ``ingest_metrics`` (call it in one transaction). A
+    ``client_event_id`` seen before, or a (series, step) already stored, counts as a
+    duplicate; a null step continues the series after its last stored step (or the last one
+    given earlier in the request)."""
     duplicates = 0
     batch: dict[SeriesKey, SeriesColumns] = {}
     now = time.time_ns()
-    _experiments.row(conn, workspace_id, experiment_id)
+    _experiments.row(conn, org_id, experiment_id)
     next_steps: dict[SeriesKey, int] = {}
-    for metric in metrics:
-        check_name("metric_name", metric.metric_name)
+    for index, event in enumerate(events):
+        _check_event(index, event)
         seen = conn.execute(
             "INSERT OR IGNORE INTO client_events (experiment_id, client_event_id) VALUES (?,?)",
-            (experiment_id, metric.client_event_id),
+            (experiment_id, event.client_event_id),
         ).rowcount
         if not seen:
             duplicates += 1
             continue
-        key = (metric.metric_name, metric.scale, encode_json(metric.labels))
-        step = metric.step
+        key = (event.name, event.scale, encode_json(event.metadata))
+        step = event.step
         if step is None:
             step = next_steps.get(key)
             if step is None:
                 last = _chunks.last_step(conn, series_ids.get(conn, experiment_id, key))
                 step = 0 if last is None else last + 1
-        if step < 0:
-            raise InvalidRequestError(f"step {step} of {metric.metric_name!r} is < 0")
         next_steps[key] = max(step + 1, next_steps.get(key, 0))
         columns = batch.setdefault(key, SeriesColumns([], [], []))
         columns.steps.append(step)
-        columns.values.append(t.decode_value(metric.value))
-        columns.timestamps.append(metric.timestamp_ns or now)
+        columns.values.append(event.value)
+        columns.timestamps.append(now if event.timestamp_ms is None else event.timestamp_ms * 10**6)
     result = write_columns(conn, series_ids, experiment_id, batch)
-    return t.IngestResult(accepted=result.accepted, duplicates=duplicates + result.duplicates)
+    return t.IngestResponse(
+        ok=True, mode="sync", accepted=result.accepted, duplicates=duplicates + result.duplicates
+    )
+
+
+def _check_event(index: int, event: t.MetricCreateInput) -> None:
+    problem = name_problem(event.name)
+    if problem is not None:
+        raise InvalidRequestError(f"data[{index}].name {problem}")
+    if not math.isfinite(event.value):
+        raise InvalidRequestError(f"data[{index}].value must be a finite number")
+    if event.step is not None and event.step > I64_MAX:
+        raise InvalidRequestError(f"data[{index}].step must be below 2**63")
+    place = t.non_finite_path(event.metadata)
+    if place is not None:
+        raise InvalidRequestError(
+            f"data[{index}].metadata must hold finite numbers only: metadata.{place} is not"
+        )
 
 
 def points(conn: Connection, experiment_id: int) -> Iterator[PointRow]:
@@ -149,7 +168,7 @@ def points(conn: Connection, experiment_id: int) -> Iterator[PointRow]:
 
 def _rows(columns: list[tuple[Any, _chunks.Column]]) -> Iterator[PointRow]:
     for (_, name, scale, labels), (steps, values, timestamps) in columns:
-        decoded = labels_decoder.decode(labels)
+        decoded = any_decoder.decode(labels)
         for step, value, timestamp in zip(steps, values, timestamps, strict=True):
             yield PointRow(name, scale, decoded, step, value, timestamp)
 

@@ -7,8 +7,8 @@ The engine owns the connection, its transactions and the schema (``_sqlite_schem
 method opens a transaction or a read and hands the connection to the resource module that
 does the work (``_runs``, ``_points``, ``_folders``, ``_experiments``, ``_keys``, ``_metrics``,
 ``_idempotency``), written to be shared with the PostgreSQL engine to come.
-Methods that take a ``workspace_id`` only see that workspace's objects: an id from another
-workspace reads as not found.
+Methods that take an ``org_id`` only see that organization's objects: an id from another
+reads as not found.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from ..api import _types as t
 from . import (
@@ -77,11 +78,8 @@ class SqliteStore:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         with self.transaction():
-            for statement in (SCHEMA + _chunks.SCHEMA).split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            _migrations.migrate(conn, SCHEMA + _chunks.SCHEMA)
             _chunks.migrate_point_rows(conn)
-            _migrations.migrate(conn)
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -142,21 +140,38 @@ class SqliteStore:
         run_name: str,
         orchestration_id: str,
         allow_resume: bool,
+        metadata: dict[str, Any] | None = None,
+        org_id: int | None = None,
     ) -> RunHandle:
-        """Create or resume a run; answer its id and the last stored step of every series.
+        """Create or resume a run in organization ``org_id`` (a server's: the caller's); mark
+        it running, merge ``metadata`` into its own, and answer its id and the last stored
+        step of every series.
+
+        Without ``org_id`` (the embedded store, which has no keys), the run is in the
+        organization named after its workspace, as stores made before organizations were
+        migrated: so a run resumes where it was, and each workspace stays its own tenant when
+        the store is later served.
 
         Raises StorageRunExistsError when the run exists, belongs to another job (another
         orchestration id) and ``allow_resume`` is False.
         """
+        if metadata:
+            _experiments.check_metadata(metadata)
         with self.transaction() as conn:
+            if org_id is None:
+                org_id = _folders.organization(conn, workspace)
+            path = _runs.run_path(workspace, project, experiment_name)
             return _runs.open_run(
-                conn, workspace, project, experiment_name, run_name, orchestration_id, allow_resume
+                conn, org_id, path, run_name, orchestration_id, allow_resume, metadata
             )
 
-    def set_status(self, experiment_id: int, status: str) -> None:
-        """Set a run's status."""
+    def set_status(
+        self, experiment_id: int, status: str, error: t.ExperimentStatusError | None = None
+    ) -> None:
+        """End (or restart) a run: ``running``, ``done`` or ``error`` (with its name and
+        detail)."""
         with self.transaction() as conn:
-            _runs.set_status(conn, experiment_id, status)
+            _runs.set_status(conn, experiment_id, status, error)
 
     def write_points(
         self, experiment_id: int, batch: Mapping[SeriesKey, SeriesColumns]
@@ -204,28 +219,30 @@ class SqliteStore:
             return _points.count_points(conn)
 
     def ingest_json(
-        self, workspace_id: int, experiment_id: int, metrics: Sequence[t.IngestMetric]
-    ) -> t.IngestResult:
-        """Store JSON-ingested points in one transaction (see :func:`_points.ingest_json`)."""
+        self, org_id: int, experiment_id: int, events: Sequence[t.MetricCreateInput]
+    ) -> t.IngestResponse:
+        """Store the events of ``ingest_metrics`` in one transaction (see
+        :func:`_points.ingest_json`)."""
         with self.transaction() as conn:
-            return _points.ingest_json(conn, self._series_ids, workspace_id, experiment_id, metrics)
+            return _points.ingest_json(conn, self._series_ids, org_id, experiment_id, events)
 
-    # -- workspaces and keys --------------------------------------------------------------------
+    # -- organizations and keys -----------------------------------------------------------------
 
-    def workspace_id(self, name: str) -> int:
-        """The id of a workspace, created if it does not exist."""
+    def organization_id(self, name: str) -> int:
+        """The id of an organization, created if it does not exist."""
         with self.transaction() as conn:
-            return _folders.workspace(conn, name)
+            return _folders.organization(conn, name)
 
-    def workspace_names(self) -> list[str]:
-        """Every workspace's name, oldest first."""
+    def organization_names(self) -> list[str]:
+        """Every organization's name, oldest first."""
         with self.reading() as conn:
-            return _folders.workspace_names(conn)
+            return _folders.organization_names(conn)
 
-    def create_api_key(self, workspace: str, name: str) -> tuple[ApiKeyInfo, str]:
-        """A new workspace API key; the secret is returned once and only its hash is kept."""
+    def create_api_key(self, organization: str, name: str) -> tuple[ApiKeyInfo, str]:
+        """A new API key of an organization; the secret is returned once and only its hash
+        is kept."""
         with self.transaction() as conn:
-            return _keys.create_api_key(conn, workspace, name)
+            return _keys.create_api_key(conn, organization, name)
 
     def list_api_keys(self) -> list[ApiKeyInfo]:
         """Every API key, revoked ones included."""
@@ -250,140 +267,120 @@ class SqliteStore:
         return principal
 
     def create_ingestion_key(
-        self,
-        workspace_id: int,
-        experiment_id: int,
-        name: str,
-        ttl_ms: int = t.DEFAULT_INGESTION_KEY_TTL_MS,
-    ) -> t.IngestionKeyCreated:
-        """A new ingestion key of an experiment, valid for ``ttl_ms``; the secret is returned
+        self, org_id: int, experiment_id: int, name: str, ttl_ms: int
+    ) -> t.IngestionKeyCreateResponse:
+        """A new ingestion key of an experiment, valid for ``ttl_ms``; the token is returned
         once."""
         with self.transaction() as conn:
-            return _keys.create_ingestion_key(conn, workspace_id, experiment_id, name, ttl_ms)
+            return _keys.create_ingestion_key(conn, org_id, experiment_id, name, ttl_ms)
 
-    def list_ingestion_keys(self, workspace_id: int, experiment_id: int) -> list[t.IngestionKey]:
+    def list_ingestion_keys(self, org_id: int, experiment_id: int) -> list[t.IngestionKey]:
         """An experiment's ingestion keys, revoked ones included."""
         with self.reading() as conn:
-            return _keys.list_ingestion_keys(conn, workspace_id, experiment_id)
+            return _keys.list_ingestion_keys(conn, org_id, experiment_id)
 
-    def revoke_ingestion_key(self, workspace_id: int, key_id: int) -> t.IngestionKey:
-        """Revoke an ingestion key of the workspace."""
+    def revoke_ingestion_key(self, org_id: int, experiment_id: int, key_id: int) -> t.IngestionKey:
+        """Revoke an ingestion key of an experiment."""
         with self.transaction() as conn:
-            return _keys.revoke_ingestion_key(conn, workspace_id, key_id)
+            return _keys.revoke_ingestion_key(conn, org_id, experiment_id, key_id)
 
     # -- folders --------------------------------------------------------------------------------
 
-    def list_folders(self, workspace_id: int, parent_id: int | None) -> list[t.Folder]:
-        """The folders directly under a folder (the top level when None)."""
+    def list_folders(self, org_id: int, path: str | None) -> list[t.Folder]:
+        """Every folder of the organization, or only the one at ``path``."""
         with self.reading() as conn:
-            return _folders.list_folders(conn, workspace_id, parent_id)
+            return _folders.list_folders(conn, org_id, path)
 
-    def get_folder(self, workspace_id: int, folder_id: int) -> t.Folder:
-        """One folder, with its path."""
+    def get_folder(self, org_id: int, folder_id: int) -> t.FolderContentsResponse:
+        """A folder with the folders and experiments directly in it."""
         with self.reading() as conn:
-            return _folders.get_folder(conn, workspace_id, folder_id)
+            return _experiments.in_folder(conn, org_id, folder_id)
 
-    def create_folder(self, workspace_id: int, request: t.FolderCreate) -> t.Folder:
+    def create_folder(self, org_id: int, request: t.FolderCreate) -> t.Folder:
         """A new folder, its name free among its siblings."""
         with self.transaction() as conn:
-            return _folders.create_folder(conn, workspace_id, request)
+            return _folders.create_folder(conn, org_id, request)
 
-    def patch_folder(self, workspace_id: int, folder_id: int, patch: t.FolderPatch) -> t.Folder:
-        """Change a folder's description."""
+    def patch_folder(self, org_id: int, folder_id: int, patch: t.FolderPatch) -> t.Folder:
+        """Rename and/or move a folder."""
         with self.transaction() as conn:
-            return _folders.patch_folder(conn, workspace_id, folder_id, patch)
-
-    def rename_folder(self, workspace_id: int, folder_id: int, name: str) -> t.Folder:
-        """Rename a folder, the name free among its siblings."""
-        with self.transaction() as conn:
-            return _folders.rename_folder(conn, workspace_id, folder_id, name)
-
-    def move_folder(self, workspace_id: int, folder_id: int, parent_id: int | None) -> t.Folder:
-        """Move a folder under another (the top level when None), not into its own subtree."""
-        with self.transaction() as conn:
-            return _folders.move_folder(conn, workspace_id, folder_id, parent_id)
+            return _folders.patch_folder(conn, org_id, folder_id, patch)
 
     # -- experiments and annotations ------------------------------------------------------------
 
-    def get_experiment(self, workspace_id: int, experiment_id: int) -> t.Experiment:
+    def get_experiment(self, org_id: int, experiment_id: int) -> t.Experiment:
         """One experiment."""
         with self.reading() as conn:
-            return _experiments.get_experiment(conn, workspace_id, experiment_id)
+            return _experiments.get_experiment(conn, org_id, experiment_id)
 
-    def list_experiments(
-        self, workspace_id: int, folder_id: int | None, status: str | None
-    ) -> list[t.Experiment]:
-        """The workspace's experiments, optionally only those in a folder or with a status."""
+    def list_experiments(self, org_id: int, query: t.ListExperimentsQuery) -> list[t.Experiment]:
+        """The organization's experiments that match ``query``, newest first."""
         with self.reading() as conn:
-            return _experiments.list_experiments(conn, workspace_id, folder_id, status)
+            return _experiments.list_experiments(conn, org_id, query)
 
-    def create_experiment(self, workspace_id: int, request: t.ExperimentCreate) -> t.Experiment:
-        """A new experiment, its name free in its folder."""
-        _experiments.check_new_experiment(request)
+    def create_experiment(self, org_id: int, request: t.ExperimentCreate) -> t.Experiment:
+        """A new experiment, its slug free in its folder."""
+        _experiments.check_metadata(request.metadata)
         with self.transaction() as conn:
-            return _experiments.create_experiment(conn, workspace_id, request)
+            return _experiments.create_experiment(conn, org_id, request)
 
     def update_experiment_status(
-        self, workspace_id: int, experiment_id: int, status: str
+        self, org_id: int, experiment_id: int, update: t.ExperimentStatusUpdate
     ) -> t.Experiment:
-        """Set an experiment's status."""
+        """Set an experiment's status (and its lifecycle times)."""
         with self.transaction() as conn:
-            return _experiments.update_experiment_status(conn, workspace_id, experiment_id, status)
+            return _experiments.update_status(conn, org_id, experiment_id, update)
 
     def move_experiment(
-        self, workspace_id: int, experiment_id: int, folder_id: int
+        self, org_id: int, experiment_id: int, folder_id: str | None
     ) -> t.Experiment:
-        """Move an experiment to another folder, its name free there."""
+        """Move an experiment to another folder (the top level for None), its slug free
+        there."""
         with self.transaction() as conn:
-            return _experiments.move_experiment(conn, workspace_id, experiment_id, folder_id)
+            return _experiments.move_experiment(conn, org_id, experiment_id, folder_id)
 
     def create_annotation(
-        self, workspace_id: int, experiment_id: int, request: t.AnnotationCreate
-    ) -> t.Annotation:
+        self, org_id: int, experiment_id: int, request: t.AnnotationCreate
+    ) -> t.ExperimentAnnotationResponse:
         """A note on an experiment."""
-        _experiments.check_new_annotation(request)
+        _experiments.check_metadata(request.metadata)
         with self.transaction() as conn:
-            return _experiments.create_annotation(conn, workspace_id, experiment_id, request)
+            return _experiments.create_annotation(conn, org_id, experiment_id, request)
 
-    def list_annotations(self, workspace_id: int, experiment_id: int) -> list[t.Annotation]:
+    def list_annotations(
+        self, org_id: int, experiment_id: int, query: t.ListAnnotationsQuery
+    ) -> list[t.Annotation]:
         """An experiment's annotations, oldest first."""
         with self.reading() as conn:
-            return _experiments.list_annotations(conn, workspace_id, experiment_id)
+            return _experiments.list_annotations(conn, org_id, experiment_id, query)
 
     # -- metric queries -------------------------------------------------------------------------
 
     def list_metrics(
-        self,
-        workspace_id: int,
-        experiment_id: int,
-        metric_name: str | None,
-        scale: str | None,
-        limit: int | None,
-    ) -> t.MetricList:
-        """An experiment's series with their points (see :func:`_metrics.list_metrics`)."""
+        self, org_id: int, experiment_id: int, query: t.ListMetricsQuery
+    ) -> t.RowsResponse:
+        """An experiment's events as rows (see :func:`_metrics.list_metrics`)."""
         with self.reading() as conn:
-            return _metrics.list_metrics(
-                conn, workspace_id, experiment_id, metric_name, scale, limit
-            )
+            return _metrics.list_metrics(conn, org_id, experiment_id, query)
 
-    def compare_metrics(self, workspace_id: int, request: t.CompareRequest) -> t.CompareResponse:
-        """Several series aligned by step: one row per step any of them has (first ``limit``)."""
+    def compare_metrics(self, org_id: int, query: t.CompareQuery) -> t.RowsResponse:
+        """The events of several series as rows (see :func:`_metrics.compare_metrics`)."""
         with self.reading() as conn:
-            return _metrics.compare_metrics(conn, workspace_id, request)
+            return _metrics.compare_metrics(conn, org_id, query)
 
     def metric_catalog(
-        self, workspace_id: int, folder_id: int | None
-    ) -> list[t.MetricCatalogEntry]:
-        """Every metric name in the workspace (or under a folder) and what carries it."""
+        self, org_id: int, experiment_id: int, limit: int | None
+    ) -> t.MetricCatalogResponse:
+        """An experiment's metric names and the metadata keys of their events."""
         with self.reading() as conn:
-            return _metrics.metric_catalog(conn, workspace_id, folder_id)
+            return _metrics.catalog(conn, org_id, experiment_id, limit)
 
     def metric_catalog_values(
-        self, workspace_id: int, metric_name: str, label_key: str
-    ) -> t.MetricCatalogValues:
-        """The distinct values a label takes on a metric across the workspace."""
+        self, org_id: int, experiment_id: int, metric_name: str, keys: list[str], limit: int | None
+    ) -> t.MetricCatalogValuesResponse:
+        """The distinct values of a metric's metadata keys in an experiment."""
         with self.reading() as conn:
-            return _metrics.metric_catalog_values(conn, workspace_id, metric_name, label_key)
+            return _metrics.catalog_values(conn, org_id, experiment_id, metric_name, keys, limit)
 
     # -- idempotent requests --------------------------------------------------------------------
 

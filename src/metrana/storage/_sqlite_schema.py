@@ -1,41 +1,54 @@
-"""The SQLite store's tables, but for ``chunks`` (in ``_chunks``, with the code that packs
-them). Every statement is idempotent: it runs each time a store is opened."""
+"""The SQLite store's tables as the current schema version has them, but for ``chunks`` (in
+``_chunks``, with the code that packs them). Every statement is idempotent: it runs each time
+a store is opened, after ``_migrations`` has brought an older store to this shape.
+
+The tenant is the organization: API keys, folders and experiments belong to one, and a query
+only sees its caller's. A run of ``metrana.init()`` is the experiment whose slug is its
+``run_name`` in folder ``workspace/project[/experiment_name]``.
+"""
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS workspaces (
+CREATE TABLE IF NOT EXISTS organizations (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
     created_ns INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS folders (
     id INTEGER PRIMARY KEY,
-    workspace_id INTEGER NOT NULL REFERENCES workspaces(id),
+    org_id INTEGER NOT NULL REFERENCES organizations(id),
     parent_id INTEGER REFERENCES folders(id),
     name TEXT NOT NULL,
     description TEXT NOT NULL DEFAULT '',
     created_ns INTEGER NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS folders_by_name
-    ON folders(workspace_id, IFNULL(parent_id, 0), name);
+    ON folders(org_id, IFNULL(parent_id, 0), name);
 CREATE TABLE IF NOT EXISTS experiments (
     id INTEGER PRIMARY KEY,
-    workspace_id INTEGER NOT NULL REFERENCES workspaces(id),
-    folder_id INTEGER NOT NULL REFERENCES folders(id),
-    name TEXT NOT NULL,
-    status TEXT NOT NULL,
+    org_id INTEGER NOT NULL REFERENCES organizations(id),
+    folder_id INTEGER REFERENCES folders(id),
+    slug TEXT NOT NULL,
     description TEXT NOT NULL DEFAULT '',
     metadata TEXT NOT NULL DEFAULT '{}',
+    status TEXT NOT NULL,
+    error_name TEXT,
+    error_detail TEXT,
     orchestration_id TEXT,
-    created_ns INTEGER NOT NULL,
-    updated_ns INTEGER NOT NULL,
-    UNIQUE (folder_id, name)
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    started_ms INTEGER,
+    done_ms INTEGER,
+    last_heartbeat_ms INTEGER,
+    last_event_ms INTEGER
 );
+CREATE UNIQUE INDEX IF NOT EXISTS experiments_by_slug
+    ON experiments(org_id, IFNULL(folder_id, 0), slug);
 CREATE TABLE IF NOT EXISTS series (
     id INTEGER PRIMARY KEY,
     experiment_id INTEGER NOT NULL REFERENCES experiments(id),
     metric_name TEXT NOT NULL,
     scale TEXT NOT NULL,
-    labels TEXT NOT NULL,
+    labels TEXT NOT NULL,  -- the canonical JSON of the events' metadata (log()'s labels)
     UNIQUE (experiment_id, metric_name, scale, labels)
 );
 CREATE TABLE IF NOT EXISTS client_events (
@@ -45,7 +58,7 @@ CREATE TABLE IF NOT EXISTS client_events (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS api_keys (
     id INTEGER PRIMARY KEY,
-    workspace_id INTEGER NOT NULL REFERENCES workspaces(id),
+    org_id INTEGER NOT NULL REFERENCES organizations(id),
     name TEXT NOT NULL,
     prefix TEXT NOT NULL,
     hash TEXT NOT NULL UNIQUE,
@@ -59,13 +72,15 @@ CREATE TABLE IF NOT EXISTS ingestion_keys (
     prefix TEXT NOT NULL,
     hash TEXT NOT NULL UNIQUE,
     created_ns INTEGER NOT NULL,
-    revoked_ns INTEGER
+    revoked_ns INTEGER,
+    expires_ns INTEGER,
+    last_used_ns INTEGER
 );
 CREATE TABLE IF NOT EXISTS annotations (
     id INTEGER PRIMARY KEY,
     experiment_id INTEGER NOT NULL REFERENCES experiments(id),
     text TEXT NOT NULL,
-    step INTEGER,
+    step INTEGER,  -- unused since schema 3 (kept in metadata)
     timestamp_ns INTEGER NOT NULL,
     metadata TEXT NOT NULL DEFAULT '{}',
     created_ns INTEGER NOT NULL

@@ -10,6 +10,7 @@ from .._config import Config
 from .._enums import ResumeStrategy
 from .._errors import MetranaRunExistsError
 from .._identity import SeriesKey
+from ..api._types import ExperimentStatusError
 from ..dispatcher.targets import Batch
 from ..storage import RunHandle, WriteResult
 
@@ -86,7 +87,7 @@ class CapturingTarget:
     def submit_spooled(self, batch: Batch, producer_id: str, sequence: int) -> Future[WriteResult]:
         return self.submit(batch)
 
-    def set_status(self, status: str) -> None:
+    def set_status(self, status: str, error: ExperimentStatusError | None = None) -> None:
         self.status = status
 
     def close(self) -> None:

@@ -7,6 +7,7 @@ from concurrent.futures import Future
 from typing import Protocol
 
 from ..._config import Config
+from ...api._types import ExperimentStatusError
 from ..._identity import SeriesColumns, SeriesKey
 from ...storage import RunHandle, WriteResult
 
@@ -57,6 +58,8 @@ class Target(Protocol):
         ``undelivered`` gives the batch back if it could not."""
         ...
 
-    def set_status(self, status: str) -> None: ...
+    def set_status(self, status: str, error: ExperimentStatusError | None = None) -> None:
+        """End the run: ``done``, or ``error`` with its name and detail."""
+        ...
 
     def close(self) -> None: ...

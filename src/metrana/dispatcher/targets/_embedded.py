@@ -7,6 +7,7 @@ from concurrent.futures import Future
 from ..._config import Config
 from ..._enums import ResumeStrategy
 from ..._errors import MetranaRunExistsError
+from ...api._types import ExperimentStatusError
 from ...storage import RunHandle, SqliteStore, StorageError, StorageRunExistsError, WriteResult
 from ._base import Batch, DeliveryFailure
 
@@ -54,8 +55,8 @@ class EmbeddedTarget:
     def submit_spooled(self, batch: Batch, producer_id: str, sequence: int) -> Future[WriteResult]:
         return self.submit(batch)
 
-    def set_status(self, status: str) -> None:
-        self.store.set_status(self.experiment_id, status)
+    def set_status(self, status: str, error: ExperimentStatusError | None = None) -> None:
+        self.store.set_status(self.experiment_id, status, error)
 
     def close(self) -> None:
         self.store.close()

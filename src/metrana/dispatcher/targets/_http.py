@@ -14,7 +14,6 @@ import httpx
 
 from ..._config import Config, retry_policy
 from ..._errors import (
-    MetranaConfigError,
     MetranaDispatcherError,
     MetranaError,
     MetranaRunExistsError,
@@ -26,7 +25,12 @@ from ..._retry import Pacer, RetryInterrupted, RetryPolicy
 from ...api import Client, MetricsApiRequestError
 from ...api._routes import API_PREFIX, INGEST_PATH, PROTOBUF_CONTENT_TYPE
 from ...api._transport import drive, needs_tls, send_with_retries
-from ...api._types import KEY_RENEWAL_MARGIN_MS, IngestionKeyCreated, RunHandshakeRequest
+from ...api._types import (
+    KEY_RENEWAL_MARGIN_MS,
+    ExperimentStatusError,
+    IngestionKeyCreateResponse,
+    RunHandshakeRequest,
+)
 from ...proto import IngestResponse
 from ...proto._codec import decode_batch, encode_batch
 from ...storage import RunHandle, WriteResult
@@ -62,7 +66,7 @@ class HttpTarget:
         self._http: httpx.Client | None = None
         self._key_lock = threading.Lock()
         self._key_generation = 0
-        self._key_id: int | None = None  # the ingestion key this dispatcher minted
+        self._key_id: str | None = None  # the ingestion key this dispatcher minted
         self._key_renew_at = math.inf  # time.time() from which it is replaced
         self._open_lock = threading.Lock()
         self._pool = ThreadPoolExecutor(self.max_inflight, thread_name_prefix="metrana-send")
@@ -91,12 +95,10 @@ class HttpTarget:
         )
         try:
             answer = self.client.run_handshake(request)
-            key = self.client.create_ingestion_key(answer.experiment_id, name="dispatcher")
+            key = self.client.create_ingestion_key(answer.experiment.id, name="dispatcher")
         except MetricsApiRequestError as error:
             if error.error_code == "run_exists":
                 raise MetranaRunExistsError(error.server_message) from error
-            if error.error_code == "wrong_workspace":
-                raise MetranaConfigError(error.server_message) from error
             if error.status_code in (401, 403):
                 raise MetranaDispatcherError(
                     f"the server at {self.url} refused the API key ({error.status_code}): "
@@ -110,7 +112,7 @@ class HttpTarget:
                 f"the server at {self.url} refused the run handshake ({error.status_code}): "
                 f"{error.server_message}"
             ) from error
-        self.experiment_id = answer.experiment_id
+        self.experiment_id = int(answer.experiment.id)
         self._note_key(key)
         self._http = httpx.Client(
             transport=self._transport,
@@ -118,7 +120,7 @@ class HttpTarget:
             verify=needs_tls(self.url),
             timeout=httpx.Timeout(60.0, connect=10.0),
             headers={
-                "Authorization": f"Bearer {key.secret}",
+                "Authorization": f"Bearer {key.token}",
                 "Content-Type": PROTOBUF_CONTENT_TYPE,
             },
             limits=httpx.Limits(max_connections=self.max_inflight),
@@ -126,7 +128,7 @@ class HttpTarget:
         resume = [
             (s.metric_name, s.scale, labels_json(s.labels), s.last_step) for s in answer.resume
         ]
-        return RunHandle(experiment_id=answer.experiment_id, created=answer.created, resume=resume)
+        return RunHandle(experiment_id=self.experiment_id, created=answer.created, resume=resume)
 
     def submit(self, batch: Batch) -> Future[WriteResult]:
         return self._submit(batch, self.producer_id, self._next_sequence())
@@ -272,7 +274,7 @@ class HttpTarget:
             else:
                 logger.info("minting a new ingestion key: %s", why)
             try:
-                key = self.client.create_ingestion_key(self.experiment_id, name="dispatcher")
+                key = self.client.create_ingestion_key(str(self.experiment_id), name="dispatcher")
             except MetricsApiRequestError as error:
                 state = "was refused" if refused else "expires soon"
                 raise DeliveryFailure(
@@ -280,11 +282,11 @@ class HttpTarget:
                     f"({error.status_code}): {error.server_message}; check that the job's "
                     "METRANA_API_KEY is a valid API key of that server"
                 ) from None
-            self._http.headers["Authorization"] = f"Bearer {key.secret}"
+            self._http.headers["Authorization"] = f"Bearer {key.token}"
             self._note_key(key)
             self._key_generation += 1
 
-    def _note_key(self, key: IngestionKeyCreated) -> None:
+    def _note_key(self, key: IngestionKeyCreateResponse) -> None:
         """Keep the new key's id (revoked at exit) and when to renew it: a tenth of its life
         before it expires, at most 5 minutes before."""
         self._key_id = key.key.id
@@ -292,8 +294,8 @@ class HttpTarget:
         margin = min(KEY_RENEWAL_MARGIN_MS / 1000, (expires - time.time()) / 10)
         self._key_renew_at = expires - margin
 
-    def set_status(self, status: str) -> None:
-        self.client.update_experiment_status(self.experiment_id, status)
+    def set_status(self, status: str, error: ExperimentStatusError | None = None) -> None:
+        self.client.update_experiment_status(str(self.experiment_id), status, error=error)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -308,7 +310,7 @@ class HttpTarget:
             revoke.start()
             revoke.join(3.0)
 
-    def _revoke_key(self, key_id: int) -> None:
+    def _revoke_key(self, key_id: str) -> None:
         assert self.config.api_key is not None
         once = RetryPolicy(max_attempts=1)
         try:
@@ -319,9 +321,9 @@ class HttpTarget:
                 retry=once,
                 transport=self._transport,
             ) as client:
-                client.revoke_ingestion_key(key_id)
+                client.revoke_ingestion_key(str(self.experiment_id), key_id)
         except Exception as error:
-            logger.info("could not revoke the ingestion key %d: %s", key_id, error)
+            logger.info("could not revoke the ingestion key %s: %s", key_id, error)
 
 
 class _TooLarge(Exception):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from concurrent.futures import Future
 
 from ..._config import Config
+from ...api._types import ExperimentStatusError
 from ...storage import RunHandle, WriteResult
 from ._base import Batch, DeliveryFailure
 
@@ -31,7 +32,7 @@ class OfflineTarget:
     def submit_spooled(self, batch: Batch, producer_id: str, sequence: int) -> Future[WriteResult]:
         return self.submit(batch)
 
-    def set_status(self, status: str) -> None:
+    def set_status(self, status: str, error: ExperimentStatusError | None = None) -> None:
         pass
 
     def close(self) -> None:
