@@ -41,16 +41,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    """``metrana keys create|list|revoke``: the workspace API keys of a store."""
+    """``metrana keys create|list|revoke``: the organizations' API keys of a store."""
     # create may start a new store (for a new server); list and revoke need an existing one
     store = SqliteStore(args.store) if args.keys_command == "create" else open_store(args.store)
     if args.keys_command == "create":
-        info, secret = store.create_api_key(args.workspace, args.name)
+        info, secret = store.create_api_key(args.org, args.name)
         if args.json:
             payload = {**msgspec.structs.asdict(info), "secret": secret}
             print(msgspec.json.encode(payload).decode())
         else:
-            print(f"API key {info.prefix}… for workspace {info.workspace!r} (shown once):")
+            print(f"API key {info.prefix}… of organization {info.organization!r} (shown once):")
             print(secret)
         return 0
     if args.keys_command == "revoke":
@@ -58,15 +58,17 @@ def cmd_keys(args: argparse.Namespace) -> int:
         if args.json:
             print(msgspec.json.encode(info).decode())
         else:
-            print(f"revoked API key {info.id} ({info.prefix}…, workspace {info.workspace!r})")
+            print(
+                f"revoked API key {info.id} ({info.prefix}…, organization {info.organization!r})"
+            )
         return 0
     keys = store.list_api_keys()
     if args.json:
         print(msgspec.json.encode(keys).decode())
         return 0
-    header = ("ID", "PREFIX", "WORKSPACE", "NAME", "STATE")
+    header = ("ID", "PREFIX", "ORGANIZATION", "NAME", "STATE")
     rows = [
-        (str(k.id), k.prefix + "…", k.workspace, k.name, "revoked" if k.revoked else "active")
+        (str(k.id), k.prefix + "…", k.organization, k.name, "revoked" if k.revoked else "active")
         for k in keys
     ]
     print_table(header, rows)
