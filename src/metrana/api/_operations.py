@@ -18,7 +18,7 @@ from .._retry import Pacer, RetryPolicy
 from . import _inputs as inputs
 from . import _types as t
 from ._errors import MetricsApiRequestError
-from ._transport import Exchange, Op, Sleep, new_idempotency_key
+from ._transport import Exchange, Op, Sleep, encode_body, new_idempotency_key
 
 R = TypeVar("R")
 Unset = msgspec.UnsetType
@@ -247,6 +247,7 @@ class Operations(Exchange):
         """Call ``route`` with the experiment's ingestion token; on a 401 or 403 (revoked,
         expired) mint another and send again, once, with the same ``Idempotency-Key``. Old
         keys are never revoked, as in the Syvain client (they expire)."""
+        content = msgspec.Raw(encode_body(route, body))  # refused before a key is minted
         idempotency_key = new_idempotency_key()
         refused: str | None = None
         for last_try in (False, True):
@@ -258,7 +259,7 @@ class Operations(Exchange):
                         response,
                         path={"experiment_id": experiment_id},
                         query=query,
-                        body=body,
+                        body=content,
                         token=token,
                         timeout=timeout,
                         idempotency_key=idempotency_key,

@@ -94,7 +94,7 @@ class Exchange:
         *,
         path: Mapping[str, str] | None = None,
         query: msgspec.Struct | None = None,
-        body: msgspec.Struct | None = None,
+        body: msgspec.Struct | msgspec.Raw | None = None,
         token: str | None = None,
         timeout: float | None = None,
         idempotency_key: str | None = None,
@@ -143,9 +143,10 @@ def new_idempotency_key() -> str:
     return f"{IDEMPOTENCY_KEY_PREFIX}{uuid.uuid4().hex}"
 
 
-def encode_body(name: str, body: msgspec.Struct) -> bytes:
-    """``body`` as JSON; :class:`MetricsApiValidationError` for what JSON cannot carry (a
-    metadata value that is a set, say), before anything is sent."""
+def encode_body(name: str, body: msgspec.Struct | msgspec.Raw) -> bytes:
+    """``body`` as JSON (a ``Raw`` body is JSON already); :class:`MetricsApiValidationError`
+    for what JSON cannot carry (a metadata value that is an arbitrary object, say), before
+    anything is sent."""
     try:
         return _encoder.encode(body)
     except (TypeError, ValueError, OverflowError) as error:
