@@ -48,6 +48,8 @@ from ._types import (
 )
 
 __all__ = [
+    "AsyncClient",
+    "Client",
     "Annotation",
     "ComparisonMetricSeries",
     "Credentials",

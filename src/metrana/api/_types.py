@@ -127,7 +127,7 @@ class FolderPatch(msgspec.Struct, forbid_unknown_fields=True):
     """Rename and/or move (``parent_id`` null: to the top level); at least one field."""
 
     name: FolderName | UnsetType = UNSET
-    parent_id: Id | None | UnsetType = UNSET
+    parent_id: Id | UnsetType | None = UNSET
 
 
 class FoldersResponse(msgspec.Struct):
@@ -170,7 +170,7 @@ class ExperimentCreate(msgspec.Struct, forbid_unknown_fields=True):
     slug: Slug
     description: Annotated[str, Meta(max_length=4000)] = ""
     metadata: Json = {}
-    folder_id: Id | None | UnsetType = UNSET
+    folder_id: Id | UnsetType | None = UNSET
 
 
 class ExperimentStatusError(msgspec.Struct, forbid_unknown_fields=True):
@@ -391,7 +391,6 @@ class RunHandshakeResponse(msgspec.Struct):
     experiment: Experiment
     created: bool
     resume: list[SeriesLastStep]
-
 
 
 # -- query parameters -------------------------------------------------------------------------
