@@ -48,9 +48,9 @@ from ._types import (
 )
 
 __all__ = [
+    "Annotation",
     "AsyncClient",
     "Client",
-    "Annotation",
     "ComparisonMetricSeries",
     "Credentials",
     "Experiment",

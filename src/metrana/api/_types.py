@@ -158,6 +158,7 @@ class Experiment(msgspec.Struct):
     done_at_ms: int | None
     last_heartbeat_at_ms: int | None
     last_event_at_ms: int | None
+    orchestration_id: str | None = None  # Metrana's: the job that last opened the run
 
 
 class FolderContentsResponse(msgspec.Struct):
