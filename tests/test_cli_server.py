@@ -73,12 +73,12 @@ def test_login_saves_credentials_for_the_local_client(
     config = tmp_path / "config"
     monkeypatch.setenv("METRANA_CONFIG_DIR", str(config))
     out = cli("login", "--host", live_server.url, "--api-key", live_server.api_key).stdout
-    assert "logged in to" in out and "workspace 'default'" in out
+    assert f"logged in to {live_server.url}: organization" in out
     auth = config / "auth.json"
     assert auth.stat().st_mode & 0o777 == 0o600
     with Client("local") as client:
         assert client.host == live_server.url
-        assert client.auth_status().key_name == "test"
+        assert client.auth_status().auth.kind == "api_key"
     refused = cli("login", "--host", live_server.url, "--api-key", "mtr_wrong", check=False)
     assert refused.returncode == 1
     assert "unknown, revoked or expired key" in refused.stderr

@@ -1,610 +1,375 @@
-"""Unit tests of ``metrana.api.Client`` and ``AsyncClient`` against ``httpx.MockTransport``:
-the request each method sends, retries and idempotency keys, error decoding, ingestion keys and
-local credentials. (The tests against a real server live with the server.)"""
+"""Unit tests of ``metrana.Client`` and ``AsyncClient`` against ``httpx.MockTransport``: the
+surface (the Syvain client's signatures), the request each method sends, the envelope and
+error decoding, and retries. Ingestion keys and argument checks are in
+``test_client_ingest_unit.py``, credentials and hosts in ``test_client_auth_unit.py``; the real
+server is in ``test_conformance.py``."""
 
 from __future__ import annotations
 
 import asyncio
-import json
+import inspect
 import math
-import os
-import stat
+import re
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import msgspec
 import pytest
+from _api_mock import (
+    ANNOTATION,
+    AUTH,
+    EXPERIMENT,
+    FAST,
+    FOLDER,
+    HOST,
+    IDEMPOTENCY_KEY,
+    INGESTION_KEY,
+    KEY,
+    ROW,
+    Server,
+    api_error,
+    body,
+    ok,
+    raw_path,
+)
+from syvain_metrics_api_client import SyvainMetricsApiClient
 
+import metrana
 import metrana.api
-from metrana import MetranaConfigError, MetranaInvalidMetricError
 from metrana.api import (
     AsyncClient,
     Client,
     ComparisonMetricSeries,
-    IngestMetric,
-    MetricsApiAuthError,
     MetricsApiError,
     MetricsApiRequestError,
     MetricsApiResponseError,
     RetryPolicy,
     RunHandshakeRequest,
-    credentials_path,
-    delete_credentials,
-    load_credentials,
-    save_credentials,
 )
-from metrana.api._routes import ROUTES, ROUTES_BY_NAME
+from metrana.api._routes import ROUTES_BY_NAME
 
-HOST = "http://metrana.test:8765"
-KEY = "mk_api_secret"
-FAST = RetryPolicy(max_attempts=3, max_elapsed=30.0, base_delay=0.001, max_delay=0.002)
-
-FOLDER = {
-    "id": 3,
-    "workspace_id": 1,
-    "parent_id": None,
-    "name": "mnist",
-    "description": "",
-    "path": ["mnist"],
-    "created_ns": 1,
-}
-EXPERIMENT = {
-    "id": 7,
-    "workspace_id": 1,
-    "folder_id": 3,
-    "name": "baseline",
-    "status": "running",
-    "description": "",
-    "metadata": {"lr": 0.1},
-    "orchestration_id": None,
-    "created_ns": 1,
-    "updated_ns": 2,
-}
-AUTH = {
-    "auth": {"kind": "api_key"},
-    "organization": {"id": "1", "name": "me"},
-    "workspace_id": 1,
-    "workspace_name": "me",
-    "key_kind": "api",
-    "key_name": "laptop",
-    "experiment_id": None,
-}
-HANDSHAKE = {
-    "experiment_id": 7,
-    "created": True,
-    "resume": [{"metric_name": "loss", "scale": "ML_STEP", "labels": {}, "last_step": 4}],
-}
-METRIC_LIST = {
-    "experiment_id": 7,
-    "series": [
-        {
-            "metric_name": "train/loss",
-            "scale": "ML_STEP",
-            "labels": {"split": "a"},
-            "points": [[1, 0.5, 10], [2, "nan", 11]],
-        }
-    ],
-}
-SERIES = {"experiment_id": 7, "metric_name": "loss", "metadata_key": None, "metadata_value": None}
-COMPARE = {"series": [SERIES], "rows": [[1, [0.5]], [2, [None]]]}
-CATALOG = {
-    "metric_name": "loss",
-    "scales": ["ML_STEP"],
-    "label_keys": ["split"],
-    "experiments": 1,
-    "series": 2,
-}
-CATALOG_VALUES = {"metric_name": "train/loss", "label_key": "split", "values": ["a", "b"]}
-INGESTION_KEY = {
-    "id": 5,
-    "experiment_id": 7,
-    "name": "default",
-    "prefix": "mik_ab",
-    "created_ns": 1,
-    "revoked": False,
-    "expires_at_ms": 4_102_444_800_000,  # 2100: never near expiry in these tests
-    "revoked_at_ms": None,
-    "last_used_at_ms": None,
-}
-ANNOTATION = {
-    "id": 2,
-    "experiment_id": 7,
-    "text": "lr drop",
-    "step": 100,
-    "timestamp_ns": 5,
-    "metadata": {},
-    "created_ns": 6,
-}
-INGEST_RESULT = {"accepted": 2, "duplicates": 0, "pacing_seconds": 0.0}
-
-Answer = httpx.Response | Exception | Callable[[httpx.Request], httpx.Response]
+Servers = Callable[..., Server]
 
 
-def ok(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> httpx.Response:
-    """A success answer in the API's envelope."""
-    return httpx.Response(status, json={"data": body, "error": None}, headers=headers)
-
-
-def api_error(status: int, code: str, message: str, **headers: str) -> httpx.Response:
-    return httpx.Response(
-        status, json={"error": {"message": message, "details": f"code={code}"}}, headers=headers
-    )
-
-
-def key_created(secret: str) -> httpx.Response:
-    return ok({"key": {**INGESTION_KEY, "name": "client"}, "secret": secret})
-
-
-class Server:
-    """A scripted server: answers in order (the last one repeats), every request recorded."""
-
-    def __init__(self, *answers: Answer) -> None:
-        self.answers = list(answers)
-        self.requests: list[httpx.Request] = []
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
-        if isinstance(answer, Exception):
-            raise answer
-        if isinstance(answer, httpx.Response):
-            return answer
-        return answer(request)
-
-    def client(self, **kwargs: Any) -> Client:
-        kwargs.setdefault("retry", FAST)
-        kwargs.setdefault("host", HOST)
-        return Client(KEY, transport=httpx.MockTransport(self), **kwargs)
-
-    def async_client(self, **kwargs: Any) -> AsyncClient:
-        kwargs.setdefault("retry", FAST)
-        kwargs.setdefault("host", HOST)
-        return AsyncClient(KEY, transport=httpx.MockTransport(self), **kwargs)
-
-
-def raw_path(request: httpx.Request) -> str:
-    return request.url.raw_path.decode().split("?")[0]
-
-
-def body(request: httpx.Request) -> Any:
-    return json.loads(request.content) if request.content else None
-
-
-def bearer(request: httpx.Request) -> str:
-    return request.headers["Authorization"].removeprefix("Bearer ")
+@pytest.fixture(params=["sync", "async"])
+def serve(request: pytest.FixtureRequest) -> Servers:
+    """Scripted servers whose ``client()`` is a Client, then (second run) an AsyncClient."""
+    flavor: str = request.param
+    return lambda *answers: Server(*answers, flavor=flavor)
 
 
 @pytest.fixture
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Backoff sleeps, recorded instead of slept."""
+    """Waits between attempts, recorded instead of slept (blocking and asyncio alike)."""
     recorded: list[float] = []
+
+    async def asleep(seconds: float) -> None:
+        recorded.append(seconds)
+
     monkeypatch.setattr(time, "sleep", recorded.append)
+    monkeypatch.setattr(asyncio, "sleep", asleep)
     return recorded
 
 
-# -- one case per route: method, path, query, body, headers and the decoded answer ----------
+# -- the surface: the Syvain client's, exactly ------------------------------------------------
 
-CASES: list[tuple[str, tuple[Any, ...], dict[str, Any], str, str, dict[str, str], Any, Any]] = [
-    # name, args, kwargs, HTTP method, raw path, query, JSON body, answer
-    ("auth_status", (), {}, "GET", "/auth/status", {}, None, AUTH),
-    ("list_folders", (), {}, "GET", "/folders", {}, None, {"items": [FOLDER]}),
-    (
-        "create_folder",
-        ("runs",),
-        {"parent_id": 3, "description": "d"},
-        "POST",
-        "/folders",
-        {},
-        {"name": "runs", "parent_id": 3, "description": "d"},
-        FOLDER,
-    ),
-    ("get_folder", (3,), {}, "GET", "/folders/3", {}, None, FOLDER),
-    (
-        "patch_folder",
-        (3,),
-        {"description": "x"},
-        "PATCH",
-        "/folders/3",
-        {},
-        {"description": "x"},
-        FOLDER,
-    ),
-    ("rename_folder", (3, "new"), {}, "POST", "/folders/3/rename", {}, {"name": "new"}, FOLDER),
-    ("move_folder", (3, None), {}, "POST", "/folders/3/move", {}, {"parent_id": None}, FOLDER),
-    (
-        "list_experiments",
-        (),
-        {"folder_id": 3, "status": "running"},
-        "GET",
-        "/experiments",
-        {"folder_id": "3", "status": "running"},
-        None,
-        {"items": [EXPERIMENT]},
-    ),
-    (
-        "create_experiment",
-        (3, "baseline"),
-        {"metadata": {"lr": 0.1}},
-        "POST",
-        "/experiments",
-        {},
-        {
-            "folder_id": 3,
-            "name": "baseline",
-            "description": "",
-            "metadata": {"lr": 0.1},
-            "status": "running",
-        },
-        EXPERIMENT,
-    ),
-    ("get_experiment", (7,), {}, "GET", "/experiments/7", {}, None, EXPERIMENT),
-    (
-        "update_experiment_status",
-        (7, "finished"),
-        {},
-        "POST",
-        "/experiments/7/status",
-        {},
-        {"status": "finished"},
-        EXPERIMENT,
-    ),
-    (
-        "move_experiment",
-        (7, 4),
-        {},
-        "POST",
-        "/experiments/7/move",
-        {},
-        {"folder_id": 4},
-        EXPERIMENT,
-    ),
-    (
-        "run_handshake",
-        (RunHandshakeRequest(project_name="p", run_name="r", orchestration_id="o"),),
-        {},
-        "POST",
-        "/runs/handshake",
-        {},
-        {
-            "project_name": "p",
-            "run_name": "r",
-            "orchestration_id": "o",
-            "experiment_name": None,
-            "resume_strategy": "Allow",
-            "workspace_name": None,
-        },
-        HANDSHAKE,
-    ),
-    (
-        "list_metrics",
-        (7,),
-        {"metric_name": "train/loss", "scale": "ML_STEP", "limit": 10},
-        "GET",
-        "/experiments/7/metrics",
-        {"metric_name": "train/loss", "scale": "ML_STEP", "limit": "10"},
-        None,
-        METRIC_LIST,
-    ),
-    (
-        "compare_metrics",
-        ([ComparisonMetricSeries(experiment_id=7, metric_name="loss")],),
-        {"limit": 50},
-        "POST",
-        "/metrics/compare",
-        {},
-        {"series": [SERIES], "limit": 50},
-        COMPARE,
-    ),
-    (
-        "list_metric_catalog",
-        (),
-        {"folder_id": 3},
-        "GET",
-        "/metrics/catalog",
-        {"folder_id": "3"},
-        None,
-        {"items": [CATALOG]},
-    ),
-    (
-        "inspect_metric_catalog_values",
-        ("train/loss", "split"),
-        {},
-        "GET",
-        "/metrics/catalog/train%2Floss/values",
-        {"label_key": "split"},
-        None,
-        CATALOG_VALUES,
-    ),
-    (
-        "list_ingestion_keys",
-        (7,),
-        {},
-        "GET",
-        "/experiments/7/ingestion-keys",
-        {},
-        None,
-        {"items": [INGESTION_KEY]},
-    ),
-    (
-        "create_ingestion_key",
-        (7,),
-        {},
-        "POST",
-        "/experiments/7/ingestion-keys",
-        {},
-        {"name": "default"},
-        {"key": INGESTION_KEY, "secret": "mik_secret"},
-    ),
-    ("revoke_ingestion_key", (5,), {}, "DELETE", "/ingestion-keys/5", {}, None, INGESTION_KEY),
-    (
-        "list_annotations",
-        (7,),
-        {},
-        "GET",
-        "/experiments/7/annotations",
-        {},
-        None,
-        {"items": [ANNOTATION]},
-    ),
-]
+# What Metrana leaves out of the Syvain client's surface, each documented in rest-client.md.
+NOT_PROVIDED = {"from_local_dev"}  # Syvain's development service
+NOT_PROVIDED_ARGUMENTS = {"request"}  # a niquests-like callable: Metrana takes `transport`
 
 
-def test_the_cases_cover_every_route_and_both_clients_have_every_method() -> None:
-    # ingest and annotate use an ingestion key: tests of their own
-    covered = {case[0] for case in CASES} | {"ingest_metrics", "create_annotation"}
-    assert covered == set(ROUTES_BY_NAME)
-    for route in ROUTES:
-        assert callable(getattr(Client, route.name)), route.name
-        assert asyncio.iscoroutinefunction(getattr(AsyncClient, route.name)), route.name
+def _syvain_methods() -> list[str]:
+    return [
+        name
+        for name, member in inspect.getmembers(SyvainMetricsApiClient)
+        if callable(member) and not name.startswith("_")
+    ] + ["__init__"]
 
 
-def check_request(
-    request: httpx.Request,
-    name: str,
-    method: str,
-    path: str,
-    query: dict[str, str],
-    expected_body: Any,
-) -> None:
-    route = ROUTES_BY_NAME[name]
-    assert route.method == method
-    assert request.method == method
-    assert request.url.scheme == "http" and request.url.host == "metrana.test"
-    assert request.url.port == 8765
-    assert raw_path(request) == "/api/v1" + path
-    assert dict(request.url.params) == query
-    assert body(request) == expected_body
-    assert request.headers["Authorization"] == f"Bearer {KEY}"
-    if expected_body is not None:
-        assert request.headers["Content-Type"] == "application/json"
-    key = request.headers.get("Idempotency-Key")
-    if method == "GET":
-        assert key is None
-    else:
-        assert key is not None and len(key) == 32 and int(key, 16) >= 0
-    assert request.extensions["timeout"]["read"] == 10.0
+def _parameters(function: Any) -> dict[str, tuple[Any, Any]]:
+    """Each parameter's kind and default (an "unset" default of either package as UNSET)."""
+    found = {}
+    for parameter in inspect.signature(function).parameters.values():
+        default = parameter.default
+        if type(default).__name__ in ("_Unset", "UnsetType"):
+            default = "UNSET"
+        found[parameter.name] = (parameter.kind, default)
+    return found
 
 
-def check_result(result: Any, answer: Any) -> None:
-    expected = answer["items"] if set(answer) == {"items"} else answer
-    assert isinstance(result, list) == (set(answer) == {"items"})  # a Page arrives as a list
-    assert msgspec.to_builtins(result) == expected
+@pytest.mark.parametrize("method", _syvain_methods())
+@pytest.mark.parametrize("client_class", [Client, AsyncClient])
+def test_every_method_has_the_syvain_signature(method: str, client_class: type) -> None:
+    if method in NOT_PROVIDED:
+        assert not hasattr(client_class, method)
+        return
+    theirs = _parameters(getattr(SyvainMetricsApiClient, method))
+    ours = _parameters(getattr(client_class, method))
+    for name in NOT_PROVIDED_ARGUMENTS:
+        theirs.pop(name, None)
+    if "options" in ours:  # from_api_key/from_local pass the constructor's other arguments
+        assert ours.pop("options")[0] is inspect.Parameter.VAR_KEYWORD
+    assert {k: v for k, v in ours.items() if k in theirs} == theirs
+    extra = set(ours) - set(theirs)
+    assert extra <= {"retry", "transport"}, extra  # Metrana's, keyword-only, after Syvain's
+    assert list(ours)[: len(theirs)] == list(theirs)
+    sync = method in ("forget_ingestion_credential", "__init__", "from_api_key", "from_local")
+    assert inspect.iscoroutinefunction(getattr(client_class, method)) == (
+        client_class is AsyncClient and not sync
+    )
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case[0] for case in CASES])
-def test_each_method_sends_its_route(case: tuple[Any, ...]) -> None:
+def test_the_client_exposes_the_syvain_attributes() -> None:
+    client = Client(f"  {KEY} ", host=HOST + "/", timeout=3.0, ingest_timeout=4.0)
+    with client:
+        assert (client.api_key, client.host, client.timeout, client.ingest_timeout) == (
+            KEY,
+            HOST,
+            3.0,
+            4.0,
+        )
+        assert (client.org_id, client.login_at, client.auth_source) == (None, None, "api_key")
+        assert client.ingestion_key_name == "SDK ingestion key"
+        assert repr(client) == f"Client(host={HOST!r})" and KEY not in repr(client)
+    for built in (Client.from_api_key(KEY, host=HOST), AsyncClient.from_api_key(KEY, host=HOST)):
+        assert (type(built).__name__, built.api_key, built.host) in {
+            ("Client", KEY, HOST),
+            ("AsyncClient", KEY, HOST),
+        }
+
+
+def test_exported_names() -> None:
+    assert set(metrana.api.__all__) == {
+        "Annotation",
+        "AnnotationsResponse",
+        "AsyncClient",
+        "AuthStatusResponse",
+        "Client",
+        "ClientCredentials",
+        "ComparisonMetricSeries",
+        "Experiment",
+        "ExperimentAnnotationResponse",
+        "ExperimentResponse",
+        "ExperimentStatusError",
+        "ExperimentsResponse",
+        "Folder",
+        "FolderContentsResponse",
+        "FolderResponse",
+        "FoldersResponse",
+        "IngestResponse",
+        "IngestionKey",
+        "IngestionKeyCreateResponse",
+        "IngestionKeyResponse",
+        "IngestionKeysResponse",
+        "MetricCatalogItem",
+        "MetricCatalogMetadataValue",
+        "MetricCatalogResponse",
+        "MetricCatalogValues",
+        "MetricCatalogValuesResponse",
+        "MetricCreateInput",
+        "MetricEventRow",
+        "MetricsApiAuthError",
+        "MetricsApiError",
+        "MetricsApiRequestError",
+        "MetricsApiResponseError",
+        "MetricsApiValidationError",
+        "RetryPolicy",
+        "RowsResponse",
+        "RunHandshakeRequest",
+        "RunHandshakeResponse",
+        "SeriesLastStep",
+        "credentials_path",
+        "delete_credentials",
+        "load_credentials",
+        "save_credentials",
+    }
+    for name in metrana.api.__all__:
+        assert hasattr(metrana.api, name), name
+
+
+# -- one case per call: method, path, query, body, headers and the decoded answer -------------
+
+HANDSHAKE = RunHandshakeRequest(
+    workspace_name="w", project_name="p", run_name="r", orchestration_id="o"
+)
+SERIES = ComparisonMetricSeries(
+    experiment_id="7", metric_name="loss", metadata_key="split", metadata_value="train"
+)
+CATALOG = {"metrics": [{"metric_name": "loss", "metadata_keys": ["split"]}]}
+CATALOG_VALUES = {
+    "metadata": {
+        "metric_name": "loss",
+        "scanned_event_count": 2,
+        "keys": [{"key": "split", "values": ["a", 1], "value_count": 2}],
+    }
+}
+Case = tuple[str, tuple[Any, ...], dict[str, Any], str, str, list[tuple[str, str]], Any, Any]
+CASES: list[Case] = [
+    # name, args, kwargs, HTTP method, raw path under /api/v1, query, JSON body, answer's data
+    ("auth_status", (), {}, "GET", "/auth/status", [], None, AUTH),
+    ("list_folders", (), {}, "GET", "/folders", [], None, {"folders": [FOLDER]}),
+    ("list_folders", (), {"path": "a/b"}, "GET", "/folders", [("path", "a/b")], None,
+     {"folders": []}),
+    ("create_folder", ("runs",), {}, "POST", "/folders", [], {"name": "runs", "parent_id": None},
+     {"folder": FOLDER}),
+    ("create_folder", ("runs",), {"parent_id": "3"}, "POST", "/folders", [],
+     {"name": "runs", "parent_id": "3"}, {"folder": FOLDER}),
+    ("get_folder", ("3",), {}, "GET", "/folders/3", [], None,
+     {"folder": FOLDER, "folders": [FOLDER], "experiments": [EXPERIMENT]}),
+    ("patch_folder", ("3",), {"name": "x", "parent_id": None}, "PATCH", "/folders/3", [],
+     {"name": "x", "parent_id": None}, {"folder": FOLDER}),
+    ("rename_folder", ("3", "new"), {}, "PATCH", "/folders/3", [], {"name": "new"},
+     {"folder": FOLDER}),
+    ("move_folder", ("3", None), {}, "PATCH", "/folders/3", [], {"parent_id": None},
+     {"folder": FOLDER}),
+    ("list_experiments", (), {}, "GET", "/experiments", [], None, {"experiments": []}),
+    ("list_experiments", (),
+     {"status": "running", "slug": "s", "search": "q", "from_ms": 1, "to_ms": 2, "limit": 3},
+     "GET", "/experiments",
+     [("status", "running"), ("slug", "s"), ("search", "q"), ("from", "1"), ("to", "2"),
+      ("limit", "3")], None, {"experiments": [EXPERIMENT]}),
+    ("create_experiment", ("mamba-run-001",), {"description": "d", "metadata": {"m": "x"}},
+     "POST", "/experiments", [], {"slug": "mamba-run-001", "description": "d",
+                                  "metadata": {"m": "x"}}, {"experiment": EXPERIMENT}),
+    ("create_experiment", ("s",), {"folder_id": None}, "POST", "/experiments", [],
+     {"slug": "s", "description": "", "metadata": {}, "folder_id": None},
+     {"experiment": EXPERIMENT}),
+    ("get_experiment", ("7",), {}, "GET", "/experiments/7", [], None, {"experiment": EXPERIMENT}),
+    ("update_experiment_status", ("7", "done"), {}, "POST", "/experiments/7", [],
+     {"status": "done"}, {"experiment": EXPERIMENT}),
+    ("update_experiment_status", ("7", "error"),
+     {"error": {"name": "ValueError", "detail": "boom"}, "timestamp_ms": 5},
+     "POST", "/experiments/7", [],
+     {"status": "error", "error": {"name": "ValueError", "detail": "boom"}, "timestamp_ms": 5},
+     {"experiment": EXPERIMENT}),
+    ("move_experiment", ("7", "3"), {}, "PATCH", "/experiments/7", [], {"folder_id": "3"},
+     {"experiment": EXPERIMENT}),
+    ("move_experiment", ("7", None), {}, "PATCH", "/experiments/7", [], {"folder_id": None},
+     {"experiment": EXPERIMENT}),
+    ("run_handshake", (HANDSHAKE,), {}, "POST", "/runs/handshake", [],
+     msgspec.to_builtins(HANDSHAKE),
+     {"experiment": EXPERIMENT, "created": True,
+      "resume": [{"metric_name": "loss", "scale": "ML_STEP", "labels": {}, "last_step": 4}]}),
+    ("list_metrics", ("7",), {}, "GET", "/experiments/7/metrics", [], None, {"rows": [ROW]}),
+    ("list_metrics", ("7",),
+     {"metric_name": "loss", "metadata_key": "split", "metadata_value": "train",
+      "metadata_value_json": '"train"', "step": 1, "from_step": 0, "to_step": 9,
+      "from_time": 10, "to_time": 20, "sort_by": ["step", "client_timestamp"],
+      "sort_direction": "desc", "limit": 50, "include_experiment_meta_as_of": True},
+     "GET", "/experiments/7/metrics",
+     [("step", "1"), ("from_step", "0"), ("to_step", "9"), ("from_time", "10"),
+      ("to_time", "20"), ("sort_by", "step,client_timestamp"), ("sort_direction", "desc"),
+      ("limit", "50"), ("include_experiment_meta_as_of", "true"), ("metric_name", "loss"),
+      ("metadata_key", "split"), ("metadata_value", "train"),
+      ("metadata_value_json", '"train"')], None, {"rows": [ROW]}),
+    ("compare_metrics",
+     ([SERIES, {"experiment_id": "8", "metric_name": "loss", "metadata_key": "seed",
+                "metadata_value_json": "1"}, {"experiment_id": "9", "metric_name": "acc"}],),
+     {"from_step": 1, "sort_by": ["series", "step"], "limit": 500,
+      "include_experiment_meta_as_of": False},
+     "GET", "/metrics",
+     [("from_step", "1"), ("sort_by", "series,step"), ("limit", "500"),
+      ("include_experiment_meta_as_of", "false"),
+      ("series", '{"experiment_id":"7","metric_name":"loss","metadata_key":"split",'
+                 '"metadata_value":"train"}'),
+      ("series", '{"experiment_id":"8","metric_name":"loss","metadata_key":"seed",'
+                 '"metadata_value_json":"1"}'),
+      ("series", '{"experiment_id":"9","metric_name":"acc"}')], None, {"rows": [ROW, ROW]}),
+    ("list_metric_catalog", ("7",), {"limit": 10}, "GET", "/experiments/7/catalog",
+     [("limit", "10")], None, CATALOG),
+    ("inspect_metric_catalog_values", ("7", "train/loss"), {"key": ["split", "seed"], "limit": 5},
+     "GET", "/experiments/7/catalog/train%2Floss", [("key", "split"), ("key", "seed"),
+                                                    ("limit", "5")], None, CATALOG_VALUES),
+    ("inspect_metric_catalog_values", ("7", "loss"), {"key": "split"}, "GET",
+     "/experiments/7/catalog/loss", [("key", "split")], None, CATALOG_VALUES),
+    ("list_ingestion_keys", ("7",), {}, "GET", "/experiments/7/ingestion-keys", [], None,
+     {"keys": [INGESTION_KEY]}),
+    ("create_ingestion_key", ("7",), {}, "POST", "/experiments/7/ingestion-keys", [],
+     {"name": "SDK ingestion key", "ttl_ms": None}, {"key": INGESTION_KEY, "token": "mti_x"}),
+    ("create_ingestion_key", ("7",), {"name": "ci", "ttl_ms": 60_000}, "POST",
+     "/experiments/7/ingestion-keys", [], {"name": "ci", "ttl_ms": 60_000},
+     {"key": INGESTION_KEY, "token": "mti_x"}),
+    ("revoke_ingestion_key", ("7", "5"), {}, "DELETE", "/experiments/7/ingestion-keys/5", [],
+     None, {"key": {**INGESTION_KEY, "revoked_at_ms": 9}}),
+    ("list_annotations", ("7",), {"from_ms": 1, "to_ms": 2, "limit": 3}, "GET",
+     "/experiments/7/annotations", [("from", "1"), ("to", "2"), ("limit", "3")], None,
+     {"annotations": [ANNOTATION]}),
+]  # fmt: skip
+# ingest_metrics and create_annotation present an ingestion key: test_client_ingest_unit.py
+WITH_INGESTION_KEY = {"ingest_metrics", "create_annotation"}
+
+
+def test_the_cases_cover_every_route_and_every_syvain_method() -> None:
+    routes = {case[0] for case in CASES} - {"rename_folder", "move_folder"}
+    assert routes | WITH_INGESTION_KEY == set(ROUTES_BY_NAME)
+    methods = {case[0] for case in CASES} | WITH_INGESTION_KEY | {"forget_ingestion_credential"}
+    assert set(_syvain_methods()) - NOT_PROVIDED - {"__init__", "from_api_key", "from_local"} <= (
+        methods
+    )
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{case[0]}-{i}" for i, case in enumerate(CASES)])
+def test_each_method_sends_its_request_and_decodes_its_answer(serve: Servers, case: Case) -> None:
     name, args, kwargs, method, path, query, expected_body, answer = case
-    server = Server(ok(answer))
+    server = serve(ok(answer))
     with server.client() as client:
         result = getattr(client, name)(*args, **kwargs)
     (request,) = server.requests
-    check_request(request, name, method, path, query, expected_body)
-    check_result(result, answer)
+    assert (request.method, request.url.scheme, request.url.host, request.url.port) == (
+        method,
+        "http",
+        "metrana.test",
+        8765,
+    )
+    assert raw_path(request) == "/api/v1" + path
+    assert request.url.params.multi_items() == query
+    assert body(request) == expected_body
+    assert request.headers["Authorization"] == f"Bearer {KEY}"
+    assert request.headers["Accept"] == "application/json"
+    assert ("Content-Type" in request.headers) == (expected_body is not None)
+    if expected_body is not None:
+        assert request.headers["Content-Type"] == "application/json"
+    idempotency_key = request.headers.get("Idempotency-Key")
+    if method in ("POST", "PATCH") and name != "create_ingestion_key":
+        assert idempotency_key is not None
+        assert re.fullmatch(IDEMPOTENCY_KEY, idempotency_key)
+    else:
+        assert idempotency_key is None
+    assert request.extensions["timeout"]["read"] == 10.0
+    route = "patch_folder" if name in ("rename_folder", "move_folder") else name
+    assert type(result) is ROUTES_BY_NAME[route].response
+    assert msgspec.to_builtins(result) == answer
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case[0] for case in CASES])
-def test_async_client_sends_the_same_requests(case: tuple[Any, ...]) -> None:
-    name, args, kwargs, method, path, query, expected_body, answer = case
-    server = Server(ok(answer))
-
-    async def main() -> Any:
-        async with server.async_client() as client:
-            return await getattr(client, name)(*args, **kwargs)
-
-    result = asyncio.run(main())
-    (request,) = server.requests
-    check_request(request, name, method, path, query, expected_body)
-    check_result(result, answer)
-
-
-def test_none_query_parameters_are_left_out() -> None:
-    server = Server(ok({"items": []}), ok(METRIC_LIST))
+def test_path_parameters_are_quoted(serve: Servers) -> None:
+    server = serve(ok({"experiment": EXPERIMENT}))
     with server.client() as client:
-        assert client.list_experiments(folder_id=None, status=None) == []
-        client.list_metrics(7)
-    assert [str(r.url) for r in server.requests] == [
-        f"{HOST}/api/v1/experiments",
-        f"{HOST}/api/v1/experiments/7/metrics",
-    ]
+        client.get_experiment("a b/c?d#e")
+    assert raw_path(server.requests[0]) == "/api/v1/experiments/a%20b%2Fc%3Fd%23e"
 
 
-def test_path_parameters_are_quoted() -> None:
-    server = Server(ok(CATALOG_VALUES))
+def test_each_write_gets_its_own_idempotency_key(serve: Servers) -> None:
+    server = serve(ok({"folder": FOLDER}))
     with server.client() as client:
-        client.inspect_metric_catalog_values("a b/c?d#e", "k")
-    assert raw_path(server.requests[0]) == "/api/v1/metrics/catalog/a%20b%2Fc%3Fd%23e/values"
-
-
-def test_a_host_is_an_origin_a_trailing_slash_dropped_a_path_refused() -> None:
-    server = Server(ok(AUTH))
-    with server.client(host="https://example.org/") as client:
-        assert client.host == "https://example.org"
-        client.auth_status()
-    assert str(server.requests[0].url) == "https://example.org/api/v1/auth/status"
-    for bad in (
-        "https://example.org/metrana",
-        "https://example.org?x=1",
-        "https://u:p@example.org",
-    ):
-        with pytest.raises(MetricsApiAuthError, match=r"not allowed"):
-            Client(KEY, host=bad)
-
-
-def test_each_write_gets_its_own_idempotency_key() -> None:
-    server = Server(ok(FOLDER))
-    with server.client() as client:
-        client.rename_folder(3, "a")
-        client.rename_folder(3, "a")
+        client.rename_folder("3", "a")
+        client.rename_folder("3", "a")
     keys = {request.headers["Idempotency-Key"] for request in server.requests}
     assert len(keys) == 2
 
 
-# -- retries ----------------------------------------------------------------------------------
-
-
-def test_a_503_is_retried_with_the_same_idempotency_key(sleeps: list[float]) -> None:
-    server = Server(api_error(503, "unavailable", "restarting"), ok(FOLDER))
+def test_non_finite_values_of_rows_read_as_floats(serve: Servers) -> None:
+    rows = [{**ROW, "metric_value": text} for text in ("nan", "inf", "-inf")] + [ROW]
+    server = serve(ok({"rows": rows}))
     with server.client() as client:
-        folder = client.create_folder("runs")
-    assert folder.name == "mnist"
-    first, second = server.requests
-    assert first.headers["Idempotency-Key"] == second.headers["Idempotency-Key"]
-    assert first.content == second.content
-    assert len(sleeps) == 1 and 0 <= sleeps[0] <= FAST.max_delay
+        values = [row.metric_value for row in client.list_metrics("7").rows]
+    assert math.isnan(values[0]) and values[1:] == [math.inf, -math.inf, 0.5]
+    assert all(isinstance(value, float) for value in values)
 
 
-@pytest.mark.parametrize("status", [408, 429, 500, 502, 504])
-def test_transient_statuses_are_retried(status: int, sleeps: list[float]) -> None:
-    server = Server(httpx.Response(status, text="busy"), ok(FOLDER))
-    with server.client() as client:
-        client.get_folder(3)
-    assert len(server.requests) == 2
-
-
-def test_retry_after_is_honoured(sleeps: list[float]) -> None:
-    server = Server(api_error(429, "rate_limited", "slow down", **{"Retry-After": "2"}), ok(AUTH))
-    with server.client() as client:
-        client.auth_status()
-    assert sleeps and sleeps[0] >= 2.0
-
-
-def test_transport_errors_are_retried(sleeps: list[float]) -> None:
-    server = Server(
-        httpx.ConnectError("refused"),
-        httpx.ReadTimeout("slow"),
-        httpx.RemoteProtocolError("hung up"),
-        ok(FOLDER),
-    )
-    policy = RetryPolicy(max_attempts=5, base_delay=0.001, max_delay=0.002)
-    with server.client(retry=policy) as client:
-        client.move_folder(3, 1)
-    assert len(server.requests) == 4
-    assert len({r.headers["Idempotency-Key"] for r in server.requests}) == 1
-    assert len(sleeps) == 3
-
-
-def test_unreachable_after_the_budget_is_status_0(sleeps: list[float]) -> None:
-    server = Server(httpx.ConnectError("connection refused"))
-    with server.client() as client, pytest.raises(MetricsApiRequestError) as caught:
-        client.list_folders()
-    error = caught.value
-    assert error.status_code is None and error.error_code is None and error.retryable
-    assert HOST in error.server_message
-    assert "ConnectError" in error.server_message and "connection refused" in str(error)
-    assert "3 attempts" in str(error)
-    assert len(server.requests) == FAST.max_attempts
-    assert len(sleeps) == FAST.max_attempts - 1
-
-
-def test_the_elapsed_budget_stops_retries(sleeps: list[float]) -> None:
-    server = Server(api_error(503, "unavailable", "down", **{"Retry-After": "100"}))
-    policy = RetryPolicy(max_attempts=10, max_elapsed=5.0, base_delay=0.001, max_delay=0.002)
-    with server.client(retry=policy) as client, pytest.raises(MetricsApiRequestError) as caught:
-        client.get_folder(3)
-    assert len(server.requests) == 1 and sleeps == []  # 100 s does not fit a 5 s budget
-    assert caught.value.status_code == 503 and caught.value.error_code == "unavailable"
-
-
-def test_a_spent_budget_on_a_status_raises_that_status(sleeps: list[float]) -> None:
-    server = Server(api_error(503, "unavailable", "still restarting"))
-    with server.client() as client, pytest.raises(MetricsApiRequestError) as caught:
-        client.get_experiment(7)
-    assert caught.value.status_code == 503
-    assert caught.value.error_code == "unavailable"
-    assert "still restarting" in caught.value.server_message
-    assert len(server.requests) == FAST.max_attempts
-
-
-def test_a_non_retryable_transport_error_fails_at_once(sleeps: list[float]) -> None:
-    server = Server(httpx.UnsupportedProtocol("no such scheme"))
-    with server.client() as client, pytest.raises(MetricsApiRequestError) as caught:
-        client.auth_status()
-    assert caught.value.status_code is None and len(server.requests) == 1 and sleeps == []
-
-
-def test_the_default_policy_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("METRANA_RETRY_MAX_ATTEMPTS", "2")
-    monkeypatch.setattr(time, "sleep", lambda seconds: None)
-    server = Server(httpx.ConnectError("refused"))
-    client = Client(KEY, host=HOST, transport=httpx.MockTransport(server))
-    with client, pytest.raises(MetricsApiRequestError):
-        client.auth_status()
-    assert len(server.requests) == 2
-
-
-# -- errors -----------------------------------------------------------------------------------
-
-
-def test_an_error_answer_is_decoded() -> None:
-    server = Server(api_error(404, "not_found", "no folder 3"))
-    with server.client() as client, pytest.raises(MetricsApiRequestError) as caught:
-        client.get_folder(3)
-    error = caught.value
-    assert (error.status_code, error.error_code, error.retryable) == (404, "not_found", False)
-    assert str(error) == "HTTP 404: no folder 3: code=not_found"
-    assert isinstance(error, MetricsApiError) and isinstance(error, metrana.MetranaError)
-    assert len(server.requests) == 1  # a 4xx is an answer, not retried
-
-
-def test_an_error_that_is_not_json_keeps_its_text() -> None:
-    server = Server(httpx.Response(400, text="x" * 500))
-    with server.client() as client, pytest.raises(MetricsApiRequestError) as caught:
-        client.get_folder(3)
-    assert caught.value.error_code is None and caught.value.status_code == 400
-    assert caught.value.server_message == "x" * 500
-
-
-def test_an_error_without_a_body_uses_the_reason() -> None:
-    server = Server(httpx.Response(403))
-    with server.client() as client, pytest.raises(MetricsApiRequestError) as caught:
-        client.auth_status()
-    assert caught.value.error_code is None and caught.value.server_message == "Forbidden"
-
-
-@pytest.mark.parametrize(
-    "answer",
-    [
-        httpx.Response(200, json={"id": 3}),
-        httpx.Response(200, json={"data": {"id": 3}}),
-        httpx.Response(200, json={"data": {"id": 3}, "error": "no"}),
-        ok({"id": "three"}),
-        ok({"items": [{"id": 1}]}),
-    ],
-)
-def test_a_garbage_answer_is_a_response_error(answer: httpx.Response) -> None:
-    server = Server(answer)
-    with server.client() as client, pytest.raises(MetricsApiResponseError) as caught:
-        client.list_folders() if "items" in answer.text else client.get_folder(3)
-    message = str(caught.value)
-    assert "list_folders" in message or "get_folder" in message
-    assert len(server.requests) == 1
-
-
-def test_a_closed_client_says_so() -> None:
-    server = Server(ok(AUTH))
+def test_a_closed_client_says_so(serve: Servers) -> None:
+    server = serve(ok(AUTH))
     with server.client() as client:
         pass
     with pytest.raises(MetricsApiError, match="closed"):
@@ -612,350 +377,246 @@ def test_a_closed_client_says_so() -> None:
     assert server.requests == []
 
 
-def test_bad_settings_are_refused() -> None:
-    with pytest.raises(MetricsApiAuthError):
-        Client("")
-    with pytest.raises(MetricsApiAuthError, match="host"):
-        Client(KEY, host="metrana.test:8765")
-    with pytest.raises(MetranaConfigError, match="timeout"):
-        Client(KEY, timeout=0)
-
-
-# -- ingestion --------------------------------------------------------------------------------
-
-
-def ingest_server(*ingest_answers: httpx.Response, secrets: Iterator[str] | None = None) -> Server:
-    """Mints ``mik_1``, ``mik_2``… and answers the ingest calls in order."""
-    minted = secrets or iter(f"mik_{n}" for n in range(1, 100))
-    answers = list(ingest_answers)
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        if raw_path(request).endswith("/ingestion-keys"):
-            return key_created(next(minted))
-        return answers.pop(0) if len(answers) > 1 else answers[0]
-
-    return Server(handle)
-
-
-def test_ingest_mints_a_key_once_and_sends_points_with_it() -> None:
-    server = ingest_server(ok(INGEST_RESULT))
-    with server.client() as client:
-        result = client.ingest_metrics(
-            7,
-            [
-                {"metric_name": "loss", "value": float("nan"), "step": 1},
-                IngestMetric(client_event_id="e2", metric_name="loss", value=math.inf, step=2),
-                {"metric_name": "acc", "value": 1, "labels": {"split": "a"}, "scale": "EPISODE"},
-            ],
-        )
-        client.ingest_metrics(7, [{"metric_name": "loss", "value": 0.5}], sync=False)
-    assert result.accepted == 2
-    mint, first, second = server.requests
-    assert (mint.method, raw_path(mint)) == ("POST", "/api/v1/experiments/7/ingestion-keys")
-    assert body(mint) == {"name": "client"} and bearer(mint) == KEY
-    assert (first.method, raw_path(first)) == ("POST", "/api/v1/experiments/7/metrics")
-    assert bearer(first) == bearer(second) == "mik_1"
-    assert "Idempotency-Key" in first.headers
-    assert first.extensions["timeout"]["read"] == 60.0  # ingest_timeout
-    sent = body(first)
-    assert sent["sync"] is True and body(second)["sync"] is False
-    nan, inf, acc = sent["metrics"]
-    assert nan["value"] == "nan" and nan["step"] == 1 and len(nan["client_event_id"]) == 32
-    assert inf == {
-        "client_event_id": "e2",
-        "metric_name": "loss",
-        "value": "inf",
-        "step": 2,
-        "scale": "ML_STEP",
-        "labels": {},
-        "timestamp_ns": None,
-    }
-    assert acc["labels"] == {"split": "a"} and acc["scale"] == "EPISODE" and acc["value"] == 1
-    assert body(second)["metrics"][0]["client_event_id"] != nan["client_event_id"]
-
-
-def test_annotations_are_sent_with_the_cached_ingestion_key() -> None:
-    def handle(request: httpx.Request) -> httpx.Response:
-        if raw_path(request).endswith("/ingestion-keys"):
-            return key_created("mik_1")
-        return ok(INGEST_RESULT) if raw_path(request).endswith("/metrics") else ok(ANNOTATION)
-
-    server = Server(handle)
-    with server.client() as client:
-        client.ingest_metrics(7, [{"metric_name": "loss", "value": 1.0}])
-        annotation = client.create_annotation(7, "lr drop", step=100)
-    assert annotation.text == ANNOTATION["text"]
-    mint, _, annotate = server.requests
-    assert raw_path(mint).endswith("/ingestion-keys")
-    assert (annotate.method, raw_path(annotate)) == ("POST", "/api/v1/experiments/7/annotations")
-    assert bearer(annotate) == "mik_1"
-    assert body(annotate) == {"text": "lr drop", "step": 100, "timestamp_ns": None, "metadata": {}}
-
-
-def test_keys_are_cached_per_experiment_and_can_be_forgotten() -> None:
-    server = ingest_server(ok(INGEST_RESULT))
-    point = [{"metric_name": "loss", "value": 1.0}]
-    with server.client() as client:
-        client.ingest_metrics(7, point)
-        client.ingest_metrics(8, point)
-        client.ingest_metrics(7, point)
-        client.forget_ingestion_credential(7)
-        client.ingest_metrics(7, point)
-    paths = [raw_path(r).rsplit("/", 1)[1] for r in server.requests]
-    assert paths == ["ingestion-keys", "metrics"] * 2 + ["metrics", "ingestion-keys", "metrics"]
-    assert [bearer(r) for r in server.requests if raw_path(r).endswith("metrics")] == [
-        "mik_1",
-        "mik_2",
-        "mik_1",
-        "mik_3",
-    ]
-
-
-def test_a_401_on_ingest_mints_a_new_key_once() -> None:
-    server = ingest_server(api_error(401, "unauthorized", "key revoked"), ok(INGEST_RESULT))
-    with server.client() as client:
-        assert client.ingest_metrics(7, [{"metric_name": "loss", "value": 1.0}]).accepted == 2
-        client.ingest_metrics(7, [{"metric_name": "loss", "value": 2.0}])
-    ingests = [r for r in server.requests if raw_path(r).endswith("/metrics")]
-    assert [bearer(r) for r in ingests] == ["mik_1", "mik_2", "mik_2"]
-    assert body(ingests[0]) == body(ingests[1])
-
-
-def test_a_second_401_is_raised() -> None:
-    server = ingest_server(api_error(401, "unauthorized", "no ingestion for you"))
-    with server.client() as client, pytest.raises(MetricsApiRequestError) as caught:
-        client.ingest_metrics(7, [{"metric_name": "loss", "value": 1.0}])
-    assert caught.value.status_code == 401 and caught.value.error_code == "unauthorized"
-    assert len(server.requests) == 4  # mint, ingest, mint, ingest
-
-
-def test_other_ingest_errors_keep_the_key() -> None:
-    server = ingest_server(api_error(404, "not_found", "no experiment 7"), ok(INGEST_RESULT))
-    with server.client() as client:
-        with pytest.raises(MetricsApiRequestError):
-            client.ingest_metrics(7, [{"metric_name": "loss", "value": 1.0}])
-        client.ingest_metrics(7, [{"metric_name": "loss", "value": 1.0}])
-    assert len(server.requests) == 3
-
-
-def test_ingest_waits_for_the_servers_pacing_hint(sleeps: list[float]) -> None:
-    server = ingest_server(ok({**INGEST_RESULT, "pacing_seconds": 5.0}))
-    with server.client() as client:
-        client.ingest_metrics(7, [{"metric_name": "loss", "value": 1.0}])
-        assert sleeps == []
-        client.ingest_metrics(7, [{"metric_name": "loss", "value": 1.0}])
-    assert len(sleeps) == 1 and 4.0 < sleeps[0] <= 5.0
+# -- the envelope ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    "metric",
+    ("answer", "message"),
     [
-        {"value": 1.0},
-        {"metric_name": "loss", "value": [1]},
-        {"metric_name": "l", "value": 1.0, "x": 1},
+        (httpx.Response(200, json=[AUTH]), "Metrics API response must be a JSON object."),
+        (httpx.Response(200, json={"data": AUTH}), "Metrics API response must include error."),
+        (
+            httpx.Response(200, json={"data": AUTH, "error": ""}),
+            "Metrics API response error must be null.",
+        ),
+        (
+            httpx.Response(200, json={"data": AUTH, "error": "nope"}),
+            "Metrics API error: nope",
+        ),
+        (
+            httpx.Response(200, json={"data": AUTH, "error": {"message": "m", "details": "d"}}),
+            "Metrics API error: m: d",
+        ),
+        (
+            httpx.Response(200, json={"data": AUTH, "error": 3}),
+            "Metrics API error: Metrics API request failed.",
+        ),
+        (httpx.Response(200, json={"error": None}), "Metrics API response must include data."),
+        (ok({"auth": {"kind": "robot"}}), "Metrics API response for auth_status did not match "
+         "the expected schema."),
+        (ok(None), "Metrics API response for auth_status did not match the expected schema."),
     ],
+)  # fmt: skip
+def test_an_answer_out_of_the_envelope_is_a_response_error(
+    serve: Servers, answer: httpx.Response, message: str
+) -> None:
+    server = serve(answer)
+    with server.client() as client, pytest.raises(MetricsApiResponseError) as caught:
+        client.auth_status()
+    assert str(caught.value) == message
+    assert isinstance(caught.value, MetricsApiError) and isinstance(caught.value, RuntimeError)
+    assert len(server.requests) == 1
+
+
+def test_a_schema_mismatch_keeps_what_did_not_match_as_its_cause(serve: Servers) -> None:
+    server = serve(ok({"folders": [{**FOLDER, "folder_id": 3}]}))
+    with server.client() as client, pytest.raises(MetricsApiResponseError) as caught:
+        client.list_folders()
+    assert "Expected `str`, got `int` - at `$.folders[0].folder_id`" in str(caught.value.__cause__)
+
+
+def test_extra_fields_of_an_answer_are_allowed(serve: Servers) -> None:
+    server = serve(ok({"folder": {**FOLDER, "color": "blue"}, "etag": "x"}))
+    with server.client() as client:
+        assert client.create_folder("f").folder.name == "mnist"
+
+
+def test_a_success_that_is_not_json_is_a_retryable_request_error_not_retried(
+    serve: Servers,
+) -> None:
+    server = serve(httpx.Response(200, text="<html>proxy</html>"))
+    with server.client() as client, pytest.raises(MetricsApiRequestError) as caught:
+        client.auth_status()
+    assert caught.value.retryable and caught.value.status_code is None
+    assert str(caught.value).startswith("Metrics API request failed for auth_status: ")
+    assert len(server.requests) == 1
+
+
+# -- error answers -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("answer", "message", "code", "server_message"),
+    [
+        (
+            httpx.Response(404, json={"error": {"message": "no experiment 7",
+                                                "details": "code=not_found;id=7"}}),
+            "HTTP 404: no experiment 7: code=not_found;id=7", "not_found", "no experiment 7",
+        ),
+        (httpx.Response(400, json={"error": "bad things"}), "HTTP 400: bad things", None,
+         "bad things"),
+        (httpx.Response(400, json={"error": {"details": "code=x"}}),
+         "HTTP 400: Metrics API request failed.: code=x", "x", "Metrics API request failed."),
+        (httpx.Response(403, json={"detail": "no"}), 'HTTP 403: {"detail":"no"}', None,
+         '{"detail":"no"}'),
+        (httpx.Response(400, text="x" * 600), "HTTP 400: " + "x" * 500, None, "x" * 500),
+        (httpx.Response(403), "HTTP 403: Metrics API request failed.", None,
+         "Metrics API request failed."),
+    ],
+)  # fmt: skip
+def test_an_error_answer_is_decoded_as_the_syvain_client_does(
+    serve: Servers, answer: httpx.Response, message: str, code: str | None, server_message: str
+) -> None:
+    server = serve(answer)
+    with server.client() as client, pytest.raises(MetricsApiRequestError) as caught:
+        client.get_experiment("7")
+    error = caught.value
+    assert str(error) == message
+    assert (error.status_code, error.error_code, error.retryable) == (
+        answer.status_code,
+        code,
+        False,
+    )
+    assert error.server_message == server_message
+    assert isinstance(error, MetricsApiError) and isinstance(error, metrana.MetranaError)
+    assert len(server.requests) == 1  # a 4xx is an answer, not retried
+
+
+# -- retries -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [(408, None), (425, None), (429, None), (500, None), (502, None), (503, "unavailable")],
 )
-def test_an_invalid_metric_mapping_is_refused_before_sending(metric: dict[str, Any]) -> None:
-    server = ingest_server(ok(INGEST_RESULT))
-    with server.client() as client, pytest.raises(MetranaInvalidMetricError):
-        client.ingest_metrics(7, [metric])
-    assert server.requests == []
-
-
-# -- local credentials ------------------------------------------------------------------------
-
-
-@pytest.fixture
-def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    directory = tmp_path / "config"
-    monkeypatch.setenv("METRANA_CONFIG_DIR", str(directory))
-    return directory
-
-
-def test_credentials_are_saved_private_and_read_back(config_dir: Path) -> None:
-    path = save_credentials("http://metrana.test:9000/", "mk_local")
-    assert path == credentials_path() == config_dir / "auth.json"
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    saved = json.loads(path.read_text())
-    assert saved.pop("loginAt") / 1000 == pytest.approx(time.time(), abs=60)
-    assert saved == {"apiKey": "mk_local", "host": "http://metrana.test:9000", "orgId": None}
-    credentials = load_credentials()
-    assert (credentials.host, credentials.api_key) == ("http://metrana.test:9000", "mk_local")
-    assert "mk_local" not in repr(credentials)
-    save_credentials("https://other.test", "mk_two")  # replaced, no temporary left behind
-    assert load_credentials().api_key == "mk_two"
-    assert sorted(p.name for p in config_dir.iterdir() if not p.name.endswith(".lock")) == [
-        "auth.json"
-    ]
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-
-
-def test_local_client_uses_the_saved_host_and_key(config_dir: Path) -> None:
-    save_credentials("http://saved.test:9000", "mk_local")
-    server = Server(ok(AUTH))
-    with Client("local", transport=httpx.MockTransport(server), retry=FAST) as client:
-        assert client.host == "http://saved.test:9000"
-        client.auth_status()
-    with Client("local", host=HOST, transport=httpx.MockTransport(server)) as client:
-        client.auth_status()
-    first, second = server.requests
-    assert str(first.url) == "http://saved.test:9000/api/v1/auth/status"
-    assert str(second.url) == f"{HOST}/api/v1/auth/status"
-    assert bearer(first) == bearer(second) == "mk_local"
-
-
-def test_missing_credentials_say_how_to_log_in(config_dir: Path) -> None:
-    with pytest.raises(MetricsApiAuthError, match=r"metrana login --host URL --api-key KEY"):
-        Client("local")
-    config_dir.mkdir()
-    (config_dir / "auth.json").write_text('{"host": "http://x.test"}')
-    with pytest.raises(MetricsApiAuthError, match=r"metrana login --host URL --api-key KEY"):
-        load_credentials()
-    (config_dir / "auth.json").write_text("not json")
-    with pytest.raises(MetricsApiAuthError, match=r"metrana login"):
-        AsyncClient("local")
-
-
-def test_logout_deletes_the_credentials(config_dir: Path) -> None:
-    assert delete_credentials() is False
-    save_credentials(HOST, "mk_local")
-    assert delete_credentials() is True
-    assert not credentials_path().exists()
-
-
-def test_saving_checks_host_and_key(config_dir: Path) -> None:
-    with pytest.raises(MetranaConfigError):
-        save_credentials("ftp://x", "k")
-    with pytest.raises(MetricsApiAuthError):
-        save_credentials(HOST, " ")
-    assert not credentials_path().exists()
-
-
-def test_the_config_dir_follows_xdg_then_home(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_transient_answers_are_retried_with_the_same_idempotency_key(
+    serve: Servers, sleeps: list[float], status: int, code: str | None
 ) -> None:
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    assert credentials_path() == tmp_path / "xdg" / "metrana" / "auth.json"
-    monkeypatch.delenv("XDG_CONFIG_HOME")
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert credentials_path() == tmp_path / "home" / ".config" / "metrana" / "auth.json"
-    monkeypatch.setenv("METRANA_CONFIG_DIR", str(tmp_path / "explicit"))
-    assert credentials_path() == tmp_path / "explicit" / "auth.json"
+    first = api_error(status, code, "later") if code else httpx.Response(status, text="busy")
+    server = serve(first, ok({"folder": FOLDER}))
+    with server.client() as client:
+        assert client.create_folder("runs").folder.name == "mnist"
+    retried, answered = server.requests
+    assert retried.headers["Idempotency-Key"] == answered.headers["Idempotency-Key"]
+    assert retried.content == answered.content
+    assert len(sleeps) == 1 and 0 <= sleeps[0] <= FAST.max_delay
 
 
-def test_the_host_falls_back_to_the_environment_then_loopback(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    with Client(KEY) as client:
-        assert client.host == "http://127.0.0.1:8765"
-    monkeypatch.setenv("METRANA_HOST", "https://env.test/")
-    with Client(KEY) as client:
-        assert client.host == "https://env.test"
-    with Client(KEY, host="http://arg.test") as client:
-        assert client.host == "http://arg.test"
+def test_reads_and_deletes_are_retried_too(serve: Servers, sleeps: list[float]) -> None:
+    server = serve(
+        httpx.Response(503),
+        ok(AUTH),
+        httpx.Response(502),
+        ok({"key": INGESTION_KEY}),
+    )
+    with server.client() as client:
+        client.auth_status()
+        client.revoke_ingestion_key("7", "5")
+    assert [r.method for r in server.requests] == ["GET", "GET", "DELETE", "DELETE"]
+    assert all("Idempotency-Key" not in r.headers for r in server.requests)
 
 
-# -- the async client -------------------------------------------------------------------------
+def test_retry_after_is_honoured(serve: Servers, sleeps: list[float]) -> None:
+    server = serve(api_error(429, "rate_limited", "slow down", **{"Retry-After": "2"}), ok(AUTH))
+    with server.client() as client:
+        client.auth_status()
+    assert sleeps and sleeps[0] >= 2.0
 
 
-def test_async_retries_keep_the_idempotency_key() -> None:
-    server = Server(api_error(503, "unavailable", "restarting"), ok(FOLDER))
-
-    async def main() -> None:
-        async with server.async_client() as client:
-            await client.create_folder("runs")
-
-    asyncio.run(main())
-    first, second = server.requests
-    assert first.headers["Idempotency-Key"] == second.headers["Idempotency-Key"]
+def test_in_progress_is_polled_apart_from_the_attempts(serve: Servers, sleeps: list[float]) -> None:
+    busy = api_error(409, "idempotency_key_in_progress", "still running")
+    server = serve(*[busy] * 9, ok({"experiment": EXPERIMENT}))
+    once = RetryPolicy(max_attempts=1)
+    with server.client(retry=once) as client:
+        client.update_experiment_status("7", "done")
+    assert len(server.requests) == 10 and sleeps == [0.5] * 9
+    assert len({r.headers["Idempotency-Key"] for r in server.requests}) == 1
 
 
-def test_async_errors_and_ingestion_keys() -> None:
-    server = ingest_server(api_error(401, "unauthorized", "revoked"), ok(INGEST_RESULT))
-    garbage = Server(httpx.Response(200, json={"nope": 1}))
-    failing = Server(api_error(409, "conflict", "name taken"))
-
-    async def main() -> None:
-        async with server.async_client() as client:
-            result = await client.ingest_metrics(7, [{"metric_name": "loss", "value": 1.0}])
-            assert result.accepted == 2
-        async with garbage.async_client() as client:
-            with pytest.raises(MetricsApiResponseError, match="auth_status"):
-                await client.auth_status()
-        async with failing.async_client() as client:
-            with pytest.raises(MetricsApiRequestError) as caught:
-                await client.create_folder("runs")
-            assert (caught.value.status_code, caught.value.error_code) == (409, "conflict")
-        client = failing.async_client()
-        await client.aclose()
-        with pytest.raises(MetricsApiError, match="closed"):
-            await client.auth_status()
-
-    asyncio.run(main())
-    assert [bearer(r) for r in server.requests] == [KEY, "mik_1", KEY, "mik_2"]
+def test_the_tenth_in_progress_answer_is_raised(serve: Servers, sleeps: list[float]) -> None:
+    server = serve(api_error(409, "idempotency_key_in_progress", "still running"))
+    with server.client() as client, pytest.raises(MetricsApiRequestError) as caught:
+        client.update_experiment_status("7", "done")
+    assert len(server.requests) == 10
+    error = caught.value
+    assert (error.status_code, error.error_code, error.retryable) == (
+        409,
+        "idempotency_key_in_progress",
+        True,
+    )
+    assert "gave up after 10 answers" in str(error)
 
 
-def test_async_unreachable_is_status_0() -> None:
-    server = Server(httpx.ConnectError("refused"))
+def test_a_plain_409_is_an_answer_not_retried(serve: Servers, sleeps: list[float]) -> None:
+    server = serve(api_error(409, "conflict", "slug taken"))
+    with server.client() as client, pytest.raises(MetricsApiRequestError) as caught:
+        client.create_experiment("s")
+    assert (caught.value.status_code, caught.value.retryable, len(server.requests)) == (
+        409,
+        False,
+        1,
+    )
 
-    async def main() -> MetricsApiRequestError:
-        async with server.async_client() as client:
-            try:
-                await client.list_folders()
-            except MetricsApiRequestError as error:
-                return error
-        raise AssertionError("no error")
 
-    error = asyncio.run(main())
-    assert error.status_code is None and HOST in error.server_message
+def test_transport_errors_are_retried(serve: Servers, sleeps: list[float]) -> None:
+    server = serve(
+        httpx.ConnectError("refused"),
+        httpx.ReadTimeout("slow"),
+        httpx.RemoteProtocolError("hung up"),
+        ok({"folder": FOLDER}),
+    )
+    policy = RetryPolicy(max_attempts=5, base_delay=0.001, max_delay=0.002)
+    with server.client(retry=policy) as client:
+        client.move_folder("3", "1")
+    assert len(server.requests) == 4 and len(sleeps) == 3
+    assert len({r.headers["Idempotency-Key"] for r in server.requests}) == 1
+
+
+def test_unreachable_after_the_budget_has_no_status(serve: Servers, sleeps: list[float]) -> None:
+    server = serve(httpx.ConnectError("connection refused"))
+    with server.client() as client, pytest.raises(MetricsApiRequestError) as caught:
+        client.list_folders()
+    error = caught.value
+    assert error.status_code is None and error.error_code is None and error.retryable
+    assert str(error).startswith(f"cannot reach {HOST}: ConnectError: connection refused")
+    assert "gave up after 3 attempts" in str(error)
+    assert len(server.requests) == FAST.max_attempts and len(sleeps) == FAST.max_attempts - 1
+
+
+def test_a_spent_budget_raises_the_last_answer(serve: Servers, sleeps: list[float]) -> None:
+    server = serve(api_error(503, "unavailable", "still restarting"))
+    with server.client() as client, pytest.raises(MetricsApiRequestError) as caught:
+        client.get_experiment("7")
+    assert (caught.value.status_code, caught.value.error_code) == (503, "unavailable")
+    assert "still restarting" in caught.value.server_message
     assert len(server.requests) == FAST.max_attempts
 
 
-# -- the public surface -----------------------------------------------------------------------
+def test_the_elapsed_budget_stops_retries(serve: Servers, sleeps: list[float]) -> None:
+    server = serve(api_error(503, "unavailable", "down", **{"Retry-After": "100"}))
+    policy = RetryPolicy(max_attempts=10, max_elapsed=5.0, base_delay=0.001, max_delay=0.002)
+    with server.client(retry=policy) as client, pytest.raises(MetricsApiRequestError) as caught:
+        client.get_folder("3")
+    assert len(server.requests) == 1 and sleeps == []  # 100 s does not fit a 5 s budget
+    assert caught.value.status_code == 503
 
 
-def test_exported_names() -> None:
-    assert set(metrana.api.__all__) == {
-        "Annotation",
-        "AsyncClient",
-        "AuthStatus",
-        "Client",
-        "CompareResponse",
-        "CompareRow",
-        "ComparisonMetricSeries",
-        "Credentials",
-        "Experiment",
-        "ExperimentStatus",
-        "Folder",
-        "IngestMetric",
-        "IngestResult",
-        "IngestionKey",
-        "IngestionKeyCreated",
-        "MetricCatalogEntry",
-        "MetricCatalogValues",
-        "MetricList",
-        "MetricPoint",
-        "MetricSeries",
-        "MetricsApiAuthError",
-        "MetricsApiError",
-        "MetricsApiRequestError",
-        "MetricsApiResponseError",
-        "PointValue",
-        "RetryPolicy",
-        "RunHandshakeRequest",
-        "RunHandshakeResponse",
-        "Scale",
-        "SeriesLastStep",
-        "credentials_path",
-        "decode_value",
-        "delete_credentials",
-        "encode_value",
-        "load_credentials",
-        "save_credentials",
-    }
-    for name in metrana.api.__all__:
-        assert hasattr(metrana.api, name), name
-    assert os.fspath(credentials_path()).endswith("auth.json")
+def test_a_non_retryable_transport_error_fails_at_once(serve: Servers, sleeps: list[float]) -> None:
+    server = serve(httpx.UnsupportedProtocol("no such scheme"))
+    with server.client() as client, pytest.raises(MetricsApiRequestError) as caught:
+        client.auth_status()
+    assert caught.value.status_code is None and len(server.requests) == 1 and sleeps == []
+
+
+def test_the_default_policy_comes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, sleeps: list[float]
+) -> None:
+    monkeypatch.setenv("METRANA_RETRY_MAX_ATTEMPTS", "2")
+    server = Server(httpx.ConnectError("refused"))
+    client = Client(KEY, host=HOST, transport=httpx.MockTransport(server))
+    with client, pytest.raises(MetricsApiRequestError):
+        client.auth_status()
+    assert len(server.requests) == 2
 
 
 def test_a_plain_http_client_needs_no_tls_unless_a_proxy_is_set(
@@ -971,76 +632,3 @@ def test_a_plain_http_client_needs_no_tls_unless_a_proxy_is_set(
     assert needs_tls("https://metrana.example.com")
     monkeypatch.setenv("https_proxy", "https://proxy.internal:3128")
     assert needs_tls("http://127.0.0.1:8765")
-
-
-# -- the Syvain API's conventions ----------------------------------------------------------
-
-
-def test_an_answer_that_is_not_json_is_a_retryable_request_error_not_retried() -> None:
-    server = Server(httpx.Response(200, text="<html>proxy</html>"))
-    with server.client() as client, pytest.raises(MetricsApiRequestError) as caught:
-        client.auth_status()
-    assert caught.value.retryable and caught.value.status_code is None
-    assert str(caught.value).startswith("Metrics API request failed for auth_status")
-    assert len(server.requests) == 1
-
-
-@pytest.mark.parametrize(
-    ("status", "code"),
-    [(408, None), (425, None), (429, None), (409, "idempotency_key_in_progress")],
-)
-def test_transient_answers_are_retried_with_the_same_key(
-    sleeps: list[float], status: int, code: str | None
-) -> None:
-    first = api_error(status, code, "later") if code else httpx.Response(status)
-    server = Server(first, ok(FOLDER))
-    with server.client() as client:
-        assert client.create_folder("runs").name == "mnist"
-    keys = [request.headers["Idempotency-Key"] for request in server.requests]
-    assert len(keys) == 2 and keys[0] == keys[1]
-
-
-def test_a_plain_409_is_an_answer_not_retried(sleeps: list[float]) -> None:
-    server = Server(api_error(409, "conflict", "name taken"))
-    with server.client() as client, pytest.raises(MetricsApiRequestError) as caught:
-        client.create_folder("runs")
-    assert (caught.value.status_code, caught.value.retryable, len(server.requests)) == (
-        409,
-        False,
-        1,
-    )
-
-
-def test_an_error_as_plain_text_in_the_envelope_is_read(sleeps: list[float]) -> None:
-    server = Server(httpx.Response(400, json={"error": "bad things"}))
-    with server.client() as client, pytest.raises(MetricsApiRequestError) as caught:
-        client.auth_status()
-    assert str(caught.value) == "HTTP 400: bad things"
-    assert caught.value.error_code is None
-
-
-def test_local_credentials_in_the_syvain_format_and_the_older_one(
-    config_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    config_dir.mkdir(parents=True)
-    path = config_dir / "auth.json"
-    path.write_text(json.dumps({"apiKey": "mk_syvain", "host": "http://s.test", "orgId": "7"}))
-    credentials = load_credentials()
-    assert (credentials.api_key, credentials.host, credentials.org_id) == (
-        "mk_syvain",
-        "http://s.test",
-        "7",
-    )
-    path.write_text(json.dumps({"host": "http://old.test", "api_key": "mk_old"}))
-    assert (load_credentials().api_key, load_credentials().host) == ("mk_old", "http://old.test")
-    for bad, says in (
-        ("[1]", "invalid credentials"),
-        ("{", "not JSON"),
-        ('{"host": "h"}', "invalid credentials"),
-    ):
-        path.write_text(bad)
-        with pytest.raises(MetricsApiAuthError, match=says):
-            load_credentials()
-    monkeypatch.delenv("METRANA_CONFIG_DIR")
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-    assert credentials_path() == tmp_path / "xdg" / "metrana" / "auth.json"

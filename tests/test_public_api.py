@@ -29,6 +29,7 @@ def test_exported_names_are_exactly_the_public_api() -> None:
         "MetricsApiError",
         "MetricsApiRequestError",
         "MetricsApiResponseError",
+        "MetricsApiValidationError",
         "ResumeStrategy",
         "SessionStats",
         "StandardMetricScale",
@@ -85,6 +86,9 @@ def test_the_rest_client_is_exported_but_loaded_on_first_use() -> None:
     assert metrana.ComparisonMetricSeries is api.ComparisonMetricSeries
     assert issubclass(metrana.MetricsApiRequestError, metrana.MetricsApiError)
     assert issubclass(metrana.MetricsApiError, metrana.MetranaError)
+    assert issubclass(metrana.MetricsApiError, RuntimeError)  # as in the Syvain client
+    assert issubclass(metrana.MetricsApiAuthError, metrana.MetricsApiError)  # as its README says
+    assert issubclass(metrana.MetricsApiValidationError, ValueError)
     try:
         metrana.NoSuchThing  # noqa: B018
     except AttributeError as error:

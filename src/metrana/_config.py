@@ -329,8 +329,9 @@ SETTINGS: tuple[Setting, ...] = (
         user_path,
         None,
         "a directory path",
-        "`$XDG_CONFIG_HOME/metrana`",
-        'Where `metrana login` saves `auth.json` for `Client("local")`; else `~/.config/metrana`.',
+        "`$XDG_CONFIG_HOME/syvain-metrics`",
+        'Where `metrana login` saves `auth.json` for `Client("local")` (the Syvain CLI\'s file); '
+        "else `~/.config/syvain-metrics`.",
     ),
 )
 
@@ -551,15 +552,15 @@ def session_root_override(environ: Mapping[str, str] | None = None) -> Path | No
 
 
 def config_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """Where ``metrana login`` keeps ``auth.json``: ``METRANA_CONFIG_DIR``, else
-    ``$XDG_CONFIG_HOME/metrana``, else ``~/.config/metrana``."""
+    """Where ``metrana login`` keeps ``auth.json``: ``METRANA_CONFIG_DIR``, else the Syvain
+    CLI's directory, ``$XDG_CONFIG_HOME/syvain-metrics``, else ``~/.config/syvain-metrics``."""
     env = os.environ if environ is None else environ
     chosen: Path | None = read("METRANA_CONFIG_DIR", None, env)
     if chosen is not None:
         return chosen
     if env.get("XDG_CONFIG_HOME"):
-        return Path(env["XDG_CONFIG_HOME"]).expanduser() / "metrana"
-    return Path.home() / ".config" / "metrana"
+        return Path(env["XDG_CONFIG_HOME"]).expanduser() / "syvain-metrics"
+    return Path.home() / ".config" / "syvain-metrics"
 
 
 def api_host(

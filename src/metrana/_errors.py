@@ -17,10 +17,11 @@ Every exception the library raises derives from :class:`MetranaError`::
     │   └── TargetUnreachableError*              the target did not answer the handshake
     ├── MetranaDeliveryError                     the dispatcher could not deliver data
     ├── MetranaCorruptRingError                  a ring file does not hold what it should
-    └── MetricsApiError                          the REST client's errors (metrana.Client)
-        ├── MetricsApiRequestError               an HTTP error answer, or no answer (status 0)
-        ├── MetricsApiResponseError              a 2xx answer whose body does not match its type
-        └── MetricsApiAuthError                  local credentials (auth.json) missing or invalid
+    └── MetricsApiError (RuntimeError)           the REST client's errors (metrana.Client)
+        ├── MetricsApiRequestError               an HTTP error answer, or no answer at all
+        ├── MetricsApiResponseError              a 2xx answer that is not the API's envelope/type
+        ├── MetricsApiAuthError                  no usable API key or host (auth.json, host=)
+        └── MetricsApiValidationError (ValueError) a call's arguments refused before sending
 
 Those marked * are internal: raised and caught inside Metrana, never by a public call.
 """
@@ -45,6 +46,7 @@ __all__ = [
     "MetricsApiError",
     "MetricsApiRequestError",
     "MetricsApiResponseError",
+    "MetricsApiValidationError",
 ]
 
 
@@ -113,8 +115,8 @@ class MetranaCorruptRingError(MetranaError):
     """A ring file's header or a record in it is not what the ring format promises."""
 
 
-class MetricsApiError(MetranaError):
-    """Root of the REST client's errors."""
+class MetricsApiError(MetranaError, RuntimeError):
+    """Root of the REST client's errors (a ``RuntimeError``, as in the Syvain client)."""
 
 
 class MetricsApiRequestError(MetricsApiError):
@@ -143,8 +145,17 @@ class MetricsApiRequestError(MetricsApiError):
 
 
 class MetricsApiResponseError(MetricsApiError):
-    """A successful answer whose body does not match the expected type."""
+    """A successful answer that is not the API's envelope, or whose ``data`` does not match
+    the expected type."""
 
 
 class MetricsApiAuthError(MetricsApiError):
-    """Local authentication (``~/.config/metrana/auth.json``) is missing or invalid."""
+    """No usable credentials: an empty API key, a bad host, or ``auth="local"`` without a
+    valid ``auth.json``. (In the Syvain package this class derives from ``RuntimeError`` only;
+    here it is a ``MetricsApiError``, as that package's README promises.)"""
+
+
+class MetricsApiValidationError(MetricsApiError, ValueError):
+    """A call's arguments break the API's rules (an unknown field, a string too long, a
+    non-finite number, more than 1,000 metrics...): refused before anything is sent. Also a
+    ``ValueError``, as the Syvain client's pydantic errors are."""

@@ -1,13 +1,14 @@
-"""The typed REST client of a Metrana server, and the payload types it sends and returns::
+"""The REST client of the Syvain Metrics API, and the payload types it sends and returns::
 
     from metrana.api import Client
 
     with Client("local") as client:  # after `metrana login --host URL --api-key KEY`
-        for project in client.list_folders():
-            print(project.name)
+        for folder in client.list_folders().folders:
+            print(folder.path_name)
 
-:class:`AsyncClient` has the same methods as coroutines. Errors derive from
-:class:`MetricsApiError` (see :mod:`metrana.api._errors` for the tree).
+:class:`Client` has the signatures and answers of the Syvain package's
+``SyvainMetricsApiClient``; :class:`AsyncClient` has the same methods as coroutines. Errors
+derive from :class:`MetricsApiError` (the tree is drawn in :mod:`metrana._errors`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 from .._retry import RetryPolicy
 from ._async_client import AsyncClient
 from ._auth import (
-    Credentials,
+    ClientCredentials,
     credentials_path,
     delete_credentials,
     load_credentials,
@@ -27,53 +28,81 @@ from ._errors import (
     MetricsApiError,
     MetricsApiRequestError,
     MetricsApiResponseError,
+    MetricsApiValidationError,
 )
 from ._types import (
     Annotation,
+    AnnotationsResponse,
+    AuthStatusResponse,
     ComparisonMetricSeries,
     Experiment,
-    ExperimentStatus,
+    ExperimentAnnotationResponse,
+    ExperimentResponse,
+    ExperimentsResponse,
+    ExperimentStatusError,
     Folder,
+    FolderContentsResponse,
+    FolderResponse,
+    FoldersResponse,
     IngestionKey,
+    IngestionKeyCreateResponse,
+    IngestionKeyResponse,
+    IngestionKeysResponse,
+    IngestResponse,
+    MetricCatalogItem,
+    MetricCatalogMetadataValue,
+    MetricCatalogResponse,
     MetricCatalogValues,
+    MetricCatalogValuesResponse,
     MetricCreateInput,
     MetricEventRow,
-    PointValue,
+    RowsResponse,
     RunHandshakeRequest,
     RunHandshakeResponse,
-    Scale,
     SeriesLastStep,
-    decode_value,
-    encode_value,
 )
 
 __all__ = [
     "Annotation",
+    "AnnotationsResponse",
     "AsyncClient",
+    "AuthStatusResponse",
     "Client",
+    "ClientCredentials",
     "ComparisonMetricSeries",
-    "Credentials",
     "Experiment",
-    "ExperimentStatus",
+    "ExperimentAnnotationResponse",
+    "ExperimentResponse",
+    "ExperimentStatusError",
+    "ExperimentsResponse",
     "Folder",
+    "FolderContentsResponse",
+    "FolderResponse",
+    "FoldersResponse",
+    "IngestResponse",
     "IngestionKey",
+    "IngestionKeyCreateResponse",
+    "IngestionKeyResponse",
+    "IngestionKeysResponse",
+    "MetricCatalogItem",
+    "MetricCatalogMetadataValue",
+    "MetricCatalogResponse",
     "MetricCatalogValues",
+    "MetricCatalogValuesResponse",
     "MetricCreateInput",
     "MetricEventRow",
     "MetricsApiAuthError",
     "MetricsApiError",
     "MetricsApiRequestError",
     "MetricsApiResponseError",
-    "PointValue",
+    "MetricsApiValidationError",
     "RetryPolicy",
+    "RowsResponse",
     "RunHandshakeRequest",
     "RunHandshakeResponse",
-    "Scale",
     "SeriesLastStep",
     "credentials_path",
-    "decode_value",
     "delete_credentials",
-    "encode_value",
     "load_credentials",
     "save_credentials",
 ]

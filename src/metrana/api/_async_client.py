@@ -1,5 +1,5 @@
-"""``metrana.api.AsyncClient``: the typed asyncio REST client, with the surface of
-:class:`~._client.Client` (every method a coroutine, ``aclose()`` for ``close()``)."""
+"""``metrana.AsyncClient``: the surface of :class:`~._client.Client` for asyncio code, every
+call a coroutine driving the same definition in :mod:`._operations`."""
 
 from __future__ import annotations
 
@@ -8,11 +8,20 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
+import msgspec
+from msgspec import UNSET
 
 from .._retry import RetryPolicy
 from . import _types as t
+from ._auth import CredentialsLike
 from ._errors import MetricsApiError
-from ._operations import Operations, open_operations
+from ._operations import row_filters
+from ._settings import (
+    DEFAULT_INGEST_TIMEOUT,
+    DEFAULT_INGESTION_KEY_NAME,
+    DEFAULT_TIMEOUT,
+    ClientSettings,
+)
 from ._transport import Op, adrive, needs_tls
 
 __all__ = ["AsyncClient"]
@@ -20,35 +29,35 @@ __all__ = ["AsyncClient"]
 T = TypeVar("T")
 
 
-class AsyncClient:
-    """A Metrana server's REST API for asyncio code: the methods and arguments of
-    :class:`Client`, awaited. ``transport`` is an ``httpx.AsyncBaseTransport``.
-
-    Use it as an async context manager, or call :meth:`aclose`.
+class AsyncClient(ClientSettings):
+    """:class:`Client` for asyncio: the same constructor (``transport`` is an
+    ``httpx.AsyncBaseTransport``), methods, arguments and answers, every call awaited
+    (``forget_ingestion_credential``, which sends nothing, is a plain method). Use it as an
+    async context manager, or call :meth:`aclose`.
     """
 
     def __init__(
         self,
-        api_key: str,
-        host: str | None = None,
-        timeout: float = 10.0,
-        ingest_timeout: float = 60.0,
+        auth: str | CredentialsLike = "local",
         *,
+        host: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        ingest_timeout: float = DEFAULT_INGEST_TIMEOUT,
+        ingestion_key_name: str = DEFAULT_INGESTION_KEY_NAME,
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self._ops: Operations = open_operations(api_key, host, timeout, ingest_timeout, retry)
-        self._http = httpx.AsyncClient(
-            transport=transport, timeout=timeout, verify=needs_tls(self._ops.host)
+        super().__init__(
+            auth,
+            host=host,
+            timeout=timeout,
+            ingest_timeout=ingest_timeout,
+            ingestion_key_name=ingestion_key_name,
+            retry=retry,
         )
-
-    @property
-    def host(self) -> str:
-        """The server's base URL (without ``/api/v1``)."""
-        return self._ops.host
-
-    def __repr__(self) -> str:
-        return f"AsyncClient(host={self.host!r})"
+        self._http = httpx.AsyncClient(
+            transport=transport, timeout=self.timeout, verify=needs_tls(self.host)
+        )
 
     async def _run(self, op: Op[T]) -> T:
         if self._http.is_closed:
@@ -73,157 +82,247 @@ class AsyncClient:
     ) -> None:
         await self.aclose()
 
-    # -- auth ---------------------------------------------------------------------------
+    # -- auth, folders ------------------------------------------------------------------
 
-    async def auth_status(self) -> t.AuthStatus:
-        """The workspace and key the server sees for this client's API key."""
+    async def auth_status(self) -> t.AuthStatusResponse:
+        """Who the API key is: ``auth.kind`` and its ``organization``."""
         return await self._run(self._ops.auth_status())
 
-    # -- folders ------------------------------------------------------------------------
+    async def list_folders(self, *, path: str | None = None) -> t.FoldersResponse:
+        """Every folder of the organization, or only the one whose ``path_name`` is ``path``."""
+        return await self._run(self._ops.list_folders(path))
 
-    async def list_folders(self, parent_id: int | None = None) -> list[t.Folder]:
-        """The folders under ``parent_id`` (the top-level folders, i.e. projects, if None)."""
-        return await self._run(self._ops.list_folders(parent_id))
+    async def create_folder(self, name: str, *, parent_id: str | None = None) -> t.FolderResponse:
+        """A new folder ``name`` under ``parent_id`` (at the top level if None)."""
+        return await self._run(self._ops.create_folder(name, parent_id))
 
-    async def create_folder(
-        self, name: str, parent_id: int | None = None, description: str = ""
-    ) -> t.Folder:
-        """A new folder ``name`` under ``parent_id`` (top level if None)."""
-        return await self._run(self._ops.create_folder(name, parent_id, description))
-
-    async def get_folder(self, folder_id: int) -> t.Folder:
-        """One folder."""
+    async def get_folder(self, folder_id: str) -> t.FolderContentsResponse:
+        """A folder with its sub-folders and experiments."""
         return await self._run(self._ops.get_folder(folder_id))
 
-    async def patch_folder(self, folder_id: int, *, description: str | None = None) -> t.Folder:
-        """Change a folder's description (None leaves it as it is)."""
-        return await self._run(self._ops.patch_folder(folder_id, description))
+    async def patch_folder(
+        self,
+        folder_id: str,
+        *,
+        name: str | None = None,
+        parent_id: str | msgspec.UnsetType | None = UNSET,
+    ) -> t.FolderResponse:
+        """Rename (``name``) and/or move (``parent_id``; None: to the top level) a folder."""
+        return await self._run(self._ops.patch_folder(folder_id, name, parent_id))
 
-    async def rename_folder(self, folder_id: int, name: str) -> t.Folder:
-        """Give a folder a new name."""
-        return await self._run(self._ops.rename_folder(folder_id, name))
+    async def rename_folder(self, folder_id: str, name: str) -> t.FolderResponse:
+        """``patch_folder(folder_id, name=name)``."""
+        return await self.patch_folder(folder_id, name=name)
 
-    async def move_folder(self, folder_id: int, parent_id: int | None) -> t.Folder:
-        """Move a folder under ``parent_id`` (to the top level if None)."""
-        return await self._run(self._ops.move_folder(folder_id, parent_id))
+    async def move_folder(self, folder_id: str, parent_id: str | None) -> t.FolderResponse:
+        """``patch_folder(folder_id, parent_id=parent_id)``."""
+        return await self.patch_folder(folder_id, parent_id=parent_id)
 
     # -- experiments --------------------------------------------------------------------
 
     async def list_experiments(
-        self, folder_id: int | None = None, status: str | None = None
-    ) -> list[t.Experiment]:
-        """The experiments of a folder (of the workspace if None), optionally by status."""
-        return await self._run(self._ops.list_experiments(folder_id, status))
+        self,
+        *,
+        status: str | None = None,
+        slug: str | None = None,
+        search: str | None = None,
+        from_ms: int | None = None,
+        to_ms: int | None = None,
+        limit: int | None = None,
+    ) -> t.ExperimentsResponse:
+        """The organization's experiments, by status, slug, text in the slug or description,
+        and creation time (``from_ms`` inclusive, ``to_ms`` exclusive)."""
+        return await self._run(
+            self._ops.list_experiments(status, slug, search, from_ms, to_ms, limit)
+        )
 
     async def create_experiment(
         self,
-        folder_id: int,
-        name: str,
+        slug: str,
+        *,
         description: str = "",
         metadata: Mapping[str, Any] | None = None,
-        status: str = "running",
-    ) -> t.Experiment:
-        """A new experiment ``name`` in ``folder_id``."""
-        return await self._run(
-            self._ops.create_experiment(folder_id, name, description, metadata, status)
-        )
+        folder_id: str | msgspec.UnsetType | None = UNSET,
+    ) -> t.ExperimentResponse:
+        """A new experiment (status ``created``), in folder ``folder_id`` or at the root."""
+        return await self._run(self._ops.create_experiment(slug, description, metadata, folder_id))
 
-    async def get_experiment(self, experiment_id: int) -> t.Experiment:
+    async def get_experiment(self, experiment_id: str) -> t.ExperimentResponse:
         """One experiment."""
         return await self._run(self._ops.get_experiment(experiment_id))
 
-    async def update_experiment_status(self, experiment_id: int, status: str) -> t.Experiment:
-        """Set an experiment's status: running, finished, crashed, failed or cancelled."""
-        return await self._run(self._ops.update_experiment_status(experiment_id, status))
+    async def update_experiment_status(
+        self,
+        experiment_id: str,
+        status: t.TrackingStatus,
+        *,
+        error: t.ExperimentStatusError | Mapping[str, Any] | None = None,
+        timestamp_ms: int | None = None,
+    ) -> t.ExperimentResponse:
+        """Mark an experiment ``running``, ``done`` or ``error`` (with ``error``'s name and
+        detail), at ``timestamp_ms`` (default: now)."""
+        return await self._run(
+            self._ops.update_experiment_status(experiment_id, status, error, timestamp_ms)
+        )
 
-    async def move_experiment(self, experiment_id: int, folder_id: int) -> t.Experiment:
-        """Move an experiment to another folder."""
+    async def move_experiment(
+        self, experiment_id: str, folder_id: str | None
+    ) -> t.ExperimentResponse:
+        """Move an experiment into ``folder_id`` (to the root if None)."""
         return await self._run(self._ops.move_experiment(experiment_id, folder_id))
 
     async def run_handshake(self, request: t.RunHandshakeRequest) -> t.RunHandshakeResponse:
-        """Create or resume the experiment of a run, with the last step of each series."""
+        """Metrana's: create or resume the experiment of a run, with the last step of each
+        series (used by the dispatcher)."""
         return await self._run(self._ops.run_handshake(request))
 
     # -- metrics ------------------------------------------------------------------------
 
     async def list_metrics(
         self,
-        experiment_id: int,
+        experiment_id: str,
+        *,
         metric_name: str | None = None,
-        scale: str | None = None,
+        metadata_key: str | None = None,
+        metadata_value: str | None = None,
+        metadata_value_json: str | None = None,
+        step: int | None = None,
+        from_step: int | None = None,
+        to_step: int | None = None,
+        from_time: int | None = None,
+        to_time: int | None = None,
+        sort_by: Sequence[t.MetricRowSortKey] | None = None,
+        sort_direction: t.SortDirection | None = None,
         limit: int | None = None,
-    ) -> t.MetricList:
-        """The series of an experiment and their points, optionally narrowed to one metric
-        and scale, with at most ``limit`` points per series."""
-        return await self._run(self._ops.list_metrics(experiment_id, metric_name, scale, limit))
+        include_experiment_meta_as_of: bool | None = None,
+    ) -> t.RowsResponse:
+        """An experiment's metric events as rows: of one metric, of the events whose metadata
+        ``metadata_key`` is ``metadata_value`` (as text) or ``metadata_value_json``, in step
+        and client-time ranges (inclusive, ms), sorted, at most ``limit`` (default 1,000)."""
+        filters = row_filters(
+            step=step,
+            from_step=from_step,
+            to_step=to_step,
+            from_time=from_time,
+            to_time=to_time,
+            sort_by=sort_by,
+            sort_direction=sort_direction,
+            limit=limit,
+            include_experiment_meta_as_of=include_experiment_meta_as_of,
+        )
+        return await self._run(
+            self._ops.list_metrics(
+                experiment_id,
+                metric_name=metric_name,
+                metadata_key=metadata_key,
+                metadata_value=metadata_value,
+                metadata_value_json=metadata_value_json,
+                filters=filters,
+            )
+        )
 
     async def compare_metrics(
-        self, series: Sequence[t.ComparisonMetricSeries], limit: int = 1000
-    ) -> t.CompareResponse:
-        """Several series side by side, one row per step (at most ``limit`` rows)."""
-        return await self._run(self._ops.compare_metrics(series, limit))
+        self,
+        series: Sequence[t.ComparisonMetricSeries | Mapping[str, Any]],
+        *,
+        from_step: int | None = None,
+        to_step: int | None = None,
+        from_time: int | None = None,
+        to_time: int | None = None,
+        sort_by: Sequence[t.ComparisonSortKey] | None = None,
+        sort_direction: t.SortDirection | None = None,
+        limit: int | None = None,
+        include_experiment_meta_as_of: bool | None = None,
+    ) -> t.RowsResponse:
+        """The rows of several series, of one or several experiments, in one answer."""
+        filters = row_filters(
+            from_step=from_step,
+            to_step=to_step,
+            from_time=from_time,
+            to_time=to_time,
+            sort_by=sort_by,
+            sort_direction=sort_direction,
+            limit=limit,
+            include_experiment_meta_as_of=include_experiment_meta_as_of,
+        )
+        return await self._run(self._ops.compare_metrics(series, filters))
 
     async def ingest_metrics(
         self,
-        experiment_id: int,
-        metrics: Sequence[t.IngestMetric | Mapping[str, Any]],
-        sync: bool = True,
-    ) -> t.IngestResult:
-        """Store points in an experiment. A mapping is read as an :class:`IngestMetric`
-        (a ``client_event_id`` is generated when missing; NaN and infinities are allowed).
+        experiment_id: str,
+        data: Sequence[t.MetricCreateInput | Mapping[str, Any]],
+        *,
+        sync: bool | None = None,
+    ) -> t.IngestResponse:
+        """Store up to 1,000 metric events, with the experiment's ingestion key (minted and
+        cached by this client). An event whose ``client_event_id`` was stored is not stored
+        again; ``sync=True`` answers once they are stored."""
+        return await self._run(self._ops.ingest_metrics(experiment_id, data, sync))
 
-        The points are sent with an ingestion key of the experiment, minted on first use and
-        kept in memory (see :meth:`forget_ingestion_credential`); a point sent twice is
-        stored once."""
-        return await self._run(self._ops.ingest_metrics(experiment_id, metrics, sync))
-
-    def forget_ingestion_credential(self, experiment_id: int) -> None:
-        """Drop the ingestion key minted for ``experiment_id``; the next ingest mints another."""
-        self._ops.forget_ingestion_credential(experiment_id)
-
-    async def list_metric_catalog(self, folder_id: int | None = None) -> list[t.MetricCatalogEntry]:
-        """The metric names in use (under ``folder_id``, or in the whole workspace)."""
-        return await self._run(self._ops.list_metric_catalog(folder_id))
+    async def list_metric_catalog(
+        self, experiment_id: str, *, limit: int | None = None
+    ) -> t.MetricCatalogResponse:
+        """The metric names of an experiment, with the metadata keys each uses."""
+        return await self._run(self._ops.list_metric_catalog(experiment_id, limit))
 
     async def inspect_metric_catalog_values(
-        self, metric_name: str, label_key: str
-    ) -> t.MetricCatalogValues:
-        """The values label ``label_key`` takes on metric ``metric_name``."""
-        return await self._run(self._ops.inspect_metric_catalog_values(metric_name, label_key))
+        self,
+        experiment_id: str,
+        metric: str,
+        *,
+        key: str | Sequence[str] | None = None,
+        limit: int | None = None,
+    ) -> t.MetricCatalogValuesResponse:
+        """The values each metadata key (or only ``key``) takes on ``metric``."""
+        return await self._run(
+            self._ops.inspect_metric_catalog_values(experiment_id, metric, key, limit)
+        )
 
     # -- ingestion keys -----------------------------------------------------------------
 
-    async def list_ingestion_keys(self, experiment_id: int) -> list[t.IngestionKey]:
-        """The ingestion keys of an experiment (secrets are never shown again)."""
+    async def list_ingestion_keys(self, experiment_id: str) -> t.IngestionKeysResponse:
+        """The ingestion keys of an experiment (their tokens are never shown again)."""
         return await self._run(self._ops.list_ingestion_keys(experiment_id))
 
     async def create_ingestion_key(
-        self, experiment_id: int, name: str = "default", ttl_ms: int | None = None
-    ) -> t.IngestionKeyCreated:
-        """A new ingestion key for one experiment, living ``ttl_ms`` (at most 7 days; the
-        server's default, a day unless it was started otherwise, when None); its ``secret``
-        is shown only here."""
+        self,
+        experiment_id: str,
+        *,
+        name: str = DEFAULT_INGESTION_KEY_NAME,
+        ttl_ms: int | None = None,
+    ) -> t.IngestionKeyCreateResponse:
+        """A new ingestion key of an experiment, living ``ttl_ms`` (at most 7 days; the
+        server's default, a day, if None); its ``token`` is shown only here."""
         return await self._run(self._ops.create_ingestion_key(experiment_id, name, ttl_ms))
 
-    async def revoke_ingestion_key(self, key_id: int) -> t.IngestionKey:
-        """Revoke an ingestion key; requests presenting it are refused from now on."""
-        return await self._run(self._ops.revoke_ingestion_key(key_id))
+    async def revoke_ingestion_key(self, experiment_id: str, key_id: str) -> t.IngestionKeyResponse:
+        """Revoke an ingestion key: requests presenting it get 401 from now on."""
+        return await self._run(self._ops.revoke_ingestion_key(experiment_id, key_id))
+
+    def forget_ingestion_credential(self, experiment_id: str) -> None:
+        """Drop the ingestion key this client cached for ``experiment_id`` (nothing is sent);
+        the next ingest mints another."""
+        self._ops.forget_ingestion_credential(experiment_id)
 
     # -- annotations --------------------------------------------------------------------
 
-    async def list_annotations(self, experiment_id: int) -> list[t.Annotation]:
-        """The annotations of an experiment."""
-        return await self._run(self._ops.list_annotations(experiment_id))
+    async def list_annotations(
+        self,
+        experiment_id: str,
+        *,
+        from_ms: int | None = None,
+        to_ms: int | None = None,
+        limit: int | None = None,
+    ) -> t.AnnotationsResponse:
+        """The annotations of an experiment, by creation time."""
+        return await self._run(self._ops.list_annotations(experiment_id, from_ms, to_ms, limit))
 
     async def create_annotation(
         self,
-        experiment_id: int,
-        text: str,
-        step: int | None = None,
-        timestamp_ns: int | None = None,
+        experiment_id: str,
+        annotation: str,
+        *,
         metadata: Mapping[str, Any] | None = None,
-    ) -> t.Annotation:
-        """Annotate an experiment, optionally at a step and a time (``timestamp_ns``)."""
-        return await self._run(
-            self._ops.create_annotation(experiment_id, text, step, timestamp_ns, metadata)
-        )
+    ) -> t.ExperimentAnnotationResponse:
+        """Annotate an experiment (with its ingestion key, as ``ingest_metrics``)."""
+        return await self._run(self._ops.create_annotation(experiment_id, annotation, metadata))

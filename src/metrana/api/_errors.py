@@ -7,6 +7,7 @@ from .._errors import (
     MetricsApiError,
     MetricsApiRequestError,
     MetricsApiResponseError,
+    MetricsApiValidationError,
 )
 
 __all__ = [
@@ -14,4 +15,5 @@ __all__ = [
     "MetricsApiError",
     "MetricsApiRequestError",
     "MetricsApiResponseError",
+    "MetricsApiValidationError",
 ]

@@ -22,8 +22,15 @@ import httpx
 import msgspec
 
 from .._logging import logger
-from .._retry import Pacer, RetryInterrupted, RetryPolicy, is_retryable, parse_retry_after
-from ._errors import MetricsApiRequestError, MetricsApiResponseError
+from .._retry import (
+    IN_PROGRESS,
+    Pacer,
+    RetryInterrupted,
+    RetryPolicy,
+    is_retryable,
+    parse_retry_after,
+)
+from ._errors import MetricsApiRequestError, MetricsApiResponseError, MetricsApiValidationError
 from ._routes import API_PREFIX, ROUTES_BY_NAME, Route
 
 T = TypeVar("T")
@@ -35,8 +42,12 @@ RETRYABLE_TRANSPORT_ERRORS: tuple[type[httpx.TransportError], ...] = (
     httpx.NetworkError,
     httpx.RemoteProtocolError,
 )
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+IDEMPOTENT_WRITES = frozenset({"POST", "PATCH"})  # the methods that carry Idempotency-Key
+IDEMPOTENCY_KEY_PREFIX = "metrana-"
+IN_PROGRESS_POLLS = 10  # answers 409 idempotency_key_in_progress before giving up
+IN_PROGRESS_POLL_SECONDS = 0.5
 ERROR_TEXT_LIMIT = 500  # as much of a non-JSON error body as the Syvain client keeps
+GENERIC_FAILURE = "Metrics API request failed."
 
 
 class Send(msgspec.Struct, frozen=True):
@@ -71,9 +82,9 @@ class Exchange:
         self.ingest_timeout = ingest_timeout
         self.retry = retry
 
-    def url(self, route: Route, path: Mapping[str, str | int]) -> str:
+    def url(self, route: Route, path: Mapping[str, str]) -> str:
         """``host + /api/v1 + path`` with every placeholder URL-quoted (``/`` included)."""
-        quoted = {name: quote(str(value), safe="") for name, value in path.items()}
+        quoted = {name: quote(value, safe="") for name, value in path.items()}
         return self.host + API_PREFIX + route.path.format(**quoted)
 
     def call(
@@ -81,33 +92,34 @@ class Exchange:
         name: str,
         response_type: type[T],
         *,
-        path: Mapping[str, str | int] | None = None,
-        query: Mapping[str, str | int | None] | None = None,
-        body: msgspec.Struct | None = None,
+        path: Mapping[str, str] | None = None,
+        query: msgspec.Struct | None = None,
+        body: msgspec.Struct | msgspec.Raw | None = None,
         token: str | None = None,
         timeout: float | None = None,
         idempotency_key: str | None = None,
     ) -> Op[T]:
         """One call of route ``name``: send it (with retries) and decode its answer.
 
-        ``token`` defaults to the API key; ``query`` values of None are left out; every
-        non-GET request carries one ``Idempotency-Key`` for all of its attempts.
+        ``token`` defaults to the API key. ``query`` is the route's query struct: None values
+        are left out, booleans sent as ``true``/``false`` and lists as repeated parameters.
+        A POST or PATCH carries an ``Idempotency-Key`` (``idempotency_key``, else a new one),
+        the same on every attempt, unless its route is not idempotent (minting a key).
         """
         route = ROUTES_BY_NAME[name]
         assert response_type == route.response, f"{name}: {response_type} != {route.response}"
-        headers = {"Accept": "application/json"}
-        bearer = self.api_key if token is None else token
-        if route.auth != "none":
-            headers["Authorization"] = f"Bearer {bearer}"
-        if route.method not in IDEMPOTENT_METHODS:
-            headers["Idempotency-Key"] = idempotency_key or uuid.uuid4().hex
+        assert (query is None) == (route.query is None) or isinstance(query, route.query), name
+        headers = {
+            "Accept": "application/json",
+            "Authorization": f"Bearer {self.api_key if token is None else token}",
+        }
+        if route.method in IDEMPOTENT_WRITES and route.idempotent:
+            headers["Idempotency-Key"] = idempotency_key or new_idempotency_key()
         content: bytes | None = None
         if body is not None:
-            content = _encoder.encode(body)
+            content = encode_body(name, body)
             headers["Content-Type"] = "application/json"
-        params = {key: str(value) for key, value in (query or {}).items() if value is not None}
-        unknown = set(params) - set(route.query)
-        assert not unknown, f"{name}: query parameters {unknown} are not in the route table"
+        params = httpx.QueryParams(tuple(query_pairs(query)))
         url = self.url(route, path or {})
         seconds = self.timeout if timeout is None else timeout
         timeouts = httpx.Timeout(seconds).as_dict()
@@ -122,24 +134,39 @@ class Exchange:
                 extensions={"timeout": timeouts},
             )
 
-        response = yield from self._send_with_retries(route, build)
-        return self._decode(route, response_type, response)
+        response = yield from send_with_retries(build, self.retry, what=name, host=self.host)
+        return decode_data(name, response_type, response.content)
 
-    def _send_with_retries(
-        self, route: Route, build: Callable[[], httpx.Request]
-    ) -> Generator[Step, Outcome, httpx.Response]:
-        return (yield from send_with_retries(build, self.retry, what=route.name, host=self.host))
 
-    @staticmethod
-    def _decode(route: Route, response_type: type[T], response: httpx.Response) -> T:
-        data = unwrap(response.content, f"{route.name}, {route.method} {route.path}")
-        try:
-            return msgspec.json.decode(data, type=response_type)
-        except msgspec.DecodeError as error:  # ValidationError included
-            raise MetricsApiResponseError(
-                f"Metrics API response for {route.name} ({route.method} {route.path}) did not "
-                f"match the expected schema: not a valid {_type_name(response_type)}: {error}"
-            ) from None
+def new_idempotency_key() -> str:
+    """An ``Idempotency-Key``: ``metrana-`` and a random uuid4 in hex."""
+    return f"{IDEMPOTENCY_KEY_PREFIX}{uuid.uuid4().hex}"
+
+
+def encode_body(name: str, body: msgspec.Struct | msgspec.Raw) -> bytes:
+    """``body`` as JSON (a ``Raw`` body is JSON already); :class:`MetricsApiValidationError`
+    for what JSON cannot carry (a metadata value that is an arbitrary object, say), before
+    anything is sent."""
+    try:
+        return _encoder.encode(body)
+    except (TypeError, ValueError, OverflowError) as error:
+        raise MetricsApiValidationError(f"invalid {name} request: {error}") from None
+
+
+def query_pairs(query: msgspec.Struct | None) -> list[tuple[str, str]]:
+    """The parameters of a query struct, under their names on the wire (``from_ms`` is
+    ``from``), as the Syvain client sends them."""
+    if query is None:
+        return []
+    pairs: list[tuple[str, str]] = []
+    for field in msgspec.structs.fields(query):
+        value = getattr(query, field.name)
+        for item in value if isinstance(value, list) else [value]:
+            if item is None:
+                continue
+            text = ("true" if item else "false") if isinstance(item, bool) else str(item)
+            pairs.append((field.encode_name, text))
+    return pairs
 
 
 def send_with_retries(
@@ -153,14 +180,17 @@ def send_with_retries(
     """The one retry loop, of the REST client and of the dispatcher's HTTP target.
 
     Sends ``build()`` until it succeeds; transient transport errors and the retryable answers
-    (408, 425, 429, 5xx, a 409 ``idempotency_key_in_progress``) are retried within
-    ``policy``'s budget, never sooner than ``Retry-After`` (which, with a ``pacer``, holds
-    back every sender sharing it). Any other error answer, or the budget spent, raises
+    (408, 425, 429, 5xx) are retried within ``policy``'s budget, with full-jitter backoff and
+    never sooner than ``Retry-After`` (which, with a ``pacer``, holds back every sender
+    sharing it). A 409 ``idempotency_key_in_progress`` (the first request with this
+    ``Idempotency-Key`` is still running) is polled apart: every 0.5 s, up to 10 answers, not
+    counted against the budget. Any other error answer, or the budget spent, raises
     :class:`MetricsApiRequestError` with the server's status and code (``status_code`` None
-    when the server could not be reached); ``what`` names the request in log lines.
+    when the server could not be reached); ``what`` names the request in messages.
     """
     started = time.monotonic()
     attempt = 0
+    in_progress = 0
     while True:
         if pacer is not None and (wait := pacer.remaining()) > 0:
             yield Sleep(wait)
@@ -175,6 +205,12 @@ def send_with_retries(
             retry_after = parse_retry_after(outcome.headers.get("Retry-After"))
             if retry_after is not None and pacer is not None:
                 pacer.hint(retry_after)
+            if failure.error_code == IN_PROGRESS:
+                in_progress += 1
+                if in_progress >= IN_PROGRESS_POLLS:
+                    raise _gave_up(failure, f"{in_progress} answers", started)
+                yield Sleep(max(IN_PROGRESS_POLL_SECONDS, retry_after or 0.0))
+                continue
         elif isinstance(outcome, httpx.TransportError):
             failure = unreachable(host, outcome)
             if not isinstance(outcome, RETRYABLE_TRANSPORT_ERRORS):
@@ -184,15 +220,7 @@ def send_with_retries(
         attempt += 1
         delay = policy.delay(attempt, retry_after)
         if not policy.allows(attempt, started, delay):
-            elapsed = time.monotonic() - started
-            gave_up = f"(gave up after {attempt} attempts in {elapsed:.1f} s)"
-            raise MetricsApiRequestError(
-                f"{failure} {gave_up}",
-                status_code=failure.status_code,
-                error_code=failure.error_code,
-                retryable=True,
-                server_message=f"{failure.server_message} {gave_up}",
-            ) from failure
+            raise _gave_up(failure, f"{attempt} attempts", started) from failure
         logger.debug(
             "%s attempt %d failed (%s); retrying in %.2f s",
             what,
@@ -203,6 +231,17 @@ def send_with_retries(
         yield Sleep(delay)
 
 
+def _gave_up(failure: MetricsApiRequestError, tries: str, started: float) -> MetricsApiRequestError:
+    gave_up = f"(gave up after {tries} in {time.monotonic() - started:.1f} s)"
+    return MetricsApiRequestError(
+        f"{failure} {gave_up}",
+        status_code=failure.status_code,
+        error_code=failure.error_code,
+        retryable=True,
+        server_message=f"{failure.server_message} {gave_up}",
+    )
+
+
 def unreachable(host: str, error: httpx.TransportError) -> MetricsApiRequestError:
     """The error of a request that got no answer from ``host``: no status, retryable."""
     detail = str(error) or "no detail"
@@ -211,39 +250,45 @@ def unreachable(host: str, error: httpx.TransportError) -> MetricsApiRequestErro
     )
 
 
-class _ErrorDetail(msgspec.Struct):
-    message: str = ""
-    details: str = ""
-
-
-class _ErrorAnswer(msgspec.Struct):
-    error: _ErrorDetail | str
+def error_text(error: Any) -> str | None:
+    """What the Syvain client reads from an envelope's ``error``: None for null, a string as
+    it is, ``{"message", "details"}`` as ``message[: details]``, anything else as a generic
+    failure."""
+    if error is None or error is msgspec.UNSET:
+        return None
+    if isinstance(error, str):
+        return error
+    if not isinstance(error, dict):
+        return GENERIC_FAILURE
+    message, details = error.get("message"), error.get("details")
+    text = message if isinstance(message, str) and message else GENERIC_FAILURE
+    return f"{text}: {details}" if isinstance(details, str) and details else text
 
 
 def error_from_response(response: httpx.Response) -> MetricsApiRequestError:
-    """The error of an answer with an error status: the server's ``{"error": {"message",
-    "details"}}`` (or ``{"error": "text"}``; else the start of the body), the machine code
-    read from ``details`` (``code=…``, among ``;``-separated pairs)."""
+    """The error of an answer with an error status: ``HTTP <status>: <message>[: <details>]``
+    from ``{"error": {"message", "details"}}`` or ``{"error": "text"}`` (else the start of the
+    body), the machine code read from ``details`` (``code=…`` among ``;``-separated pairs)."""
     status = response.status_code
-    code: str | None = None
-    details = ""
     try:
-        answer = msgspec.json.decode(response.content, type=_ErrorAnswer)
+        answer: Any = msgspec.json.decode(response.content)
     except msgspec.DecodeError:
-        message = response.text[:ERROR_TEXT_LIMIT] or response.reason_phrase
-    else:
-        if isinstance(answer.error, str):
-            message = answer.error
-        else:
-            message = answer.error.message or "Metrics API request failed."
-            details = answer.error.details
-            code = error_code(details)
+        answer = None
+    error = answer.get("error") if isinstance(answer, dict) else None
+    text = error_text(error) or response.text[:ERROR_TEXT_LIMIT] or GENERIC_FAILURE
+    code: str | None = None
+    server_message = text
+    if isinstance(error, dict):
+        details = error.get("details")
+        code = error_code(details) if isinstance(details, str) else None
+        message = error.get("message")
+        server_message = message if isinstance(message, str) and message else GENERIC_FAILURE
     return MetricsApiRequestError(
-        f"HTTP {status}: {message}: {details}" if details else f"HTTP {status}: {message}",
+        f"HTTP {status}: {text}",
         status_code=status,
         error_code=code,
         retryable=is_retryable(status, code),
-        server_message=message,
+        server_message=server_message,
     )
 
 
@@ -261,33 +306,34 @@ class _Envelope(msgspec.Struct):
     error: Any = msgspec.UNSET
 
 
-def unwrap(content: bytes, context: str) -> msgspec.Raw:
-    """The ``data`` of a success envelope ``{"data": …, "error": null}``. A body that is not
-    JSON (a proxy's page, a cut answer) is a retryable :class:`MetricsApiRequestError`; JSON
-    of another shape is a :class:`MetricsApiResponseError`. ``context`` names the call."""
+def decode_data(name: str, response_type: type[T], content: bytes) -> T:
+    """The ``data`` of a success envelope ``{"data": …, "error": null}`` of call ``name``, as
+    ``response_type``. A body that is not JSON (a proxy's page, a cut answer) is a retryable
+    :class:`MetricsApiRequestError`; JSON of another shape a :class:`MetricsApiResponseError`,
+    in the Syvain client's words."""
     try:
         envelope = msgspec.json.decode(content, type=_Envelope)
     except msgspec.ValidationError:
-        problem = "must be a JSON object"
+        raise MetricsApiResponseError("Metrics API response must be a JSON object.") from None
     except msgspec.DecodeError as error:
         raise MetricsApiRequestError(
-            f"Metrics API request failed for {context}: the answer is not JSON ({error})",
+            f"Metrics API request failed for {name}: the answer is not JSON ({error})",
             retryable=True,
         ) from None
-    else:
-        if envelope.error is msgspec.UNSET:
-            problem = "must include error"
-        elif envelope.error is not None:
-            problem = "error must be null"
-        elif isinstance(envelope.data, msgspec.UnsetType):
-            problem = "must include data"
-        else:
-            return envelope.data
-    raise MetricsApiResponseError(f"Metrics API response {problem} ({context}).")
-
-
-def _type_name(response_type: Any) -> str:
-    return getattr(response_type, "__name__", None) or repr(response_type)
+    if text := error_text(envelope.error):
+        raise MetricsApiResponseError(f"Metrics API error: {text}")
+    if envelope.error is msgspec.UNSET:
+        raise MetricsApiResponseError("Metrics API response must include error.")
+    if envelope.error is not None:
+        raise MetricsApiResponseError("Metrics API response error must be null.")
+    if isinstance(envelope.data, msgspec.UnsetType):
+        raise MetricsApiResponseError("Metrics API response must include data.")
+    try:
+        return msgspec.json.decode(envelope.data, type=response_type)
+    except msgspec.DecodeError as error:  # ValidationError included
+        raise MetricsApiResponseError(
+            f"Metrics API response for {name} did not match the expected schema."
+        ) from error
 
 
 def drive(http: httpx.Client, op: Op[T], stop: threading.Event | None = None) -> T:

@@ -179,7 +179,7 @@ class ExperimentStatusError(msgspec.Struct, forbid_unknown_fields=True):
     detail: Annotated[str, Meta(max_length=8000)] = ""
 
 
-class ExperimentStatusUpdate(msgspec.Struct, forbid_unknown_fields=True):
+class ExperimentStatusUpdate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     status: TrackingStatus
     error: ExperimentStatusError | None = None
     timestamp_ms: NonNegative | None = None
@@ -223,7 +223,7 @@ class RowsResponse(msgspec.Struct):
     rows: list[MetricEventRow]
 
 
-class MetricCreateInput(msgspec.Struct, forbid_unknown_fields=True):
+class MetricCreateInput(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     """One event of ``ingest_metrics``. A null ``step`` takes the series' next step at
     ingestion; ``scale`` is Metrana's (``ML_STEP`` when absent)."""
 
@@ -262,6 +262,20 @@ class ComparisonMetricSeries(msgspec.Struct, forbid_unknown_fields=True, omit_de
     metadata_key: Annotated[str, Meta(min_length=1)] | None = None
     metadata_value: str | None = None
     metadata_value_json: str | None = None
+
+    def __post_init__(self) -> None:
+        """The Syvain client's rules, on construction and when decoded."""
+        if self.metadata_key is None and (
+            self.metadata_value is not None or self.metadata_value_json is not None
+        ):
+            raise ValueError("metadata_key is required when filtering by metadata value.")
+        if self.metadata_value is not None and self.metadata_value_json is not None:
+            raise ValueError("Provide only one of metadata_value or metadata_value_json.")
+        if self.metadata_value_json is not None:
+            try:
+                msgspec.json.decode(self.metadata_value_json)
+            except msgspec.DecodeError:
+                raise ValueError("metadata_value_json must be valid JSON.") from None
 
 
 class MetricCatalogItem(msgspec.Struct):

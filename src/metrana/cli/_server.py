@@ -74,16 +74,16 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_login(args: argparse.Namespace) -> int:
-    """``metrana login``: check an API key with its server and save both for
-    ``Client('local')``."""
+    """``metrana login``: check an API key with its server, then save both in the Syvain CLI's
+    ``auth.json`` for ``Client("local")`` (and the Syvain client's ``"local"``)."""
     from ..api import Client
     from ..api._auth import save_credentials
 
     with Client(args.api_key, host=args.host) as client:
-        status = client.auth_status()
-    path = save_credentials(args.host, args.api_key)
-    org = status.organization
-    print(f"logged in to {args.host} as {status.key_name!r} (organization {org.name or org.id!r})")
+        organization = client.auth_status().organization
+        path = save_credentials(client.host, client.api_key, organization.id)
+    name = f"{organization.name!r} " if organization.name else ""
+    print(f"logged in to {args.host}: organization {name}(id {organization.id})")
     print(f"credentials saved to {path}; use Client('local')")
     return 0
 

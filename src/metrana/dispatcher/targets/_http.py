@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import cast
 
 import httpx
 
@@ -30,6 +31,7 @@ from ...api._types import (
     ExperimentStatusError,
     IngestionKeyCreateResponse,
     RunHandshakeRequest,
+    TrackingStatus,
 )
 from ...proto import IngestResponse
 from ...proto._codec import decode_batch, encode_batch
@@ -295,7 +297,8 @@ class HttpTarget:
         self._key_renew_at = expires - margin
 
     def set_status(self, status: str, error: ExperimentStatusError | None = None) -> None:
-        self.client.update_experiment_status(str(self.experiment_id), status, error=error)
+        tracked = cast(TrackingStatus, status)  # the target's callers pass running/done/error
+        self.client.update_experiment_status(str(self.experiment_id), tracked, error=error)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
