@@ -141,7 +141,7 @@ class FolderResponse(msgspec.Struct):
 # -- experiments ---------------------------------------------------------------------------
 
 
-class Experiment(msgspec.Struct):
+class Experiment(msgspec.Struct, omit_defaults=True):
     id: str
     org_id: str
     folder: Folder | None
