@@ -38,11 +38,11 @@ def test_runs_lists_status_series_and_points(logged_run: None) -> None:
         "SERIES",
         "POINTS",
     ]
-    assert out.splitlines()[1].split() == ["1", "ws", "proj", "cli-run", "finished", "2", "51"]
+    assert out.splitlines()[1].split() == ["1", "ws", "proj", "cli-run", "done", "2", "51"]
     (run,) = json.loads(cli("runs", "--json").stdout)
     assert (run["run_name"], run["status"], run["series"], run["points"]) == (
         "cli-run",
-        "finished",
+        "done",
         2,
         51,
     )
@@ -160,9 +160,10 @@ def test_benchmark_smoke_run() -> None:
     assert all(f["dropped"] == 0 and f["ns_per_point"] > 0 for f in shapes.values())
     rest = {f["what"]: f for f in figures if f["figure"] == "rest"}
     assert rest["JSON ingest, 1,000-event batches, embedded store"]["events"] == 2_000
-    assert {"list_metrics of 10,000 rows", "compare_metrics of two series, 10,000 rows"} <= set(
-        rest
-    )
+    assert {
+        "list_metrics of 10,000 rows",
+        "compare_metrics of two series, 10,000 rows in all",
+    } <= set(rest)
     rows = [f for f in figures if f["figure"] == "target"]
     assert len(rows) == 24 and all({"target", "measured", "met"} <= set(r) for r in rows)
     table = result.stdout.splitlines()

@@ -15,7 +15,7 @@ from conftest import cli, kill_tree
 import metrana
 from metrana.api import Client, MetricsApiRequestError
 from metrana.dispatcher._spool import spool_root
-from metrana.testing import RunningServer
+from metrana.testing import RunningServer, stored_points
 
 
 @pytest.mark.slow
@@ -35,8 +35,8 @@ def test_serve_prints_the_first_key_once_and_answers(tmp_path: Path) -> None:
         assert listening.startswith("Metrana server on http://127.0.0.1:")
         url = listening.split()[3]
         with Client(key, host=url) as client:
-            assert client.auth_status().workspace_name == "default"
-            assert client.create_folder("from-cli").path == ["from-cli"]
+            assert client.auth_status().organization.name == "default"
+            assert client.create_folder("from-cli").folder.path_name == "from-cli"
     finally:
         kill_tree(process.pid)
         process.communicate(timeout=10)
@@ -48,7 +48,7 @@ def test_serve_prints_the_first_key_once_and_answers(tmp_path: Path) -> None:
 def test_keys_create_list_revoke(tmp_path: Path, live_server: RunningServer) -> None:
     store = live_server.store_path
     created = json.loads(cli("keys", "create", "--store", store, "--name", "ci", "--json").stdout)
-    assert created["secret"].startswith("mtr_") and created["workspace"] == "default"
+    assert created["secret"].startswith("mtr_") and created["organization"] == "default"
     with Client(created["secret"], host=live_server.url) as client:
         assert client.auth_status().key_name == "ci"
         listed = json.loads(cli("keys", "list", "--store", store, "--json").stdout)
@@ -115,9 +115,9 @@ def test_an_offline_run_is_delivered_later_by_sync(
     (result,) = json.loads(synced.stdout)
     assert result["skipped"] is None, result
     assert (result["points"], result["accepted"], result["duplicates"]) == (3_000, 3_000, 0)
-    (experiment,) = client.list_experiments()
-    (series,) = client.list_metrics(experiment.id).series
-    assert [p.step for p in series.points] == list(range(3_000))
+    (experiment,) = client.list_experiments().experiments
+    (points,) = stored_points(client, experiment.id).values()
+    assert [step for step, _ in points] == list(range(3_000))
     again = subprocess.run(
         [sys.executable, "-m", "metrana.cli", "sync", "--url", live_server.url],
         capture_output=True,
@@ -127,7 +127,7 @@ def test_an_offline_run_is_delivered_later_by_sync(
         check=True,
     )
     assert again.stdout.strip() == "nothing to sync"
-    assert len(client.list_metrics(experiment.id).series[0].points) == 3_000
+    assert sum(map(len, stored_points(client, experiment.id).values())) == 3_000
 
 
 def test_health_needs_no_key(live_server: RunningServer) -> None:

@@ -12,6 +12,7 @@ import pytest
 from conftest import export_points, run_python, server_env, target_server
 
 from metrana.api import Client
+from metrana.testing import stored_points
 
 JOB = """
 import multiprocessing as mp
@@ -55,11 +56,11 @@ def test_two_ranks_logging_one_series_store_each_step_once_and_warn(
         points = [(p["metric"], p["step"]) for p in export_points("default", "proj", "collide")]
     else:
         with Client(server.api_key, host=server.url) as client:
-            (experiment,) = client.list_experiments()
+            (experiment,) = client.list_experiments().experiments
             points = [
-                (s.metric_name, p.step)
-                for s in client.list_metrics(experiment.id).series
-                for p in s.points
+                (name, step)
+                for (name, _), series in stored_points(client, experiment.id).items()
+                for step, _ in series
             ]
     loss = sorted(step for metric, step in points if metric == "loss")
     assert loss == list(range(2_000))

@@ -3,6 +3,7 @@ and every point is stored exactly once."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -18,7 +19,7 @@ from conftest import export_points, kill_tree, server_env, target_server
 
 from metrana.api import Client
 from metrana.session import live_dispatchers
-from metrana.testing import RunningServer
+from metrana.testing import RunningServer, stored_points
 
 JOB = """
 import multiprocessing as mp
@@ -56,12 +57,12 @@ if __name__ == "__main__":
 
 def _points_over_http(server: RunningServer) -> list[dict[str, object]]:
     with Client(server.api_key, host=server.url) as client:
-        (experiment,) = client.list_experiments()
-        listing = client.list_metrics(experiment.id)
+        (experiment,) = client.list_experiments().experiments
+        series = stored_points(client, experiment.id)
     return [
-        {"metric": s.metric_name, "labels": s.labels, "step": p.step}
-        for s in listing.series
-        for p in s.points
+        {"metric": name, "labels": json.loads(labels), "step": step}
+        for (name, labels), points in series.items()
+        for step, _ in points
     ]
 
 

@@ -15,7 +15,7 @@ from metrana.api._routes import API_PREFIX, INGEST_PATH
 from metrana.dispatcher.targets import DeliveryFailure, RejectedBatch
 from metrana.dispatcher.targets._http import HttpTarget
 from metrana.storage import SeriesColumns, SeriesKey
-from metrana.testing import Fault, FaultProxy, RunningServer
+from metrana.testing import Fault, FaultProxy, RunningServer, read_rows
 
 INGEST = API_PREFIX + INGEST_PATH
 T0 = 1_700_000_000_000_000_000
@@ -59,11 +59,12 @@ def target(
 
 
 def _stored(client: Client) -> dict[tuple[str, str], list[tuple[int, float]]]:
-    (experiment,) = client.list_experiments()
-    return {
-        (series.metric_name, series.scale): [(p.step, p.value) for p in series.points]
-        for series in client.list_metrics(experiment.id).series
-    }
+    (experiment,) = client.list_experiments().experiments
+    stored: dict[tuple[str, str], list[tuple[int, float]]] = {}
+    for row in read_rows(client, experiment.id):
+        assert row.step is not None
+        stored.setdefault((row.metric_name, row.scale), []).append((row.step, row.metric_value))
+    return stored
 
 
 def _ingest_statuses(proxy: FaultProxy) -> list[int]:

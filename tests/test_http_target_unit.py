@@ -57,14 +57,23 @@ def enveloped(data: msgspec.Struct) -> httpx.Response:
 def _key(key_id: int, revoked: bool = False) -> t.IngestionKey:
     """A dispatcher's ingestion key that expires in 2100."""
     return t.IngestionKey(
-        id=key_id,
-        experiment_id=7,
+        id=str(key_id),
+        experiment_id="7",
         name="dispatcher",
-        prefix="mti_",
-        created_ns=0,
-        revoked=revoked,
+        created_at_ms=0,
         expires_at_ms=4_102_444_800_000,
+        revoked_at_ms=1 if revoked else None,
+        last_used_at_ms=None,
+        prefix="mti_",
     )
+
+
+EXPERIMENT = t.Experiment(
+    id="7", org_id="1", folder=None, url="http://metrana.invalid:8765/experiments/7",
+    slug="unit", description="", metadata={}, status="running", error_name=None,
+    error_detail=None, created_at_ms=0, updated_at_ms=0, started_at_ms=0, done_at_ms=None,
+    last_heartbeat_at_ms=None, last_event_at_ms=None,
+)  # fmt: skip
 
 
 class FakeServer:
@@ -81,16 +90,16 @@ class FakeServer:
     def __call__(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
         if path == API_PREFIX + "/runs/handshake":
-            answer = t.RunHandshakeResponse(experiment_id=7, created=True, resume=[])
+            answer = t.RunHandshakeResponse(experiment=EXPERIMENT, created=True, resume=[])
             return enveloped(answer)
         if path.endswith("/ingestion-keys"):
             with self.lock:
                 self.keys_minted += 1
                 n = self.keys_minted
-            created = t.IngestionKeyCreated(key=_key(n), secret=f"mti_secret{n}")
+            created = t.IngestionKeyCreateResponse(key=_key(n), token=f"mti_secret{n}")
             return enveloped(created)
-        if path.startswith(API_PREFIX + "/ingestion-keys/"):  # revoke at close
-            return enveloped(_key(1, revoked=True))
+        if "/ingestion-keys/" in path:  # revoke at close
+            return enveloped(t.IngestionKeyResponse(_key(1, revoked=True)))
         assert path == INGEST, path
         with self.lock:
             answer_with = self.script.pop(0) if self.script else stored

@@ -28,7 +28,7 @@ def test_points_logged_in_process_reach_the_capturing_target_exactly_once() -> N
     assert target.point_count() == 1_002
     assert target.values("loss")[5] == pytest.approx(1 / 6)
     assert target.values("lr") == {3: 0.1}
-    assert target.status == "finished"
+    assert target.status == "done"
 
 
 def test_a_delivery_failure_is_retried_and_a_rejection_dropped_and_counted() -> None:

@@ -126,7 +126,7 @@ def test_values_scales_labels_and_auto_steps_are_stored_faithfully() -> None:
     assert t["timestamp_ns"] == 1_700_000_000_000_000_000
     store = SqliteStore(store_path())
     (run,) = store.runs()
-    assert (run.status, run.series, run.points) == ("finished", 4, 11)
+    assert (run.status, run.series, run.points) == ("done", 4, 11)
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ import metrana
 from metrana.api import Client
 from metrana.api._routes import API_PREFIX, INGEST_PATH
 from metrana.dispatcher._spool import spool_root
-from metrana.testing import Fault, FaultProxy, RunningServer
+from metrana.testing import Fault, FaultProxy, RunningServer, stored_points
 from metrana.writer import _run
 
 
@@ -36,11 +36,11 @@ def _spooled_files(home: Path) -> list[Path]:
 
 
 def _stored_steps(client: Client) -> list[int]:
-    experiments = client.list_experiments()
+    experiments = client.list_experiments().experiments
     if not experiments:
         return []
-    series = client.list_metrics(experiments[0].id).series
-    return sorted(p.step for s in series for p in s.points)
+    series = stored_points(client, experiments[0].id)
+    return sorted(step for points in series.values() for step, _ in points)
 
 
 def _init_through(

@@ -32,7 +32,7 @@ import metrana
 from metrana.api import Client
 from metrana.api._routes import API_PREFIX, INGEST_PATH
 from metrana.session import ErrorPublisher, Session, process_alive, session_stats
-from metrana.testing import Fault, FaultProxy, RunningServer
+from metrana.testing import Fault, FaultProxy, RunningServer, stored_points
 from metrana.writer import _run
 
 INGEST = API_PREFIX + INGEST_PATH
@@ -411,13 +411,13 @@ def kill_dispatcher(session: Session) -> int:
 
 def stored(client: Client, run: str = "run") -> dict[str, list[int]]:
     """Steps stored on the server per rank label."""
-    experiments = [e for e in client.list_experiments() if e.name == run]
+    experiments = [e for e in client.list_experiments().experiments if e.slug == run]
     if not experiments:
         return {}
     (experiment,) = experiments
     return {
-        s.labels["rank"]: [p.step for p in s.points]
-        for s in client.list_metrics(experiment.id).series
+        json.loads(labels)["rank"]: [step for step, _ in points]
+        for (_, labels), points in stored_points(client, experiment.id).items()
     }
 
 
@@ -911,7 +911,7 @@ def test_resume_allow_continues_the_run_of_another_job(
         assert "init_error" not in result and closed_cleanly(result)
 
     assert stored(client) == {"0": list(range(5)), "1": list(range(5))}  # steps continued
-    (experiment,) = client.list_experiments()
+    (experiment,) = client.list_experiments().experiments
     assert experiment.orchestration_id == "job-b"
 
 

@@ -8,7 +8,7 @@ import statistics
 import time
 from typing import Any
 
-from metrana.api import Client, ComparisonMetricSeries
+from metrana.api import Client
 from metrana.storage import SeriesColumns, SqliteStore
 
 from .context import Bench
@@ -63,8 +63,8 @@ def bench_rest(bench: Bench, events: int, series_points: int, repeat: int) -> li
             started = time.perf_counter()
             for batch in range(batches):
                 base = batch * BATCH_EVENTS
-                accepted += client.ingest_metrics(target, [
-                    {"client_event_id": f"e{base + i}", "metric_name": "m",
+                accepted += client.ingest_metrics(str(target), [
+                    {"client_event_id": f"e{base + i}", "name": "m",
                      "value": float(i), "step": base + i}
                     for i in range(BATCH_EVENTS)
                 ]).accepted  # fmt: skip
@@ -72,12 +72,13 @@ def bench_rest(bench: Bench, events: int, series_points: int, repeat: int) -> li
             assert accepted == batches * BATCH_EVENTS, accepted
 
             def list_rows() -> None:
-                (series,) = client.list_metrics(first, metric_name="loss", limit=ROWS).series
-                assert len(series.points) == ROWS
+                rows = client.list_metrics(str(first), metric_name="loss", limit=ROWS).rows
+                assert len(rows) == ROWS and rows[-1].step == ROWS - 1
 
             def compare() -> None:
-                pair = [ComparisonMetricSeries(e, "loss") for e in (first, second)]
-                assert len(client.compare_metrics(pair, limit=ROWS).rows) == ROWS
+                pair = [{"experiment_id": str(e), "metric_name": "loss"} for e in (first, second)]
+                rows = client.compare_metrics(pair, limit=ROWS).rows
+                assert len(rows) == ROWS and rows[-1].step == ROWS // 2 - 1
 
             list_ms, list_runs = _median_ms(list_rows, repeat)
             compare_ms, compare_runs = _median_ms(compare, repeat)
@@ -88,6 +89,6 @@ def bench_rest(bench: Bench, events: int, series_points: int, repeat: int) -> li
          "events_per_s": round(batches * BATCH_EVENTS / elapsed), "events": batches * 1000},
         {"figure": "rest", "what": f"list_metrics of {ROWS:,} rows", "ms": list_ms,
          "runs_ms": list_runs, "series_points": series_points, "fill_s": filled_s},
-        {"figure": "rest", "what": f"compare_metrics of two series, {ROWS:,} rows",
+        {"figure": "rest", "what": f"compare_metrics of two series, {ROWS:,} rows in all",
          "ms": compare_ms, "runs_ms": compare_runs, "series_points": series_points},
     ]  # fmt: skip

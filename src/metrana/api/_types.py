@@ -127,7 +127,7 @@ class FolderPatch(msgspec.Struct, forbid_unknown_fields=True):
     """Rename and/or move (``parent_id`` null: to the top level); at least one field."""
 
     name: FolderName | UnsetType = UNSET
-    parent_id: Id | None | UnsetType = UNSET
+    parent_id: Id | UnsetType | None = UNSET
 
 
 class FoldersResponse(msgspec.Struct):
@@ -141,7 +141,7 @@ class FolderResponse(msgspec.Struct):
 # -- experiments ---------------------------------------------------------------------------
 
 
-class Experiment(msgspec.Struct):
+class Experiment(msgspec.Struct, omit_defaults=True):
     id: str
     org_id: str
     folder: Folder | None
@@ -158,6 +158,7 @@ class Experiment(msgspec.Struct):
     done_at_ms: int | None
     last_heartbeat_at_ms: int | None
     last_event_at_ms: int | None
+    orchestration_id: str | None = None  # Metrana's: the job that last opened the run
 
 
 class FolderContentsResponse(msgspec.Struct):
@@ -170,7 +171,7 @@ class ExperimentCreate(msgspec.Struct, forbid_unknown_fields=True):
     slug: Slug
     description: Annotated[str, Meta(max_length=4000)] = ""
     metadata: Json = {}
-    folder_id: Id | None | UnsetType = UNSET
+    folder_id: Id | UnsetType | None = UNSET
 
 
 class ExperimentStatusError(msgspec.Struct, forbid_unknown_fields=True):

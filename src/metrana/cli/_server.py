@@ -58,9 +58,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
         if args.json:
             print(msgspec.json.encode(info).decode())
         else:
-            print(
-                f"revoked API key {info.id} ({info.prefix}…, organization {info.organization!r})"
-            )
+            print(f"revoked API key {info.id} ({info.prefix}…, organization {info.organization!r})")
         return 0
     keys = store.list_api_keys()
     if args.json:

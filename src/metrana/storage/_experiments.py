@@ -23,7 +23,7 @@ from ._db import Connection, any_decoder, encode_json, now_ms, parse_id, require
 _COLUMNS = (
     "SELECT id, org_id, folder_id, slug, description, metadata, status, error_name, "
     "error_detail, created_ms, updated_ms, started_ms, done_ms, last_heartbeat_ms, "
-    "last_event_ms FROM experiments "
+    "last_event_ms, orchestration_id FROM experiments "
 )
 
 
@@ -46,7 +46,7 @@ def row(conn: Connection, org_id: int, experiment_id: int) -> Any:
 def experiment(found: Any, tree: _folders.Tree) -> t.Experiment:
     """The API's view of an experiment row."""
     (experiment_id, org_id, folder_id, slug, description, metadata, status, error_name,
-     error_detail, created, updated, started, done, heartbeat, event) = found  # fmt: skip
+     error_detail, created, updated, started, done, heartbeat, event, job) = found  # fmt: skip
     return t.Experiment(
         id=str(experiment_id),
         org_id=str(org_id),
@@ -64,6 +64,7 @@ def experiment(found: Any, tree: _folders.Tree) -> t.Experiment:
         done_at_ms=done,
         last_heartbeat_at_ms=heartbeat,
         last_event_at_ms=event,
+        orchestration_id=job,
     )
 
 

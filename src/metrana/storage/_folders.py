@@ -176,4 +176,3 @@ def patch_folder(conn: Connection, org_id: int, folder_id: int, patch: t.FolderP
         _check_free(conn, org_id, parent, name)
         conn.execute("UPDATE folders SET name=?, parent_id=? WHERE id=?", (name, parent, folder_id))
     return get_folder(conn, org_id, folder_id)
-

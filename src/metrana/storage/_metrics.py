@@ -272,7 +272,9 @@ def catalog_values(
     cap = DEFAULT_CATALOG_VALUES if limit is None else limit
     found = []
     for key in wanted:
-        distinct = {encode_json(s.metadata[key]): s.metadata[key] for s in series if key in s.metadata}
+        distinct = {
+            encode_json(s.metadata[key]): s.metadata[key] for s in series if key in s.metadata
+        }
         ordered = [distinct[text] for text in sorted(distinct)]
         found.append(t.MetricCatalogMetadataValue(key, ordered[:cap], len(ordered)))
     return t.MetricCatalogValuesResponse(

@@ -12,10 +12,10 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from .._identity import I64_MAX, name_problem
 from ..api import _types as t
 from . import _chunks, _experiments
 from ._base import InvalidRequestError, PointRow, SeriesColumns, SeriesKey, WriteResult
-from .._identity import I64_MAX, name_problem
 from ._db import Connection, any_decoder, encode_json
 
 

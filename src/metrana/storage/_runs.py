@@ -10,6 +10,7 @@ from . import _experiments, _folders
 from ._base import RunHandle, RunSummary, StorageRunExistsError
 from ._db import Connection, now_ms
 
+
 def open_run(
     conn: Connection,
     org_id: int,
@@ -48,7 +49,8 @@ def open_run(
                 "resume_strategy='Allow'"
             )
         conn.execute(
-            "UPDATE experiments SET orchestration_id=? WHERE id=?", (orchestration_id, experiment_id)
+            "UPDATE experiments SET orchestration_id=? WHERE id=?",
+            (orchestration_id, experiment_id),
         )
     _experiments.set_status(conn, experiment_id, "running")
     _experiments.merge_metadata(conn, experiment_id, metadata or {})

@@ -6,6 +6,8 @@
 - :class:`InProcessSession`: a writer and a dispatcher in one process.
 - :func:`simulate_fork`, :func:`reset`: fork behaviour and a fresh state in one process.
 - :func:`wait_until`: poll a condition with a timeout instead of sleeping.
+- :func:`read_rows`, :func:`stored_points`: a run's events read back whole through the REST
+  API (paged past its row limit).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from ..server._serve import RunningServer, serve_in_thread
 from ._capture import CapturingTarget
 from ._fault_proxy import Fault, FaultProxy
 from ._inprocess import InProcessSession, reset, simulate_fork
+from ._readback import read_rows, stored_points
 
 __all__ = [
     "CapturingTarget",
@@ -22,8 +25,10 @@ __all__ = [
     "FaultProxy",
     "InProcessSession",
     "RunningServer",
+    "read_rows",
     "reset",
     "serve_in_thread",
     "simulate_fork",
+    "stored_points",
     "wait_until",
 ]

@@ -7,8 +7,8 @@ from concurrent.futures import Future
 from typing import Protocol
 
 from ..._config import Config
-from ...api._types import ExperimentStatusError
 from ..._identity import SeriesColumns, SeriesKey
+from ...api._types import ExperimentStatusError
 from ...storage import RunHandle, WriteResult
 
 __all__ = ["Batch", "DeliveryFailure", "RejectedBatch", "Target"]
