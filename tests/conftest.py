@@ -6,12 +6,14 @@ fixture fails one that is not."""
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing.process
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -131,6 +133,25 @@ def target_server(target: str, request: pytest.FixtureRequest) -> RunningServer 
         return None
     server: RunningServer = request.getfixturevalue("live_server")
     return server
+
+
+@pytest.fixture(params=["sync", "async"])
+def flavor(request: pytest.FixtureRequest) -> str:
+    """Which REST client a test drives: ``Client``, then (second run) ``AsyncClient``."""
+    return str(request.param)
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Waits between retries, recorded instead of slept (blocking and asyncio alike)."""
+    recorded: list[float] = []
+
+    async def asleep(seconds: float) -> None:
+        recorded.append(seconds)
+
+    monkeypatch.setattr(time, "sleep", recorded.append)
+    monkeypatch.setattr(asyncio, "sleep", asleep)
+    return recorded
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ and the checks of every call's arguments, which refuse bad ones before anything 
 
 from __future__ import annotations
 
-import asyncio
 import math
 import re
 import time
@@ -39,23 +38,6 @@ from metrana.api import (
 
 Servers = Callable[..., Server]
 LOSS = {"client_event_id": "run/loss/1", "name": "loss", "value": 0.42, "step": 1}
-
-
-@pytest.fixture(params=["sync", "async"])
-def flavor(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    recorded: list[float] = []
-
-    async def asleep(seconds: float) -> None:
-        recorded.append(seconds)
-
-    monkeypatch.setattr(time, "sleep", recorded.append)
-    monkeypatch.setattr(asyncio, "sleep", asleep)
-    return recorded
 
 
 def ingest_server(

@@ -6,11 +6,9 @@ server is in ``test_conformance.py``."""
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import math
 import re
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -53,24 +51,10 @@ from metrana.api._routes import ROUTES_BY_NAME
 Servers = Callable[..., Server]
 
 
-@pytest.fixture(params=["sync", "async"])
-def serve(request: pytest.FixtureRequest) -> Servers:
-    """Scripted servers whose ``client()`` is a Client, then (second run) an AsyncClient."""
-    flavor: str = request.param
-    return lambda *answers: Server(*answers, flavor=flavor)
-
-
 @pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Waits between attempts, recorded instead of slept (blocking and asyncio alike)."""
-    recorded: list[float] = []
-
-    async def asleep(seconds: float) -> None:
-        recorded.append(seconds)
-
-    monkeypatch.setattr(time, "sleep", recorded.append)
-    monkeypatch.setattr(asyncio, "sleep", asleep)
-    return recorded
+def serve(flavor: str) -> Servers:
+    """Scripted servers whose ``client()`` is a Client, then (second run) an AsyncClient."""
+    return lambda *answers: Server(*answers, flavor=flavor)
 
 
 # -- the surface: the Syvain client's, exactly ------------------------------------------------

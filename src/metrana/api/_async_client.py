@@ -11,17 +11,10 @@ import httpx
 import msgspec
 from msgspec import UNSET
 
-from .._retry import RetryPolicy
 from . import _types as t
-from ._auth import CredentialsLike
 from ._errors import MetricsApiError
 from ._operations import row_filters
-from ._settings import (
-    DEFAULT_INGEST_TIMEOUT,
-    DEFAULT_INGESTION_KEY_NAME,
-    DEFAULT_TIMEOUT,
-    ClientSettings,
-)
+from ._settings import DEFAULT_INGESTION_KEY_NAME, ClientSettings
 from ._transport import Op, adrive, needs_tls
 
 __all__ = ["AsyncClient"]
@@ -29,32 +22,14 @@ __all__ = ["AsyncClient"]
 T = TypeVar("T")
 
 
-class AsyncClient(ClientSettings):
+class AsyncClient(ClientSettings[httpx.AsyncBaseTransport]):
     """:class:`Client` for asyncio: the same constructor (``transport`` is an
     ``httpx.AsyncBaseTransport``), methods, arguments and answers, every call awaited
     (``forget_ingestion_credential``, which sends nothing, is a plain method). Use it as an
     async context manager, or call :meth:`aclose`.
     """
 
-    def __init__(
-        self,
-        auth: str | CredentialsLike = "local",
-        *,
-        host: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        ingest_timeout: float = DEFAULT_INGEST_TIMEOUT,
-        ingestion_key_name: str = DEFAULT_INGESTION_KEY_NAME,
-        retry: RetryPolicy | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-    ) -> None:
-        super().__init__(
-            auth,
-            host=host,
-            timeout=timeout,
-            ingest_timeout=ingest_timeout,
-            ingestion_key_name=ingestion_key_name,
-            retry=retry,
-        )
+    def _connect(self, transport: httpx.AsyncBaseTransport | None) -> None:
         self._http = httpx.AsyncClient(
             transport=transport, timeout=self.timeout, verify=needs_tls(self.host)
         )

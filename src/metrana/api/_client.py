@@ -14,17 +14,10 @@ import httpx
 import msgspec
 from msgspec import UNSET
 
-from .._retry import RetryPolicy
 from . import _types as t
-from ._auth import CredentialsLike
 from ._errors import MetricsApiError
 from ._operations import row_filters
-from ._settings import (
-    DEFAULT_INGEST_TIMEOUT,
-    DEFAULT_INGESTION_KEY_NAME,
-    DEFAULT_TIMEOUT,
-    ClientSettings,
-)
+from ._settings import DEFAULT_INGESTION_KEY_NAME, ClientSettings
 from ._transport import Op, drive, needs_tls
 
 __all__ = ["Client"]
@@ -32,7 +25,7 @@ __all__ = ["Client"]
 T = TypeVar("T")
 
 
-class Client(ClientSettings):
+class Client(ClientSettings[httpx.BaseTransport]):
     """The Syvain Metrics REST API (``/api/v1``) of a Metrana server, one method per endpoint,
     with the signatures and answers of ``SyvainMetricsApiClient`` 0.0.62.
 
@@ -49,25 +42,7 @@ class Client(ClientSettings):
     or call :meth:`close`; one client may be shared by the threads of a process.
     """
 
-    def __init__(
-        self,
-        auth: str | CredentialsLike = "local",
-        *,
-        host: str | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        ingest_timeout: float = DEFAULT_INGEST_TIMEOUT,
-        ingestion_key_name: str = DEFAULT_INGESTION_KEY_NAME,
-        retry: RetryPolicy | None = None,
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        super().__init__(
-            auth,
-            host=host,
-            timeout=timeout,
-            ingest_timeout=ingest_timeout,
-            ingestion_key_name=ingestion_key_name,
-            retry=retry,
-        )
+    def _connect(self, transport: httpx.BaseTransport | None) -> None:
         self._http = httpx.Client(
             transport=transport, timeout=self.timeout, verify=needs_tls(self.host)
         )

@@ -3,7 +3,7 @@ settings, the attributes the Syvain client exposes, and its two alternative cons
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from .._config import retry_policy
 from .._errors import MetranaConfigError
@@ -15,7 +15,8 @@ DEFAULT_TIMEOUT = 10.0
 DEFAULT_INGEST_TIMEOUT = 60.0
 DEFAULT_INGESTION_KEY_NAME = "SDK ingestion key"
 
-C = TypeVar("C", bound="ClientSettings")
+C = TypeVar("C", bound="ClientSettings[Any]")
+TransportT = TypeVar("TransportT")
 
 
 def _seconds(setting: str, value: object) -> float:
@@ -26,14 +27,16 @@ def _seconds(setting: str, value: object) -> float:
     return float(value)
 
 
-class ClientSettings:
+class ClientSettings(Generic[TransportT]):
     """The settings of a client: its credentials, timeouts and retry policy.
 
     ``auth`` is an API key, ``"local"`` (``auth.json``, written by ``metrana login``) or a
     :class:`ClientCredentials`; ``host`` overrides the host it carries (else ``METRANA_HOST``,
     else ``http://127.0.0.1:8765``). ``timeout`` applies to ordinary calls, ``ingest_timeout``
     to ``ingest_metrics``; ``ingestion_key_name`` names the ingestion keys the client mints.
-    ``retry`` is Metrana's: the retry policy (default from ``METRANA_RETRY_*``).
+    Metrana's: ``retry``, the retry policy (default from ``METRANA_RETRY_*``), and
+    ``transport``, the ``httpx`` transport of the client's connection pool (see
+    :meth:`_connect`).
     """
 
     def __init__(
@@ -45,6 +48,7 @@ class ClientSettings:
         ingest_timeout: float = DEFAULT_INGEST_TIMEOUT,
         ingestion_key_name: str = DEFAULT_INGESTION_KEY_NAME,
         retry: RetryPolicy | None = None,
+        transport: TransportT | None = None,
     ) -> None:
         seconds = _seconds("timeout", timeout)
         ingest_seconds = _seconds("ingest_timeout", ingest_timeout)
@@ -62,6 +66,11 @@ class ClientSettings:
             retry=retry_policy() if retry is None else retry,
             ingestion_key_name=ingestion_key_name,
         )
+        self._connect(transport)
+
+    def _connect(self, transport: TransportT | None) -> None:
+        """Open the connection pool (the network's, or ``transport``'s)."""
+        raise NotImplementedError
 
     @classmethod
     def from_api_key(
