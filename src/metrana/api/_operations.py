@@ -223,8 +223,8 @@ class Operations(Exchange):
     def _ingestion_token(self, experiment_id: str, refused: str | None = None) -> Op[str]:
         """The cached ingestion token of ``experiment_id`` while it has more than 5 minutes to
         live, else a new key's (minted with the API key, the server's default lifetime). A
-        ``refused`` token is never answered: a new key is minted, unless another call of this
-        client already replaced it."""
+        ``refused`` token is not given again: a new key is minted, unless another call of this
+        client has already replaced it."""
         with self._lock:
             cached = self._ingestion_credentials.get(experiment_id)
         now_ms = time.time() * 1000

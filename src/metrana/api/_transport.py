@@ -84,7 +84,7 @@ class Exchange:
 
     def url(self, route: Route, path: Mapping[str, str]) -> str:
         """``host + /api/v1 + path`` with every placeholder URL-quoted (``/`` included)."""
-        quoted = {name: quote(value, safe="") for name, value in path.items()}
+        quoted = {name: quote(str(value), safe="") for name, value in path.items()}
         return self.host + API_PREFIX + route.path.format(**quoted)
 
     def call(
