@@ -223,3 +223,25 @@ def test_the_docs_settings_table_is_generated_from_the_table() -> None:
 
     doc = Path(__file__).resolve().parent.parent / "docs" / "getting-started.md"
     assert settings_markdown() in doc.read_text()
+
+
+@pytest.mark.parametrize(
+    ("argument", "value", "message"),
+    [
+        ("workspace_name", "team/a", "invalid workspace_name 'team/a'; accepted values: a non-empty"
+         ' string of at most 200 characters without NUL or "/"'),
+        ("experiment_name", "a/b", "invalid experiment_name 'a/b'"),
+        ("project_name", "p" * 201, f"invalid project_name {'p' * 40!r}...; accepted values"),
+        ("run_name", "r" * 201, "accepted values: a non-empty string of at most 200 characters "
+         "without NUL"),
+    ],
+)  # fmt: skip
+def test_a_run_address_is_refused_where_the_api_could_not_hold_it(
+    argument: str, value: str, message: str
+) -> None:
+    """Workspace, project and experiment become folders of a "/"-joined path, the run the
+    experiment's slug: the API's bounds are checked at init(), not at the handshake."""
+    with pytest.raises(MetranaConfigError) as refused:
+        resolve_config(**{**NAMES, argument: value})
+    assert message in str(refused.value)
+    assert resolve_config(**{**NAMES, "run_name": "r/1"}).run.run_name == "r/1"

@@ -520,6 +520,8 @@ def test_run_handshake_creates_then_resumes_in_the_workspace_folder(api: Api) ->
     assert again["resume"] == [
         {"metric_name": "loss", "scale": "ML_STEP", "labels": {"rank": "0"}, "last_step": 7}
     ]
+    slash = api.refused("POST", "/runs/handshake", json={**request, "project_name": "a/b"})
+    assert slash.message == "a workspace, project or experiment name cannot contain '/': 'a/b'"
     never = {**request, "orchestration_id": "job-2", "resume_strategy": "Never"}
     exists = api.refused("POST", "/runs/handshake", json=never)
     assert (exists.status, exists.code) == (409, "run_exists")

@@ -937,7 +937,7 @@ def test_resume_never_refuses_another_job_but_not_the_same_job(
     for result in again.finish():
         assert "init_error" not in result and closed_cleanly(result)
     assert stored(client) == {"0": [0, 1, 2], "1": [0, 1, 2]}
-    (experiment,) = client.list_experiments()
+    (experiment,) = client.list_experiments().experiments
     assert experiment.orchestration_id == "job-a"
 
 

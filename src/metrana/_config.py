@@ -41,7 +41,8 @@ from ._enums import (
     _NamedEnum,
 )
 from ._errors import MetranaConfigError, MetranaMissingApiKeyError
-from ._identity import MAX_NAME_LENGTH
+# A folder name or an experiment slug of the REST API: 1 to 200 characters.
+RUN_NAME_LENGTH = 200
 from ._logging import logger
 from ._retry import RetryPolicy
 
@@ -132,7 +133,8 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         "a non-empty string",
         "unset",
-        "A workspace API key (`metrana serve`, `metrana keys create`), needed with an "
+        "An API key of the server (`metrana serve`, `metrana keys create`): it opens every "
+        "workspace of its organization. Needed with an "
         "`http(s)://` target (the first positional argument of `init()`). Without it, `init()` "
         "raises `MetranaMissingApiKeyError`. The credentials saved by `metrana login` are not "
         "used here.",
@@ -450,14 +452,21 @@ def orchestration_id(environ: Mapping[str, str] | None = None) -> str:
 
 
 def _name_setting(setting_name: str, value: Any, required: bool) -> str | None:
+    """A run's address part: a folder name (workspace, project, experiment) or the run's
+    slug, as the API bounds them (1 to 200 characters; a folder name without "/", which
+    separates the names of a folder path)."""
     if value is None and not required:
         return None
-    accepted = f"a non-empty string of at most {MAX_NAME_LENGTH} characters without NUL"
+    folder = setting_name != "run_name"
+    accepted = f"a non-empty string of at most {RUN_NAME_LENGTH} characters without NUL" + (
+        ' or "/"' if folder else ""
+    )
     if not isinstance(value, str) or not value.strip():
         raise MetranaConfigError(f"invalid {setting_name} {value!r}; accepted values: {accepted}")
-    if len(value) > MAX_NAME_LENGTH or "\x00" in value:
+    if len(value) > RUN_NAME_LENGTH or "\x00" in value or (folder and "/" in value):
         raise MetranaConfigError(
-            f"invalid {setting_name} {value[:40]!r}...; accepted values: {accepted}"
+            f"invalid {setting_name} {value[:40]!r}{'...' if len(value) > 40 else ''}; "
+            f"accepted values: {accepted}"
         )
     return value
 

@@ -111,6 +111,11 @@ def ingest_body(data: Sequence[t.MetricCreateInput | Mapping[str, Any]]) -> t.In
         t.IngestCreate, what, {"data": [fields_of(m, t.MetricCreateInput, what) for m in data]}
     )
     for index, metric in enumerate(body.data):
+        if metric.client_event_id is None:
+            raise MetricsApiValidationError(
+                f"invalid {what}: Object missing required field `client_event_id` "
+                f"- at `$.data[{index}]`"
+            )
         if not math.isfinite(metric.value):
             raise MetricsApiValidationError(
                 f"invalid {what}: value must be a finite number, not {metric.value} "

@@ -223,11 +223,15 @@ class RowsResponse(msgspec.Struct):
     rows: list[MetricEventRow]
 
 
-class MetricCreateInput(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+class MetricCreateInput(
+    msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, kw_only=True
+):
     """One event of ``ingest_metrics``. A null ``step`` takes the series' next step at
-    ingestion; ``scale`` is Metrana's (``ML_STEP`` when absent)."""
+    ingestion; ``scale`` is Metrana's (``ML_STEP`` when absent). The clients always send a
+    ``client_event_id``; the server also takes events without one, as the Syvain collector
+    sends them, which are then told apart by (series, step) alone."""
 
-    client_event_id: Annotated[str, Meta(min_length=1, max_length=200)]
+    client_event_id: Annotated[str, Meta(min_length=1, max_length=200)] | None = None
     name: Annotated[str, Meta(min_length=1, max_length=500)]
     value: float
     step: NonNegative | None

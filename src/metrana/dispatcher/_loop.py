@@ -59,11 +59,13 @@ RETRY_DELAY_MAX = 5.0
 SMALL_PASS = RECORDS_PER_BATCH // 4
 PASS_PACE = 0.002
 
-# How a run ends when a process of it ended without metrana.close() (killed, or crashed).
+# How a run ends when none of its processes called metrana.close() (all were killed or
+# crashed). A run where some process closed is done: ranks and workers that end without
+# close() (a killed worker, a pool torn down) are common in runs that succeeded.
 RUN_CRASHED = ExperimentStatusError(
     name="RunCrashed",
-    detail="a process of the run ended without metrana.close() (killed or crashed); "
-    "what it logged before was delivered",
+    detail="no process of the run called metrana.close() (killed or crashed); what they "
+    "logged before was delivered",
 )
 
 

@@ -40,7 +40,7 @@ def sync_spools(
     """Deliver every spooled batch (of ``run_name``, or of every run) to its server.
 
     ``url`` overrides the server a spool was meant for (required for offline spools);
-    ``api_key`` is the workspace API key. A spool owned by a live dispatcher is skipped after
+    ``api_key`` is an API key of the server. A spool owned by a live dispatcher is skipped after
     waiting ``lock_wait`` seconds (a dispatcher whose writers all closed exits within that).
     Replayed batches keep their identity, so syncing twice stores nothing twice.
     """

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..api import _types as t
 from . import _experiments, _folders
-from ._base import RunHandle, RunSummary, StorageRunExistsError
+from ._base import InvalidRequestError, RunHandle, RunSummary, StorageRunExistsError
 from ._db import Connection, now_ms
 
 
@@ -27,6 +27,11 @@ def open_run(
     Raises StorageRunExistsError when the run exists, belongs to another job (another
     orchestration id) and ``allow_resume`` is False.
     """
+    for name in path:
+        if "/" in name:
+            raise InvalidRequestError(
+                f"a workspace, project or experiment name cannot contain '/': {name!r}"
+            )
     folder_id = _folders.ensure_path(conn, org_id, path)
     found = conn.execute(
         "SELECT id, orchestration_id FROM experiments WHERE org_id=? AND folder_id=? AND slug=?",
