@@ -248,6 +248,9 @@ REFUSED: list[tuple[str, tuple[Any, ...], dict[str, Any], str]] = [
      " ingest_metrics request: Object missing required field `step` - at `$.data[0]`"),
     ("ingest_metrics", ("7", [{**LOSS, "labels": {}}]), {}, "invalid ingest_metrics request:"
      " Object contains unknown field `labels` - at `$.data[0]`"),
+    ("ingest_metrics", ("7", [{k: v for k, v in LOSS.items() if k != "client_event_id"}]), {},
+     "invalid ingest_metrics request: Object missing required field `client_event_id` - at"
+     " `$.data[0]`"),
     ("ingest_metrics", ("7", [{**LOSS, "client_event_id": ""}]), {}, "invalid ingest_metrics"
      " request: Expected `str` of length >= 1 - at `$.data[0].client_event_id`"),
     ("ingest_metrics", ("7", [{**LOSS, "name": "n" * 501}]), {}, "invalid ingest_metrics"
