@@ -41,10 +41,11 @@ from ._enums import (
     _NamedEnum,
 )
 from ._errors import MetranaConfigError, MetranaMissingApiKeyError
-# A folder name or an experiment slug of the REST API: 1 to 200 characters.
-RUN_NAME_LENGTH = 200
 from ._logging import logger
 from ._retry import RetryPolicy
+
+# A folder name or an experiment slug of the REST API: 1 to 200 characters.
+RUN_NAME_LENGTH = 200
 
 __all__: list[str] = []  # internal: the settings are documented, the module is not public
 

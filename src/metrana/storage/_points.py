@@ -115,10 +115,13 @@ def ingest_json(
     next_steps: dict[SeriesKey, int] = {}
     for index, event in enumerate(events):
         _check_event(index, event)
-        if event.client_event_id is not None and not conn.execute(
-            "INSERT OR IGNORE INTO client_events (experiment_id, client_event_id) VALUES (?,?)",
-            (experiment_id, event.client_event_id),
-        ).rowcount:
+        if (
+            event.client_event_id is not None
+            and not conn.execute(
+                "INSERT OR IGNORE INTO client_events (experiment_id, client_event_id) VALUES (?,?)",
+                (experiment_id, event.client_event_id),
+            ).rowcount
+        ):
             duplicates += 1
             continue
         key = (event.name, event.scale, encode_json(event.metadata))
