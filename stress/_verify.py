@@ -25,16 +25,18 @@ def stored_embedded(home: Path) -> dict[int, list[tuple[int, float]]]:
 
 
 def stored_http(url: str, api_key: str) -> dict[int, list[tuple[int, float]]]:
+    import json
+
     from metrana.api import Client
+    from metrana.testing import stored_points
 
     out: dict[int, list[tuple[int, float]]] = {}
     with Client(api_key, host=url, timeout=120) as client:
-        for experiment in client.list_experiments():
-            if experiment.name != RUN:
-                continue
-            for series in client.list_metrics(experiment.id, metric_name="value").series:
-                points = out.setdefault(int(series.labels["writer"]), [])
-                points.extend((p.step, float(p.value)) for p in series.points)
+        for experiment in client.list_experiments(slug=RUN).experiments:
+            series = stored_points(client, experiment.id, metric_name="value")
+            for (_, labels), stored in series.items():
+                points = out.setdefault(int(json.loads(labels)["writer"]), [])
+                points.extend((step, float(value)) for step, value in stored)
     return out
 
 
