@@ -275,6 +275,7 @@ CASES: list[tuple[str, tuple[Any, ...], dict[str, Any], str, str, dict[str, str]
             "experiment_name": None,
             "resume_strategy": "Allow",
             "workspace_name": None,
+            "metadata": {},
         },
         HANDSHAKE,
     ),

@@ -153,6 +153,8 @@ class RunHandshakeRequest(msgspec.Struct):
     resume_strategy: Literal["Allow", "Never"] = "Allow"
     # The workspace the job asked for; the API key's workspace must be it (None: the key's).
     workspace_name: str | None = None
+    # init(config=...): merged into the experiment's metadata (shallow, these keys win)
+    metadata: dict[str, Any] = {}
 
 
 class SeriesLastStep(msgspec.Struct):

@@ -113,6 +113,7 @@ def run_handshake(c: Context) -> t.RunHandshakeResponse:
         request.run_name,
         request.orchestration_id,
         allow_resume=request.resume_strategy == "Allow",
+        metadata=request.metadata,
     )
     resume = [
         t.SeriesLastStep(name, scale, msgspec.json.decode(labels), last)

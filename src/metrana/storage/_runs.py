@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from . import _folders
 from ._base import RunHandle, RunSummary, StorageRunExistsError
-from ._db import Connection
+from ._db import Connection, any_decoder, encode_json
 
 
 def open_run(
@@ -18,8 +20,10 @@ def open_run(
     run_name: str,
     orchestration_id: str,
     allow_resume: bool,
+    metadata: Mapping[str, Any] | None = None,
 ) -> RunHandle:
     """Create or resume a run; answer its id and the last stored step of every series.
+    ``metadata`` is merged into the run's (shallow: its keys replace the stored ones).
 
     Raises StorageRunExistsError when the run exists, belongs to another job (another
     orchestration id) and ``allow_resume`` is False.
@@ -29,15 +33,16 @@ def open_run(
     if experiment_name is not None:
         folder_id = _folders.ensure(conn, workspace_id, folder_id, experiment_name)
     found = conn.execute(
-        "SELECT id, orchestration_id FROM experiments WHERE folder_id=? AND name=?",
+        "SELECT id, orchestration_id, metadata FROM experiments WHERE folder_id=? AND name=?",
         (folder_id, run_name),
     ).fetchone()
     now = time.time_ns()
+    stored = encode_json({**(any_decoder.decode(found[2]) if found else {}), **(metadata or {})})
     if found is None:
         cursor = conn.execute(
             "INSERT INTO experiments (workspace_id, folder_id, name, status, "
-            "orchestration_id, created_ns, updated_ns) VALUES (?,?,?,?,?,?,?)",
-            (workspace_id, folder_id, run_name, "running", orchestration_id, now, now),
+            "orchestration_id, metadata, created_ns, updated_ns) VALUES (?,?,?,?,?,?,?,?)",
+            (workspace_id, folder_id, run_name, "running", orchestration_id, stored, now, now),
         )
         return RunHandle(experiment_id=int(cursor.lastrowid or 0), created=True, resume=[])
     experiment_id, owner = int(found[0]), found[1]
@@ -49,8 +54,9 @@ def open_run(
             "resume_strategy='Allow'"
         )
     conn.execute(
-        "UPDATE experiments SET status='running', orchestration_id=?, updated_ns=? WHERE id=?",
-        (orchestration_id, now, experiment_id),
+        "UPDATE experiments SET status='running', orchestration_id=?, metadata=?, updated_ns=? "
+        "WHERE id=?",
+        (orchestration_id, stored, now, experiment_id),
     )
     resume = [
         (str(name), str(scale), str(labels), int(last))

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from ..api import _types as t
 from . import (
@@ -142,15 +143,24 @@ class SqliteStore:
         run_name: str,
         orchestration_id: str,
         allow_resume: bool,
+        metadata: Mapping[str, Any] | None = None,
     ) -> RunHandle:
         """Create or resume a run; answer its id and the last stored step of every series.
+        ``metadata`` is merged into the run's (shallow: its keys replace the stored ones).
 
         Raises StorageRunExistsError when the run exists, belongs to another job (another
         orchestration id) and ``allow_resume`` is False.
         """
         with self.transaction() as conn:
             return _runs.open_run(
-                conn, workspace, project, experiment_name, run_name, orchestration_id, allow_resume
+                conn,
+                workspace,
+                project,
+                experiment_name,
+                run_name,
+                orchestration_id,
+                allow_resume,
+                metadata,
             )
 
     def set_status(self, experiment_id: int, status: str) -> None:
