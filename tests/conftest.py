@@ -148,6 +148,15 @@ def dispatcher_pids(session_root: Path) -> list[int]:
     return live_dispatchers(session_root)
 
 
+def need(module: str, extra: str = "examples") -> None:
+    """Skip a test whose test-only extra is not installed, except under CI, which installs
+    every extra: a missing package fails loudly there."""
+    if os.environ.get("CI"):
+        __import__(module)
+    else:
+        pytest.importorskip(module, reason=f"pip install -e '.[{extra}]'")
+
+
 def wait_for_dispatchers_to_exit(timeout: float = 30) -> None:
     """The dispatcher leaves by itself once every writer has closed or died and all is stored."""
     session_root = Path(os.environ["METRANA_SESSION_ROOT"])

@@ -9,7 +9,8 @@ over the store's file, for the time of the read). Runs are looked up by name in 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import numbers
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -66,3 +67,25 @@ def run_status(server: RunningServer | None, run_name: str) -> str:
     with _client(server) as client:
         status: str = _experiment(client, run_name).status
     return status
+
+
+def reported_points(
+    calls: Iterable[tuple[Mapping[str, Any], int | None]],
+    scale: str = "ML_STEP",
+    labels: Mapping[str, str] | None = None,
+    rename: Callable[[str], str] = str,
+) -> Points:
+    """What a framework reported, as :func:`stored_points` returns it: every number of each
+    ``(metrics, step)`` call in the series ``(rename(key), scale, labels)``, the first value of
+    each step only (the store keeps the first)."""
+    points: Points = {}
+    label_pairs = tuple(sorted((labels or {}).items()))
+    for metrics, step in calls:
+        for key, value in metrics.items():
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                continue
+            number = int(value) if isinstance(value, numbers.Integral) else float(value)
+            series = points.setdefault((rename(key), scale, label_pairs), [])
+            if step not in [known for known, _ in series]:
+                series.append((step, number))
+    return {key: sorted(series) for key, series in points.items()}

@@ -9,23 +9,15 @@ package is an error.
 from __future__ import annotations
 
 import json
-import os
 import textwrap
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import export_points, run_python, wait_for_dispatchers_to_exit
+from conftest import export_points, need, run_python, wait_for_dispatchers_to_exit
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def need(module: str) -> None:
-    if os.environ.get("CI"):
-        __import__(module)  # CI installs the extra: a missing package fails loudly there
-    else:
-        pytest.importorskip(module, reason="pip install -e '.[examples]'")
 
 
 def series_of(points: list[dict[str, Any]]) -> dict[tuple[str, str, tuple[Any, ...]], list[Any]]:
