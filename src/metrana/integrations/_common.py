@@ -167,29 +167,32 @@ class Metrics:
     """A framework's dicts of metrics, logged at its steps: one record per dict, numbers only
     (other values are skipped), and each metric at most once per step (a framework that
     repeats a metric at the same step, such as an epoch counter, would only add duplicates:
-    the store keeps the first)."""
+    the store keeps the first). A key's metric name is ``rename(key)`` (the key by default);
+    a name Metrana refuses is skipped, with a warning the first time."""
 
-    def __init__(self, scale: str | None = None) -> None:
+    def __init__(
+        self, scale: str | None = None, rename: Callable[[str], str] | None = None
+    ) -> None:
         self.scale = scale
+        self.rename = rename
         self._last_step: dict[str, int] = {}
-        self._bad_names: set[str] = set()
+        self._names: dict[str, str | None] = {}  # a key's metric name; None: not a valid one
 
     def log(
         self,
         values: Mapping[str, Any],
         step: int | None,
         labels: dict[str, str] | None = None,
-        rename: Callable[[str], str] | None = None,
     ) -> None:
         """Log the numbers of ``values`` at ``step`` (None: each series' next step)."""
         points: dict[str, int | float] = {}
+        names = self._names
         for key, value in values.items():
-            number = scalar(value)
+            number = value if type(value) is float else scalar(value)
             if number is None:
                 continue
-            name = rename(key) if rename is not None else str(key)
-            if name_problem(name) is not None:
-                self._skip_name(name)
+            name = names[key] if key in names else self._name(key)
+            if name is None:
                 continue
             if step is not None:
                 if self._last_step.get(name) == step:
@@ -199,7 +202,11 @@ class Metrics:
         if points:
             _run.log(points, scale=self.scale, step=step, labels=labels)
 
-    def _skip_name(self, name: str) -> None:
-        if name not in self._bad_names:
-            self._bad_names.add(name)
-            logger.warning("metrana: metric %r skipped: its name %s", name, name_problem(name))
+    def _name(self, key: str) -> str | None:
+        name: str | None = self.rename(key) if self.rename is not None else str(key)
+        problem = name_problem(name)
+        if problem is not None:
+            logger.warning("metrana: metric %r skipped: its name %s", name, problem)
+            name = None
+        self._names[key] = name
+        return name

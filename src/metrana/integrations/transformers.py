@@ -62,7 +62,7 @@ class MetranaCallback(_TrainerCallback):  # type: ignore[misc]
         super().__init__()
         self._rank_zero_only = rank_zero_only
         self._run = LazyRun(workspace_name, project_name, run_name, **init_kwargs)
-        self._metrics = Metrics()
+        self._metrics = Metrics(rename=metric_name)
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Open the run, with the training arguments and the model's config as metadata."""
@@ -81,7 +81,7 @@ class MetranaCallback(_TrainerCallback):  # type: ignore[misc]
             return
         self._run.open()
         labels = None if self._rank_zero_only else {"rank": str(args.process_index)}
-        self._metrics.log(logs, int(state.global_step), labels, rename=metric_name)
+        self._metrics.log(logs, int(state.global_step), labels)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Close the run this callback opened, once its points are stored."""
