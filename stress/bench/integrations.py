@@ -1,35 +1,86 @@
 """``integration_overhead``: what the Lightning logger and the Transformers callback add to a
-training step, against the same training without them (and, for Lightning, beside a logger
-that does nothing, which is what Lightning itself spends on any logger, and its built-in
-``CSVLogger``). Each framework in a fresh spawned process; the arms interleaved, each
-run a real ``fit``/``train`` of a tiny CPU model logging at every step; the time per step is
-taken between step ``warmup`` and the last (so ``init()`` and the dispatcher's start, at the
-first metric, are not in it), and the figure is the median over the runs."""
+training step, against the same training without them.
+
+Each framework in a fresh spawned process, the arms interleaved (each arm first in turn), each
+run a real ``fit``/``train`` of a tiny CPU model that logs at every step. The time per step,
+wall and CPU time of the training process, is taken between step ``WARMUP`` and the last (so
+``init()`` and the dispatcher's start, at the first metric, are not in it); a figure is the
+median over the runs. Beside the integration itself:
+
+- Lightning with a logger that does nothing (what Lightning spends on any logger) and with its
+  built-in ``CSVLogger``;
+- the integration with the run's dispatcher paused (SIGSTOP from the first step to the end of
+  training; the ring holds every point): the training process's own cost, without the
+  dispatcher working on the other core meanwhile;
+- the dispatcher's CPU time per training step during the integration's runs.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import signal
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
+import psutil
+
 from .common import PROJECT, WORKSPACE, median, unique_run_name
-from .processes import ask_child
+from .processes import ask_child, cpu_sum
 
 WARMUP = 10
+PAUSED = " (dispatcher paused)"
 
 
-def _per_step_us(times: list[tuple[float, float]]) -> tuple[float, float]:
-    """Wall and CPU µs per step from ``(perf_counter(), process_time())`` at the end of every
-    step, after the warm-up."""
-    start = min(WARMUP, len(times) - 2)
-    steps = len(times) - 1 - start
-    wall = (times[-1][0] - times[start][0]) / steps * 1e6
-    cpu = (times[-1][1] - times[start][1]) / steps * 1e6
-    return round(wall, 1), round(cpu, 1)
+def _newest_dispatcher() -> psutil.Process | None:
+    """The dispatcher started last under this process's session root (the current run's)."""
+    found = []
+    for info_path in Path(os.environ["METRANA_SESSION_ROOT"]).glob("*/dispatcher.json"):
+        with contextlib.suppress(OSError, ValueError, psutil.Error):
+            process = psutil.Process(json.loads(info_path.read_bytes())["pid"])
+            found.append((process.create_time(), process))
+    return max(found, key=lambda pair: pair[0])[1] if found else None
 
 
-def _now() -> tuple[float, float]:
-    return time.perf_counter(), time.process_time()
+class Clock:
+    """The end of every step of one run, ``(perf_counter(), process_time())``; with a Metrana
+    run, the dispatcher's CPU time over the same steps, or the dispatcher paused."""
+
+    def __init__(self, metrana: bool = False, pause: bool = False) -> None:
+        self.times: list[tuple[float, float]] = []
+        self.metrana, self.pause = metrana, pause
+        self.dispatcher: psutil.Process | None = None
+        self.dispatcher_cpu: list[float] = []
+
+    def step(self) -> None:
+        """At the end of each step."""
+        self.times.append((time.perf_counter(), time.process_time()))
+        if len(self.times) == 1 and self.metrana:  # the run opened at the first metric
+            self.dispatcher = _newest_dispatcher()
+            if self.pause and self.dispatcher is not None:
+                self.dispatcher.send_signal(signal.SIGSTOP)
+        if len(self.times) == WARMUP + 1 and self.dispatcher is not None:
+            self.dispatcher_cpu.append(cpu_sum([self.dispatcher]))
+
+    def end(self) -> None:
+        """At the end of training, before the run closes."""
+        if self.dispatcher is not None:
+            self.dispatcher_cpu.append(cpu_sum([self.dispatcher]))
+            if self.pause:
+                self.dispatcher.send_signal(signal.SIGCONT)
+
+    def per_step_us(self) -> list[float]:
+        """Wall, CPU and (0 if none) dispatcher CPU µs per step after the warm-up."""
+        start = min(WARMUP, len(self.times) - 2)
+        steps = len(self.times) - 1 - start
+        wall = (self.times[-1][0] - self.times[start][0]) / steps * 1e6
+        cpu = (self.times[-1][1] - self.times[start][1]) / steps * 1e6
+        spent = self.dispatcher_cpu
+        dispatcher = (spent[-1] - spent[0]) / steps * 1e6 if len(spent) == 2 else 0.0
+        return [round(wall, 1), round(cpu, 1), round(dispatcher, 1)]
 
 
 def _lightning_child(conn: Any, steps: int, repeat: int) -> None:
@@ -59,15 +110,16 @@ def _lightning_child(conn: Any, steps: int, repeat: int) -> None:
             return torch.optim.SGD(self.parameters(), lr=0.01)
 
     class Timer(L.Callback):  # type: ignore[misc]
-        def __init__(self) -> None:
-            self.times: list[tuple[float, float]] = []
+        def __init__(self, clock: Clock) -> None:
+            self.clock = clock
 
         def on_train_batch_end(self, *args: Any) -> None:
-            self.times.append(_now())
+            self.clock.step()
+
+        def on_train_end(self, *args: Any) -> None:
+            self.clock.end()
 
     class NullLogger(L.loggers.Logger):  # type: ignore[misc]
-        """What Lightning spends on any logger: this one does nothing."""
-
         name, version = "null", "0"
 
         def log_metrics(self, metrics: Any, step: Any = None) -> None:
@@ -76,36 +128,39 @@ def _lightning_child(conn: Any, steps: int, repeat: int) -> None:
         def log_hyperparams(self, params: Any, *args: Any, **kwargs: Any) -> None:
             pass
 
+    def metrana() -> Any:
+        return MetranaLogger(WORKSPACE, PROJECT, unique_run_name("lightning"))
+
     x = torch.randn(steps * 4, 8)
     data = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(x, x.sum(1, keepdim=True)), batch_size=4
     )
-    scratch = tempfile.mkdtemp(prefix="metrana-bench-csv-")
+    scratch = tempfile.mkdtemp(prefix="metrana-bench-lightning-")
     loggers = {
         "no logger": lambda: False,
         "a logger that does nothing": NullLogger,
-        "MetranaLogger": lambda: MetranaLogger(WORKSPACE, PROJECT, unique_run_name("lightning")),
+        "MetranaLogger": metrana,
+        "MetranaLogger" + PAUSED: metrana,
         "CSVLogger": lambda: CSVLogger(scratch),
     }
-    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in loggers}
-    for turn in range(repeat):
-        names = list(loggers)
-        for name in names[turn % 4 :] + names[: turn % 4]:  # each arm first in turn
-            timer = Timer()
-            L.Trainer(
-                max_steps=steps,
-                logger=loggers[name](),
-                callbacks=[timer],
-                log_every_n_steps=1,
-                accelerator="cpu",
-                devices=1,
-                enable_checkpointing=False,
-                enable_progress_bar=False,
-                enable_model_summary=False,
-                default_root_dir=scratch,
-            ).fit(Model(), data)
-            runs[name].append(_per_step_us(timer.times))
-    conn.send(runs)
+
+    def run(name: str) -> list[float]:
+        clock = Clock(metrana=name.startswith("Metrana"), pause=name.endswith(PAUSED))
+        L.Trainer(
+            max_steps=steps,
+            logger=loggers[name](),
+            callbacks=[Timer(clock)],
+            log_every_n_steps=1,
+            accelerator="cpu",
+            devices=1,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            default_root_dir=scratch,
+        ).fit(Model(), data)
+        return clock.per_step_us()
+
+    conn.send(_interleaved(list(loggers), repeat, run))
 
 
 def _transformers_child(conn: Any, steps: int, repeat: int) -> None:
@@ -121,55 +176,66 @@ def _transformers_child(conn: Any, steps: int, repeat: int) -> None:
     hf.logging.set_verbosity_error()
 
     class Timer(hf.TrainerCallback):  # type: ignore[misc]
-        def __init__(self) -> None:
-            self.times: list[tuple[float, float]] = []
+        def __init__(self, clock: Clock) -> None:
+            self.clock = clock
 
         def on_step_end(self, *args: Any, **kwargs: Any) -> None:
-            self.times.append(_now())
+            self.clock.step()
+
+        def on_train_end(self, *args: Any, **kwargs: Any) -> None:
+            self.clock.end()  # called before MetranaCallback's, which closes the run
 
     config = hf.GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=64, n_positions=16)
     tokens = torch.randint(0, 64, (steps * 4, 8))
     data = [{"input_ids": row, "labels": row} for row in tokens]
     scratch = tempfile.mkdtemp(prefix="metrana-bench-hf-")
-    callbacks = {
-        "no callback": lambda: [],
-        "MetranaCallback": lambda: [
-            MetranaCallback(WORKSPACE, PROJECT, unique_run_name("transformers"))
-        ],
-    }
-    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in callbacks}
+    arms = ["no callback", "MetranaCallback", "MetranaCallback" + PAUSED]
+
+    def run(name: str) -> list[float]:
+        clock = Clock(metrana=name != arms[0], pause=name.endswith(PAUSED))
+        callbacks: list[Any] = [Timer(clock)]
+        if clock.metrana:
+            callbacks.append(MetranaCallback(WORKSPACE, PROJECT, unique_run_name("hf")))
+        trainer = hf.Trainer(
+            model=hf.GPT2LMHeadModel(config),
+            args=hf.TrainingArguments(
+                output_dir=scratch,
+                max_steps=steps,
+                logging_steps=1,
+                per_device_train_batch_size=4,
+                report_to="none",
+                use_cpu=True,
+                save_strategy="no",
+                disable_tqdm=True,
+            ),
+            train_dataset=data,
+            callbacks=callbacks,
+        )
+        trainer.remove_callback(hf.trainer_callback.PrinterCallback)  # prints every log
+        trainer.train()
+        return clock.per_step_us()
+
+    conn.send(_interleaved(arms, repeat, run))
+
+
+def _interleaved(arms: list[str], repeat: int, run: Any) -> dict[str, list[list[float]]]:
+    """``repeat`` rounds of every arm, each arm first in turn."""
+    runs: dict[str, list[list[float]]] = {name: [] for name in arms}
     for turn in range(repeat):
-        names = list(callbacks)
-        for name in names[turn % 2 :] + names[: turn % 2]:
-            timer = Timer()
-            trainer = hf.Trainer(
-                model=hf.GPT2LMHeadModel(config),
-                args=hf.TrainingArguments(
-                    output_dir=scratch,
-                    max_steps=steps,
-                    logging_steps=1,
-                    per_device_train_batch_size=4,
-                    report_to="none",
-                    use_cpu=True,
-                    save_strategy="no",
-                    disable_tqdm=True,
-                ),
-                train_dataset=data,
-                callbacks=[timer, *callbacks[name]()],
-            )
-            trainer.remove_callback(hf.trainer_callback.PrinterCallback)  # prints every log
-            trainer.train()
-            runs[name].append(_per_step_us(timer.times))
-    conn.send(runs)
+        shift = turn % len(arms)
+        for name in arms[shift:] + arms[:shift]:
+            runs[name].append(run(name))
+    return runs
 
 
-def _figure(framework: str, baseline: str, runs: dict[str, Any], steps: int) -> dict[str, Any]:
-    """Medians per arm, wall and CPU time of the training process, and each arm's difference
-    from ``baseline``."""
+def _figure(framework: str, runs: dict[str, Any], steps: int) -> dict[str, Any]:
+    """Medians per arm (wall and CPU time of the training process), each arm's difference from
+    the first arm (no logger), and the dispatcher's CPU per step."""
     what = f"{framework}: µs per training step, logging every step"
     if "skipped" in runs:
         return {"figure": "integration_overhead", "what": what, "note": runs["skipped"]}
     figure: dict[str, Any] = {"figure": "integration_overhead", "what": what, "steps": steps}
+    baseline = next(iter(runs))
     for index, clock in enumerate(("wall", "cpu")):
         us = {
             name: round(median([run[index] for run in values]), 1) for name, values in runs.items()
@@ -178,6 +244,11 @@ def _figure(framework: str, baseline: str, runs: dict[str, Any], steps: int) -> 
         figure[f"{clock}_overhead_us"] = {
             name: round(value - us[baseline], 1) for name, value in us.items() if name != baseline
         }
+    figure["dispatcher_cpu_us_per_step"] = {
+        name: round(median([run[2] for run in values]), 1)
+        for name, values in runs.items()
+        if name.startswith("Metrana") and not name.endswith(PAUSED)
+    }
     figure["runs"] = runs
     return figure
 
@@ -188,6 +259,6 @@ def bench_integrations(steps: int, repeat: int) -> list[dict[str, Any]]:
     lightning = ask_child(_lightning_child, (steps, repeat), timeout, "lightning overhead")
     transformers = ask_child(_transformers_child, (steps, repeat), timeout, "hf overhead")
     return [
-        _figure("Lightning", "no logger", lightning, steps),
-        _figure("Transformers", "no callback", transformers, steps),
+        _figure("Lightning", lightning, steps),
+        _figure("Transformers", transformers, steps),
     ]
