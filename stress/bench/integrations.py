@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import tempfile
 import time
@@ -35,14 +34,15 @@ WARMUP = 10
 PAUSED = " (dispatcher paused)"
 
 
-def _newest_dispatcher() -> psutil.Process | None:
-    """The dispatcher started last under this process's session root (the current run's)."""
-    found = []
-    for info_path in Path(os.environ["METRANA_SESSION_ROOT"]).glob("*/dispatcher.json"):
-        with contextlib.suppress(OSError, ValueError, psutil.Error):
-            process = psutil.Process(json.loads(info_path.read_bytes())["pid"])
-            found.append((process.create_time(), process))
-    return max(found, key=lambda pair: pair[0])[1] if found else None
+def _run_dispatcher() -> psutil.Process | None:
+    """The dispatcher of this process's run (its session's ``dispatcher.json``), or None
+    before the run is open."""
+    import metrana
+
+    with contextlib.suppress(metrana.MetranaError, OSError, ValueError, psutil.Error):
+        info = Path(metrana.stats().session.session_dir) / "dispatcher.json"
+        return psutil.Process(json.loads(info.read_bytes())["pid"])
+    return None
 
 
 class Clock:
@@ -58,8 +58,8 @@ class Clock:
     def step(self) -> None:
         """At the end of each step."""
         self.times.append((time.perf_counter(), time.process_time()))
-        if len(self.times) == 1 and self.metrana:  # the run opened at the first metric
-            self.dispatcher = _newest_dispatcher()
+        if self.metrana and self.dispatcher is None and len(self.times) <= WARMUP:
+            self.dispatcher = _run_dispatcher()  # once the run opened, at the first metric
             if self.pause and self.dispatcher is not None:
                 self.dispatcher.send_signal(signal.SIGSTOP)
         if len(self.times) == WARMUP + 1 and self.dispatcher is not None:
