@@ -83,6 +83,13 @@ def test_the_config_is_the_runs_metadata_merged_on_resume(
     assert run_metadata(server, "configured")["lr"] == 0.05
 
 
+def test_the_capturing_target_keeps_the_runs_metadata() -> None:
+    with InProcessSession() as session:
+        session.init(**NAMES, config={"lr": 0.1, "layers": (8, 8)})
+        metrana.close()
+    assert session.target.metadata == {"lr": 0.1, "layers": [8, 8]}
+
+
 def test_a_process_joining_a_running_session_says_its_config_is_not_stored(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
