@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# The examples' test-only extra (torch CPU build, gymnasium) on top: only `make test` needs it.
+# The test-only extras on top, examples (torch CPU build, gymnasium) and integrations (the
+# frameworks metrana.integrations plugs into): only `make test` needs them.
 EXAMPLES_STAMP := $(VENV)/.installed-examples
 LINTED := src tests stress scripts examples
 
@@ -24,7 +25,7 @@ $(STAMP): pyproject.toml
 
 # Rebuilt whenever $(STAMP) is, hence whenever pyproject.toml changes.
 $(EXAMPLES_STAMP): $(STAMP)
-	$(BIN)/pip install --quiet -e '.[dev,examples]'
+	$(BIN)/pip install --quiet -e '.[dev,examples,integrations]'
 	touch $(EXAMPLES_STAMP)
 
 demo: $(STAMP)

@@ -114,15 +114,19 @@ def server_env(server: RunningServer) -> dict[str, str]:
     return {"METRANA_INGESTION_URL": server.url, "METRANA_API_KEY": server.api_key}
 
 
-def init_over_http(server: RunningServer, run_name: str, url: str | None = None) -> None:
+def init_over_http(
+    server: RunningServer, run_name: str, url: str | None = None, **kwargs: Any
+) -> None:
     """``metrana.init()`` of ``run_name`` in the server's ``default`` workspace, project
-    ``proj``, delivered over HTTP to ``url`` (a proxy in front of the server) or the server."""
+    ``proj``, delivered over HTTP to ``url`` (a proxy in front of the server) or the server;
+    ``kwargs``: more arguments of ``init()``."""
     metrana.init(
         api_key=server.api_key,
         workspace_name="default",
         project_name="proj",
         run_name=run_name,
         ingestion_url=url or server.url,
+        **kwargs,
     )
 
 
@@ -163,6 +167,25 @@ def client(live_server: RunningServer) -> Iterator[Client]:
 def dispatcher_pids(session_root: Path) -> list[int]:
     """Live dispatchers of the sessions under ``session_root`` (by pid and create time)."""
     return live_dispatchers(session_root)
+
+
+def need(module: str, extra: str = "examples") -> None:
+    """Skip a test whose test-only extra is not installed, except under CI, which installs
+    every extra: a missing package fails loudly there."""
+    if os.environ.get("CI"):
+        __import__(module)
+    else:
+        pytest.importorskip(module, reason=f"pip install -e '.[{extra}]'")
+
+
+def wait_for_dispatchers_to_exit(timeout: float = 30) -> None:
+    """The dispatcher leaves by itself once every writer has closed or died and all is stored."""
+    session_root = Path(os.environ["METRANA_SESSION_ROOT"])
+    wait_until(
+        lambda: not dispatcher_pids(session_root),
+        timeout,
+        message="the dispatcher exited after the job",
+    )
 
 
 def kill_dispatchers(session_root: Path) -> None:

@@ -164,6 +164,10 @@ def test_benchmark_smoke_run() -> None:
         "list_metrics of 10,000 rows",
         "compare_metrics of two series, 10,000 rows in all",
     } <= set(rest)
+    overheads = [f for f in figures if f["figure"] == "integration_overhead"]
+    assert [f["what"].split(":")[0] for f in overheads] == ["Lightning", "Transformers"]
+    for overhead in overheads:  # measured, or skipped for want of the integrations extra
+        assert "wall_overhead_us" in overhead or overhead["note"].startswith("not installed")
     rows = [f for f in figures if f["figure"] == "target"]
     assert len(rows) == 24 and all({"target", "measured", "met"} <= set(r) for r in rows)
     table = result.stdout.splitlines()

@@ -9,33 +9,15 @@ package is an error.
 from __future__ import annotations
 
 import json
-import os
 import textwrap
-import time
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import dispatcher_pids, export_points, run_python
+from conftest import export_points, need, run_python, wait_for_dispatchers_to_exit
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def need(module: str) -> None:
-    if os.environ.get("CI"):
-        __import__(module)  # CI installs the extra: a missing package fails loudly there
-    else:
-        pytest.importorskip(module, reason="pip install -e '.[examples]'")
-
-
-def wait_for_dispatchers_to_exit(timeout: float = 30) -> None:
-    """The dispatcher leaves by itself once every writer has closed or died and all is stored."""
-    session_root = Path(os.environ["METRANA_SESSION_ROOT"])
-    deadline = time.monotonic() + timeout
-    while dispatcher_pids(session_root):
-        assert time.monotonic() < deadline, "the dispatcher did not exit after the job"
-        time.sleep(0.1)
 
 
 def series_of(points: list[dict[str, Any]]) -> dict[tuple[str, str, tuple[Any, ...]], list[Any]]:

@@ -1,8 +1,8 @@
 """The layer rules of ``src/metrana``, over every import (lazy ones inside functions too):
 
 - the lower layers (identity, errors, config, enums, files, logging, retry, ring, session,
-  storage, proto) never import the writer, the dispatcher, the server, the CLI or the test
-  helpers;
+  storage, proto) never import the writer, the dispatcher, the server, the CLI, the test
+  helpers or the framework integrations;
 - the dispatcher never imports the writer;
 - no two modules import each other, directly or through others (no import cycles).
 """
@@ -31,7 +31,7 @@ LOWER = (
     "storage",
     "proto",
 )
-UPPER = ("writer", "dispatcher", "server", "cli", "testing")
+UPPER = ("writer", "dispatcher", "server", "cli", "testing", "integrations")
 
 
 def _module_name(path: Path) -> str:

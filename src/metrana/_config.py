@@ -28,6 +28,7 @@ from ._config_parse import (
     enum_value,
     http_url,
     integer,
+    json_object,
     seconds,
     text,
     user_path,
@@ -419,6 +420,8 @@ class Config(msgspec.Struct, frozen=True):
     block_timeout: float
     system_metrics: bool = False
     system_metrics_interval: float = 5.0
+    # init(config=...): merged into the run's metadata by the dispatcher's handshake
+    metadata: dict[str, Any] = {}
 
     @property
     def store_path(self) -> str:
@@ -489,6 +492,7 @@ def resolve_config(
     event_queue_max_size: Any = None,
     close_timeout: Any = None,
     system_metrics: Any = None,
+    config: Any = None,
     environ: Mapping[str, str] | None = None,
 ) -> Config:
     """Resolve and validate every setting of ``init()`` (and every variable of the table)."""
@@ -499,6 +503,7 @@ def resolve_config(
         run_name=str(_name_setting("run_name", run_name, True)),
         experiment_name=_name_setting("experiment_name", experiment_name, False),
     )
+    metadata = _run_config(config)
     check_environment(env)
     url = read("ingestion_url", ingestion_url, env)
     key = read("api_key", api_key, env)
@@ -527,7 +532,20 @@ def resolve_config(
         block_timeout=read("METRANA_BLOCK_TIMEOUT", None, env),
         system_metrics=read("system_metrics", system_metrics, env),
         system_metrics_interval=read("METRANA_SYSTEM_METRICS_INTERVAL", None, env),
+        metadata=metadata,
     )
+
+
+def _run_config(value: Any) -> dict[str, Any]:
+    """``init(config=...)``: a JSON object, copied (see ``json_object``)."""
+    try:
+        return json_object(value)
+    except Invalid as error:
+        raise MetranaConfigError(
+            f"invalid config: {error}; accepted values: a dict with str keys whose values are "
+            "None, bool, int, finite float, str, or lists and dicts of those (at most 1 MiB "
+            "as JSON)"
+        ) from None
 
 
 def retry_policy(environ: Mapping[str, str] | None = None) -> RetryPolicy:

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from ._enums import _NamedEnum, parse_enum
 
 __all__: list[str] = []  # internal, as _config is
@@ -138,3 +140,46 @@ def http_url(raw: Any) -> str:
     if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
         raise Invalid
     return f"{parts.scheme.lower()}://{parts.netloc}"
+
+
+# A run's config is stored as JSON in the run's metadata, and sent in every handshake.
+MAX_CONFIG_BYTES = 1024 * 1024
+
+
+def json_object(raw: Any) -> dict[str, Any]:
+    """A run's config: a dict with ``str`` keys whose values are JSON (``None``, ``bool``,
+    ``int``, finite ``float``, ``str``, lists or tuples and dicts of those), at most
+    ``MAX_CONFIG_BYTES`` as JSON. Returns a copy (tuples as lists). ``Invalid``'s message says
+    where the first bad value is."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise Invalid(f"a dict, not {type(raw).__name__}")
+    copied: dict[str, Any] = _json_value(raw, "config")
+    size = len(msgspec.json.encode(copied))
+    if size > MAX_CONFIG_BYTES:
+        raise Invalid(f"{size} bytes as JSON, over the limit of {MAX_CONFIG_BYTES}")
+    return copied
+
+
+def _json_value(value: Any, where: str) -> Any:
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        if not -(2**63) <= value < 2**63:
+            raise Invalid(f"{where} is an int beyond 64 bits")
+        return value
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise Invalid(f"{where} is {value!r}, which JSON cannot hold")
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_json_value(item, f"{where}[{index}]") for index, item in enumerate(value)]
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise Invalid(f"{where} has the key {key!r}, not a str")
+            out[key] = _json_value(item, f"{where}[{key!r}]")
+        return out
+    raise Invalid(f"{where} is a {type(value).__name__}, not a JSON value")

@@ -36,10 +36,14 @@ Figures (see docs/performance.md for the method):
   with 64 idle rings in the session versus without.
 * ``profile``: py-spy ``record -f raw`` on the dispatcher during an 8-writer embedded run: the
   frames with the most self time, as a share and as µs per point.
+* ``integration_overhead``: µs per training step (wall and CPU time of the training process)
+  of a tiny Lightning ``fit`` and a tiny Transformers ``train``, logging every step, with
+  ``MetranaLogger``/``MetranaCallback`` against none (Lightning also beside a logger that
+  does nothing and ``CSVLogger``); skipped, with a note, when the frameworks are missing.
 
 The sections live in the modules of this package (``latency``, ``faulted``, ``throughput``,
-``dispatcher``, ``memory``, ``startup``, ``scale``), the target rows in ``report``, the plot
-in ``plotting``, the order of it all in ``harness``.
+``dispatcher``, ``memory``, ``startup``, ``scale``, ``integrations``), the target rows in
+``report``, the plot in ``plotting``, the order of it all in ``harness``.
 """
 
 from .dispatcher import parse_profile

@@ -20,6 +20,7 @@ from .context import Bench
 from .dispatcher import dispatcher_cpu_figures, print_profile
 from .environment import machine_at_end, machine_at_start
 from .faulted import bench_faulted
+from .integrations import bench_integrations
 from .latency import bench_latency
 from .memory import bench_memory, peak_rss_figures
 from .plotting import plot
@@ -31,7 +32,7 @@ from .throughput import bench_queue_baseline, bench_throughput
 
 SECTIONS = (
     "import", "latency", "bulk", "faulted", "startstop", "memory", "queue", "embedded",
-    "profile", "http", "bulk-embedded", "bulk-http", "scale", "idle", "rest",
+    "profile", "http", "bulk-embedded", "bulk-http", "scale", "idle", "rest", "integrations",
 )  # fmt: skip
 DEFAULT_PLOT = str(ROOT / "docs" / "perf" / "throughput.png")
 
@@ -62,6 +63,8 @@ class Sizes:
     bulk_http_points: int
     rest_events: int
     rest_series_points: int
+    integration_steps: int
+    integration_repeat: int
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Sizes:
@@ -87,6 +90,8 @@ class Sizes:
             bulk_http_points=args.bulk_http_points,
             rest_events=100_000,
             rest_series_points=1_000_000,
+            integration_steps=500,
+            integration_repeat=max(args.repeat, 7),
         )
         if not args.quick:
             return sizes
@@ -97,6 +102,7 @@ class Sizes:
             startstop_repeat=1, queue_points=5_000, fault_calls=2_000, import_repeat=2,
             latency_repeat=1, bulk_call_points=20_480, bulk_points=102_400,
             bulk_http_points=51_200, rest_events=2_000, rest_series_points=20_000,
+            integration_steps=30, integration_repeat=1,
         )  # fmt: skip
 
 
@@ -167,6 +173,9 @@ def _measure(bench: Bench, sizes: Sizes, sections: set[str], emit: Emit) -> None
         emit(bench_idle_rings(bench, writers, sizes.idle_points, sizes.idle_rings, repeat))
     if "rest" in sections:
         emit(*bench_rest(bench, sizes.rest_events, sizes.rest_series_points, max(repeat, 5)))
+    if "integrations" in sections:
+        bench.fresh("integrations")
+        emit(*bench_integrations(sizes.integration_steps, sizes.integration_repeat))
 
 
 def run(args: argparse.Namespace) -> int:

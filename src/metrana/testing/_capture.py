@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from concurrent.futures import Future
+from typing import Any
 
 from .._config import Config
 from .._enums import ResumeStrategy
@@ -22,9 +23,10 @@ class CapturingTarget:
     store's semantics: each (series, step) once, first write wins, duplicates counted.
 
     Hand it to :class:`InProcessSession`; then read :attr:`points` (``{series key: {step:
-    value}}``), :meth:`values`, :attr:`status` and :attr:`batches`. :meth:`fail_next` makes
-    the next batches fail with the exception given (a ``DeliveryFailure`` is retried or
-    spooled by the dispatcher, a ``RejectedBatch`` is dropped and counted)."""
+    value}}``), :meth:`values`, :attr:`status`, :attr:`metadata` and :attr:`batches`.
+    :meth:`fail_next` makes the next batches fail with the exception given (a
+    ``DeliveryFailure`` is retried or spooled by the dispatcher, a ``RejectedBatch`` is dropped
+    and counted)."""
 
     max_inflight = 1
     offline = False
@@ -33,6 +35,7 @@ class CapturingTarget:
         self.points: dict[SeriesKey, dict[int, float | int]] = {}
         self.batches: list[Batch] = []
         self.status: str | None = None
+        self.metadata: dict[str, Any] = {}  # init(config=...), merged at each opening
         self.opened = 0
         self.owner: str | None = None  # the orchestration id that created the run
         self._failures: deque[Exception] = deque()
@@ -56,6 +59,7 @@ class CapturingTarget:
                 )
             if created:
                 self.owner = config.orchestration_id
+            self.metadata.update(config.metadata)
             self.opened += 1
             resume = [(*key, max(steps)) for key, steps in self.points.items() if steps]
             return RunHandle(experiment_id=1, created=created, resume=resume)

@@ -57,6 +57,7 @@ def init(
     num_dispatch_workers: int = 4,
     ingestion_url: str | None = None,
     system_metrics: bool | None = None,
+    config: Mapping[str, Any] | None = None,
 ) -> None:
     """Join (or start) the run's session in this process.
 
@@ -67,6 +68,11 @@ def init(
     With ``system_metrics=True`` (or ``METRANA_SYSTEM_METRICS=1``) the dispatcher samples every
     writer process (CPU, RSS, threads, open files) and the host (memory, load) every
     ``METRANA_SYSTEM_METRICS_INTERVAL`` seconds (default 5) into ``system/...`` series.
+
+    ``config`` (a dict of JSON values: hyperparameters, the job's settings) is stored as the
+    run's metadata when the run opens, merged into what a resumed run already has (shallow:
+    its top-level keys replace the stored ones). It is the config of the process that opens
+    the run on this host; a process that joins a running session does not change it.
 
     Raises:
         MetranaAlreadyInitializedError: ``init()`` was already called in this process.
@@ -80,7 +86,7 @@ def init(
             raise MetranaAlreadyInitializedError(
                 "metrana.init() was already called in this process; call metrana.close() first"
             )
-        config = resolve_config(
+        settings = resolve_config(
             api_key=api_key,
             workspace_name=workspace_name,
             project_name=project_name,
@@ -94,26 +100,28 @@ def init(
             num_dispatch_workers=num_dispatch_workers,
             ingestion_url=ingestion_url,
             system_metrics=system_metrics,
+            config=config,
         )
-        configure(config.log_level)
-        session = Session.for_config(config)
+        configure(settings.log_level)
+        session = Session.for_config(settings)
         reap_sessions()
         recover_orphans()  # rings an earlier job left undelivered: a dispatcher takes them
         # The ring exists before the dispatcher is looked for, so a dispatcher about to exit
         # for lack of writers sees it and stays.
         writer = Writer(
-            config, session, next_steps=_closed_steps.get(str(session.dir)), redirect=_redirect
+            settings, session, next_steps=_closed_steps.get(str(session.dir)), redirect=_redirect
         )
         try:
-            process, handshake = join(session, config, config.init_timeout)
+            process, handshake = join(session, settings, settings.init_timeout)
             writer.adopt(process)
             writer.apply_handshake(handshake)
             if process is None:
                 # Joining a dispatcher that was already running: the handshake's table is as
                 # old as the run's opening. Steps logged since (say, by this job's processes
                 # before a restart) are in the dispatcher's table once their rings are read.
-                session.wait_finished_rings(min(5.0, config.init_timeout))
+                session.wait_finished_rings(min(5.0, settings.init_timeout))
                 writer.apply_resume(session.read_resume())
+                _warn_unstored_config(settings, session)
         except BaseException:
             writer.abandon()
             raise
@@ -123,6 +131,20 @@ def init(
         _bind_log(writer)
         _register_atexit()
         logger.debug("metrana: joined session %s", session.dir)
+
+
+def _warn_unstored_config(settings: Config, session: Session) -> None:
+    """A process that joins a running session does not change the run's metadata: say so
+    when its ``config`` holds what the config of the process that opened the run does not."""
+    try:
+        opened = session.read_config().metadata
+    except (OSError, ValueError):
+        return
+    if not settings.metadata.items() <= opened.items():
+        logger.warning(
+            "metrana: init(config=...) of this process is not stored: it joined a session "
+            "another process of the job opened, whose config is the run's metadata"
+        )
 
 
 def log(

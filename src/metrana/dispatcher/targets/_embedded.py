@@ -34,6 +34,7 @@ class EmbeddedTarget:
                 run.run_name,
                 config.orchestration_id,
                 allow_resume=config.resume_strategy is ResumeStrategy.ALLOW,
+                metadata=config.metadata,
             )
         except StorageRunExistsError as error:
             raise MetranaRunExistsError(str(error)) from error

@@ -94,6 +94,7 @@ class HttpTarget:
             experiment_name=run.experiment_name,
             resume_strategy="Never" if config.resume_strategy.value == "Never" else "Allow",
             workspace_name=run.workspace_name,
+            metadata=config.metadata,
         )
         try:
             answer = self.client.run_handshake(request)
