@@ -9,6 +9,7 @@ over the store's file, for the time of the read). Runs are looked up by name in 
 
 from __future__ import annotations
 
+import json
 import numbers
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -17,7 +18,7 @@ from typing import Any
 from conftest import store_path
 
 from metrana.api import Client
-from metrana.testing import RunningServer, serve_in_thread
+from metrana.testing import RunningServer, read_rows, serve_in_thread
 
 # (metric name, scale, labels as sorted (name, value) pairs)
 Series = tuple[str, str, tuple[tuple[str, str], ...]]
@@ -38,7 +39,7 @@ def _client(server: RunningServer | None) -> Iterator[Client]:
 
 
 def _experiment(client: Client, run_name: str) -> Any:
-    found = [e for e in client.list_experiments() if e.name == run_name]
+    found = client.list_experiments(slug=run_name).experiments
     assert len(found) == 1, f"{len(found)} runs named {run_name!r}"
     return found[0]
 
@@ -46,13 +47,14 @@ def _experiment(client: Client, run_name: str) -> Any:
 def stored_points(server: RunningServer | None, run_name: str) -> Points:
     """Every stored point of the run, per series, as (step, value) pairs in step order."""
     with _client(server) as client:
-        listing = client.list_metrics(_experiment(client, run_name).id)
-    return {
-        (s.metric_name, s.scale, tuple(sorted(s.labels.items()))): [
-            (p.step, p.value) for p in s.points
-        ]
-        for s in listing.series
-    }
+        rows = read_rows(client, _experiment(client, run_name).id)
+    points: Points = {}
+    for row in sorted(rows, key=lambda row: row.step or 0):
+        labels = tuple(sorted(json.loads(row.event_metadata_json).items()))
+        value = row.metric_value
+        assert row.step is not None and not isinstance(value, str), row
+        points.setdefault((row.metric_name, row.scale, labels), []).append((row.step, value))
+    return points
 
 
 def run_metadata(server: RunningServer | None, run_name: str) -> dict[str, Any]:
@@ -63,7 +65,7 @@ def run_metadata(server: RunningServer | None, run_name: str) -> dict[str, Any]:
 
 
 def run_status(server: RunningServer | None, run_name: str) -> str:
-    """The run's status: running, finished, crashed..."""
+    """The run's status: created, running, done or error."""
     with _client(server) as client:
         status: str = _experiment(client, run_name).status
     return status

@@ -120,7 +120,7 @@ def test_metrics_are_logged_once_a_step_numbers_only(session: InProcessSession) 
     assert target.values("epoch") == {3: 0}
     assert target.values("val") == {3: 0.25}
     assert target.point_count() == 4  # no duplicate reached the store
-    assert target.status == "finished"
+    assert target.status == "done"
 
 
 def test_an_integration_logs_into_the_processs_own_run_and_says_its_config_is_not_stored(

@@ -60,7 +60,7 @@ def test_the_callback_stores_what_the_trainer_logged(
         "training_args": jsonable(trainer.args.to_dict()),
         "model_config": jsonable(trainer.model.config.to_dict()),
     }
-    assert run_status(over_http, "trained") == "finished"
+    assert run_status(over_http, "trained") == "done"
 
 
 @pytest.mark.slow
@@ -93,7 +93,7 @@ def test_under_torchrun_every_process_logs_each_point_once(
     assert metadata["task"] == "lm"
     assert metadata["training_args"]["max_steps"] == 6
     assert metadata["model_config"]["n_embd"] == 8
-    assert run_status(live_server, "torchrun") == "finished"
+    assert run_status(live_server, "torchrun") == "done"
 
 
 @pytest.mark.slow
@@ -119,4 +119,4 @@ def test_the_accelerate_tracker_stores_what_was_logged(over_http: RunningServer)
     wait_for_dispatchers_to_exit()
     assert stored_points(over_http, "accelerated") == reported_points(calls)
     assert run_metadata(over_http, "accelerated") == {"seed": 1, "lr": 3e-4, "betas": [0.9, 0.99]}
-    assert run_status(over_http, "accelerated") == "finished"
+    assert run_status(over_http, "accelerated") == "done"

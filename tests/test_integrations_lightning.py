@@ -50,7 +50,7 @@ def test_the_logger_stores_what_lightning_reported(
     wait_for_dispatchers_to_exit()  # finalize("success") closed the run
     assert stored_points(live_server, "fitted") == expected
     assert run_metadata(live_server, "fitted") == METADATA
-    assert run_status(live_server, "fitted") == "finished"
+    assert run_status(live_server, "fitted") == "done"
 
 
 @pytest.mark.slow
@@ -77,4 +77,4 @@ def test_under_ddp_every_rank_or_rank_zero_logs_each_point_once(
     assert stored_points(live_server, "ddp-rank-zero") == reported("ddp-rank-zero", 0, False)
     for run_name in ("ddp-every-rank", "ddp-rank-zero"):
         assert run_metadata(live_server, run_name)["optimizer/name"] == "sgd"
-        assert run_status(live_server, run_name) == "finished"
+        assert run_status(live_server, run_name) == "done"

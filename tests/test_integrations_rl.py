@@ -65,7 +65,7 @@ def test_the_sb3_output_format_stores_every_dump_at_the_models_timesteps(
     assert {"rollout/ep_rew_mean", "time/fps", "train/loss", "train/entropy_loss"} <= names
     assert "debug/secret" not in names
     assert run_metadata(live_server, "ppo") == {"algo": "ppo", "gamma": 0.99}
-    assert run_status(live_server, "ppo") == "finished"
+    assert run_status(live_server, "ppo") == "done"
 
 
 def _play(envs: Any, steps: int) -> tuple[list[list[float]], list[list[int]]]:
@@ -134,7 +134,7 @@ def test_async_env_workers_log_their_episodes_from_their_processes(
         expected[("episode/length", "EPISODE", labels)] = list(enumerate(lengths[i]))
     assert stored == expected
     assert run_metadata(live_server, run) == {"env": "CartPole-v1"}
-    assert run_status(live_server, run) == "finished"
+    assert run_status(live_server, run) == "done"
 
 
 def server_env_kwargs(server: RunningServer) -> dict[str, str]:

@@ -40,7 +40,7 @@ class MetranaLogger(LoggerMixin, _Logger):  # type: ignore[misc]
     - ``name`` is the project and ``version`` the run's name (checkpoints go to
       ``default_root_dir/NAME/VERSION/checkpoints``).
     - ``finalize(status)`` closes the run the logger opened, once its points are stored (the
-      run is then marked ``finished``); a later ``validate``/``test`` reopens it.
+      run is then marked ``done``); a later ``validate``/``test`` reopens it.
     """
 
     rank_source = _rank_zero.rank_zero_only

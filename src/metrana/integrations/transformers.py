@@ -42,7 +42,7 @@ class MetranaCallback(_TrainerCallback):  # type: ignore[misc]
       Trainer's own trackers name them: ``train/loss``, ``train/learning_rate``,
       ``eval/loss``...
     - ``on_train_end`` closes the run, once its points are stored (the run is then marked
-      ``finished``).
+      ``done``).
     - Under ``torchrun``, only the world's process zero logs (``rank_zero_only=True``); with
       ``rank_zero_only=False`` every process logs, each with the label ``rank`` (its
       ``process_index``).
