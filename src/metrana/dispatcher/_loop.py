@@ -55,9 +55,12 @@ MIN_RECORDS_PER_WRITER = 2 * _ring.CHECKPOINT  # a checkpoint always falls in a 
 RETRY_DELAY_MAX = 5.0
 # After a pass that found less than a quarter of a batch, wait a little before the next: a
 # batch, with its transaction or request, and a pass over every ring cost the same for ten
-# points as for ten thousand.
+# points as for ten thousand. The wait doubles while passes stay small, up to PASS_PACE_MAX:
+# a training loop that logs a few metrics every millisecond or two is then shipped in batches
+# of tens of records, not one (a tenth of a core saved), at most 20 ms after it was logged.
 SMALL_PASS = RECORDS_PER_BATCH // 4
 PASS_PACE = 0.002
+PASS_PACE_MAX = 0.02
 
 # How a run ends when none of its processes called metrana.close() (all were killed or
 # crashed). A run where some process closed is done: ranks and workers that end without
@@ -170,6 +173,7 @@ class Dispatcher:
         next_scan = 0.0
         next_liveness = 0.0
         idle_delay = 0.0
+        pace = 0.0
         empty_since: float | None = None
         retry_delay = 0.05
         while not stopping.is_set():
@@ -204,7 +208,10 @@ class Dispatcher:
                 idle_delay = 0.0
                 empty_since = None
                 if self._pass_records < SMALL_PASS:
-                    stopping.wait(PASS_PACE)
+                    pace = min(max(pace * 2, PASS_PACE), PASS_PACE_MAX)
+                    stopping.wait(pace)
+                else:
+                    pace = 0.0
                 continue
             if not self.writers and not len(self.inflight) and not self.spooling.holds_data:
                 if empty_since is None:
