@@ -41,7 +41,9 @@ export class Board {
       this.seen.set(e.id, `${e.last_event_at_ms}|${e.status}`);
     }));
     this.build();
+    await new Promise((resolve) => requestAnimationFrame(() => resolve()));
     this.container.dataset.drawnMs = String(Math.round(performance.now() - t0));
+    this.container.dataset.readyAt = String(Math.round(performance.now())); // since navigation
     this.container.dataset.ready = "true";
     this.timer = setInterval(() => this.refresh(), REFRESH_MS);
   }
