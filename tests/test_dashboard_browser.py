@@ -1,5 +1,5 @@
 """The dashboard in a real headless Chromium (Debian's ``chromium``, driven by Playwright for
-Python; never a browser Playwright downloads). One browser serves every test of the session;
+Python; never a browser Playwright downloads). One browser serves every test of this module;
 each test gets a fresh context (no cookies). Screenshots are saved under the session's
 pytest temporary directory, in ``screenshots/``."""
 
@@ -34,8 +34,10 @@ T0 = 1_700_000_000_000_000_000
 pytestmark = pytest.mark.slow  # a browser is a process
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """One browser for every test here; stopped after them, since Playwright's event loop
+    would otherwise stay current for the rest of the session (and break asyncio.run)."""
     if shutil.which(CHROMIUM) is None:
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)")
     with playwright_sync.sync_playwright() as p:
