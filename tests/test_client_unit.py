@@ -130,6 +130,9 @@ def test_exported_names() -> None:
         "AnnotationsResponse",
         "AsyncClient",
         "AuthStatusResponse",
+        "ChartMark",
+        "ChartSeries",
+        "ChartSeriesResponse",
         "Client",
         "ClientCredentials",
         "ComparisonMetricSeries",
@@ -147,6 +150,8 @@ def test_exported_names() -> None:
         "IngestionKeyCreateResponse",
         "IngestionKeyResponse",
         "IngestionKeysResponse",
+        "LoginToken",
+        "LoginTokenResponse",
         "MetricCatalogItem",
         "MetricCatalogMetadataValue",
         "MetricCatalogResponse",
@@ -175,6 +180,11 @@ def test_exported_names() -> None:
 
 # -- one case per call: method, path, query, body, headers and the decoded answer -------------
 
+CHART_SERIES = {
+    "metric_name": "train/loss", "scale": "ML_STEP", "metadata": {"rank": "0"},
+    "total_points": 3, "first_step": 0, "last_step": 20, "steps": [10, 20],
+    "values": [0.5, 0.25], "times_ms": [1, 2], "marks": [[15, 15, "nan"]],
+}  # fmt: skip
 HANDSHAKE = RunHandshakeRequest(
     workspace_name="w", project_name="p", run_name="r", orchestration_id="o"
 )
@@ -280,6 +290,12 @@ CASES: list[Case] = [
     ("list_annotations", ("7",), {"from_ms": 1, "to_ms": 2, "limit": 3}, "GET",
      "/experiments/7/annotations", [("from", "1"), ("to", "2"), ("limit", "3")], None,
      {"annotations": [ANNOTATION]}),
+    ("chart_series", ("7", ["train/loss"]), {"width": 500, "from_step": 10, "to_step": 20},
+     "GET", "/experiments/7/charts",
+     [("metric_name", "train/loss"), ("width", "500"), ("from_step", "10"), ("to_step", "20")],
+     None, {"series": [CHART_SERIES], "width": 500}),
+    ("create_login_token", (), {}, "POST", "/auth/login-tokens", [], {"ttl_ms": None},
+     {"login": {"url": "http://h/login?token=mtl_x", "expires_at_ms": 5}}),
 ]  # fmt: skip
 # ingest_metrics and create_annotation present an ingestion key: test_client_ingest_unit.py
 WITH_INGESTION_KEY = {"ingest_metrics", "create_annotation"}
@@ -316,7 +332,7 @@ def test_each_method_sends_its_request_and_decodes_its_answer(serve: Servers, ca
     if expected_body is not None:
         assert request.headers["Content-Type"] == "application/json"
     idempotency_key = request.headers.get("Idempotency-Key")
-    if method in ("POST", "PATCH") and name != "create_ingestion_key":
+    if method in ("POST", "PATCH") and name not in ("create_ingestion_key", "create_login_token"):
         assert idempotency_key is not None
         assert re.fullmatch(IDEMPOTENCY_KEY, idempotency_key)
     else:

@@ -17,6 +17,7 @@ from typing import Any
 from .bulk import ARRAY_VALUES, bench_bulk_calls
 from .common import ROOT, end_to_end_what, median_runs
 from .context import Bench
+from .dashboard import bench_dashboard
 from .dispatcher import dispatcher_cpu_figures, print_profile
 from .environment import machine_at_end, machine_at_start
 from .faulted import bench_faulted
@@ -33,6 +34,7 @@ from .throughput import bench_queue_baseline, bench_throughput
 SECTIONS = (
     "import", "latency", "bulk", "faulted", "startstop", "memory", "queue", "embedded",
     "profile", "http", "bulk-embedded", "bulk-http", "scale", "idle", "rest", "integrations",
+    "dashboard",
 )  # fmt: skip
 DEFAULT_PLOT = str(ROOT / "docs" / "perf" / "throughput.png")
 
@@ -176,6 +178,8 @@ def _measure(bench: Bench, sizes: Sizes, sections: set[str], emit: Emit) -> None
     if "integrations" in sections:
         bench.fresh("integrations")
         emit(*bench_integrations(sizes.integration_steps, sizes.integration_repeat))
+    if "dashboard" in sections:
+        emit(*bench_dashboard(bench, sizes.rest_series_points, repeat))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -253,6 +253,23 @@ def _rest_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def _dashboard_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    endpoint = find_figure(results, "dashboard", "chart_series")
+    run = find_figure(results, "dashboard", "run page")
+    compare = find_figure(results, "dashboard", "compare view")
+    return [
+        _row("Dashboard: chart_series, 2,000 points", "≤ 100 ms (a 1,000,000-point series)",
+             endpoint, _ms_of, lambda f: f["ms"] <= 100,
+             lambda f: f"series of {f['series_points']:,} points, HTTP; runs {f['runs_ms']}"),
+        _row("Dashboard: run page drawn", "≤ 1 s from navigation (a 1,000,000-point series)",
+             run, _ms_of, lambda f: f["ms"] <= 1000,
+             lambda f: f"headless Chromium; series of {f['series_points']:,}; runs {f['runs_ms']}"),
+        _row("Dashboard: compare view drawn", "≤ 1.5 s (10 runs x 100,000 points)",
+             compare, _ms_of, lambda f: f["ms"] <= 1500,
+             lambda f: f"{f['runs']} runs of {f['series_points']:,}; runs {f['runs_ms']}"),
+    ]  # fmt: skip
+
+
 def evaluate(results: list[dict[str, Any]], writers: int) -> list[dict[str, Any]]:
     """One line per target row: the target, the measured figure, met or not, the baselines."""
     return [
@@ -263,6 +280,7 @@ def evaluate(results: list[dict[str, Any]], writers: int) -> list[dict[str, Any]
         *_start_stop_rows(results),
         *_scale_rows(results, writers),
         *_rest_rows(results),
+        *_dashboard_rows(results),
     ]
 
 

@@ -22,6 +22,13 @@ from ._auth import (
     load_credentials,
     save_credentials,
 )
+from ._chart_types import (
+    ChartMark,
+    ChartSeries,
+    ChartSeriesResponse,
+    LoginToken,
+    LoginTokenResponse,
+)
 from ._client import Client
 from ._errors import (
     MetricsApiAuthError,
@@ -67,6 +74,9 @@ __all__ = [
     "AnnotationsResponse",
     "AsyncClient",
     "AuthStatusResponse",
+    "ChartMark",
+    "ChartSeries",
+    "ChartSeriesResponse",
     "Client",
     "ClientCredentials",
     "ComparisonMetricSeries",
@@ -84,6 +94,8 @@ __all__ = [
     "IngestionKeyCreateResponse",
     "IngestionKeyResponse",
     "IngestionKeysResponse",
+    "LoginToken",
+    "LoginTokenResponse",
     "MetricCatalogItem",
     "MetricCatalogMetadataValue",
     "MetricCatalogResponse",

@@ -11,6 +11,7 @@ import httpx
 import msgspec
 from msgspec import UNSET
 
+from . import _chart_types as ct
 from . import _types as t
 from ._errors import MetricsApiError
 from ._operations import row_filters
@@ -291,6 +292,25 @@ class AsyncClient(ClientSettings[httpx.AsyncBaseTransport]):
     ) -> t.AnnotationsResponse:
         """The annotations of an experiment, by creation time."""
         return await self._run(self._ops.list_annotations(experiment_id, from_ms, to_ms, limit))
+
+    async def chart_series(
+        self,
+        experiment_id: str,
+        metric_names: Sequence[str] = (),
+        *,
+        width: int | None = None,
+        from_step: int | None = None,
+        to_step: int | None = None,
+    ) -> ct.ChartSeriesResponse:
+        """An experiment's series (those named, or all) downsampled to about ``width`` points
+        each over a step range, non-finite values as marks (Metrana's, for charts)."""
+        return await self._run(
+            self._ops.chart_series(experiment_id, metric_names, width, from_step, to_step)
+        )
+
+    async def create_login_token(self, *, ttl_ms: int | None = None) -> ct.LoginTokenResponse:
+        """A one-time dashboard login URL for this key's organization (Metrana's)."""
+        return await self._run(self._ops.create_login_token(ttl_ms))
 
     async def create_annotation(
         self,

@@ -15,6 +15,7 @@ from typing import Any, TypeVar, cast
 import msgspec
 
 from .._retry import Pacer, RetryPolicy
+from . import _chart_types as ct
 from . import _inputs as inputs
 from . import _types as t
 from ._errors import MetricsApiRequestError
@@ -300,6 +301,29 @@ class Operations(Exchange):
             None,
             self.timeout,
         )
+
+    # -- the dashboard's ------------------------------------------------------------------
+
+    def chart_series(
+        self,
+        experiment_id: str,
+        metric_names: Sequence[str],
+        width: int | None,
+        from_step: int | None,
+        to_step: int | None,
+    ) -> Op[ct.ChartSeriesResponse]:
+        query = inputs.checked(
+            ct.ChartQuery,
+            "chart_series query",
+            {"metric_name": list(metric_names), "width": width, "from_step": from_step,
+             "to_step": to_step},
+        )  # fmt: skip
+        path = {"experiment_id": experiment_id}
+        return self.call("chart_series", ct.ChartSeriesResponse, path=path, query=query)
+
+    def create_login_token(self, ttl_ms: int | None) -> Op[ct.LoginTokenResponse]:
+        body = inputs.checked(ct.LoginTokenCreate, "create_login_token request", {"ttl_ms": ttl_ms})
+        return self.call("create_login_token", ct.LoginTokenResponse, body=body)
 
 
 def row_filters(

@@ -7,14 +7,15 @@ from typing import Any, Literal
 
 import msgspec
 
+from . import _chart_types as ct
 from . import _types as t
 
 API_PREFIX = "/api/v1"
 PROTOBUF_CONTENT_TYPE = "application/x-protobuf"
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024  # the server's limit on a request body (413 above)
 
-# "api": an organization API key; "ingestion": an API key or the experiment's ingestion key;
-# "any": any valid key.
+# "api": an organization API key (or a dashboard session, see docs/dashboard.md);
+# "ingestion": an API key or the experiment's ingestion key; "any": any valid key.
 Auth = Literal["api", "ingestion", "any"]
 
 
@@ -84,6 +85,13 @@ ROUTES: tuple[Route, ...] = (
     # Metrana's: the dispatcher's handshake
     Route("run_handshake", "POST", "/runs/handshake", t.RunHandshakeRequest,
           t.RunHandshakeResponse, summary="Create or resume a run (used by the dispatcher)"),
+    # Metrana's: the dashboard (docs/dashboard.md)
+    Route("chart_series", "GET", EXPERIMENT + "/charts", None, ct.ChartSeriesResponse,
+          query=ct.ChartQuery,
+          summary="An experiment's series downsampled for a chart (min/max per bucket)"),
+    Route("create_login_token", "POST", "/auth/login-tokens", ct.LoginTokenCreate,
+          ct.LoginTokenResponse, idempotent=False,
+          summary="A one-time dashboard login URL (an API key only)"),
 )  # fmt: skip
 
 # Protobuf ingestion (body: metrana.v1.IngestBatch; answer: metrana.v1.IngestResponse),

@@ -135,6 +135,10 @@ def run_demo(ranks: int = 4, steps: int = 25_000, workers: int = 2) -> int:
         "\nExport it with: metrana export --workspace demo --project simulated-training "
         f"--run {run_name}"
     )
+    print(
+        f"See its charts with: metrana ui --store {config.store_path}\n"
+        "  (the dashboard on this machine; it opens a browser, or prints a login link)"
+    )
     store.close()
     if failed or run.points != expected:
         print("demo FAILED: some ranks exited with errors or points are missing", file=sys.stderr)

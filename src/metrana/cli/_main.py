@@ -1,6 +1,6 @@
 """The ``metrana`` command line: its parser and ``main()``. The commands live beside it:
 ``status`` in ``_status``, ``runs`` and ``export`` in ``_store``, ``serve``, ``keys``,
-``login`` and ``sync`` in ``_server``, ``demo`` in ``_demo``.
+``login``, ``sync`` and ``ui`` in ``_server``, ``demo`` in ``_demo``.
 
 Exit codes: 0 success, 1 failure (the message says why, on stderr), 2 usage error, 130 when
 interrupted. Progress bars go to stderr, so stdout carries only data (``--json`` documents,
@@ -19,7 +19,7 @@ from .._errors import MetranaError
 from ..api._routes import DEFAULT_MAX_BODY_BYTES
 from ..api._types import DEFAULT_INGESTION_KEY_TTL_MS, ttl_problem
 from ..storage import StorageError
-from ._server import cmd_keys, cmd_login, cmd_serve, cmd_sync
+from ._server import cmd_keys, cmd_login, cmd_serve, cmd_sync, cmd_ui
 from ._status import cmd_status
 from ._store import cmd_export, cmd_runs
 
@@ -152,6 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
         "days); a dispatcher whose key expires mints another",
     )
     serve.set_defaults(func=cmd_serve)
+
+    ui = command("ui", "open the dashboard on the local store (served on loopback)")
+    _add_store_arg(ui)
+    ui.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    ui.set_defaults(func=cmd_ui)
 
     keys = command("keys", "manage the API keys of a store (each of one organization)")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 
 import msgspec
 from rich.progress import Progress, TaskID
@@ -22,15 +23,7 @@ from ._store import open_store
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """``metrana serve``: serve a store over HTTP until interrupted."""
-    try:
-        from ..server import serve
-    except ImportError as error:
-        raise SystemExit(
-            f"metrana serve needs the server extra ({error.name} is missing): "
-            "pip install 'metrana[server]'"
-        ) from None
-
-    serve(
+    _server_module("serve").serve(
         args.store,
         host=args.host,
         port=args.port,
@@ -38,6 +31,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ingestion_key_ttl_ms=round(args.ingestion_key_ttl * 1000),
     )
     return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    """``metrana ui``: serve the local store on loopback and open the dashboard, logged in."""
+    _server_module("ui").serve(args.store, host="127.0.0.1", port=args.port, browse=True)
+    return 0
+
+
+def _server_module(command: str) -> ModuleType:
+    try:
+        from .. import server
+    except ImportError as error:
+        raise SystemExit(
+            f"metrana {command} needs the server extra ({error.name} is missing): "
+            "pip install 'metrana[server]'"
+        ) from None
+    return server
 
 
 def cmd_keys(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute
 from starlette.routing import Route as StarletteRoute
 
 from .. import __version__
@@ -37,9 +38,11 @@ from ..api._types import DEFAULT_INGESTION_KEY_TTL_MS
 from ..proto import IngestResponse
 from ..proto._codec import BatchDecodeError, decode_batch
 from ..storage import Principal, SqliteStore, StorageError
+from ._dashboard import dashboard_routes
 from ._errors import ApiError, error_response, from_storage
 from ._handlers import HANDLERS, Context
 from ._openapi import openapi_document
+from ._sessions import SESSION_COOKIE, Sessions
 from ._strict import refuse_unknown_query, strict_type, unknown_fields_message
 
 IDEMPOTENCY_TTL_NS = 24 * 3600 * 10**9  # a retried request comes within minutes, not a day
@@ -55,13 +58,16 @@ def create_app(
     store: SqliteStore,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ingestion_key_ttl_ms: int = DEFAULT_INGESTION_KEY_TTL_MS,
+    sessions: Sessions | None = None,
 ) -> Starlette:
     """The server's ASGI application over an open store; an ingestion key minted without a
-    ``ttl_ms`` lives ``ingestion_key_ttl_ms``."""
+    ``ttl_ms`` lives ``ingestion_key_ttl_ms``. The dashboard's logins are in ``sessions``
+    (also ``app.state.sessions``)."""
     missing = [route.name for route in ROUTES if route.name not in HANDLERS]
     assert not missing, f"routes without a handler: {missing}"
-    api = _Api(store, max_body_bytes, ingestion_key_ttl_ms)
-    routes = [
+    sessions = Sessions() if sessions is None else sessions
+    api = _Api(store, max_body_bytes, ingestion_key_ttl_ms, sessions)
+    routes: list[BaseRoute] = [
         StarletteRoute(API_PREFIX + _starlette_path(route.path), api.endpoint(route),
                        methods=[route.method], name=route.name)
         for route in ROUTES
@@ -72,7 +78,9 @@ def create_app(
         StarletteRoute(API_PREFIX + "/health", api.health, methods=["GET"]),
         StarletteRoute("/healthz", api.health, methods=["GET"]),
     ]
+    routes += dashboard_routes(sessions, store.authenticate)
     app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_allowed})
+    app.state.sessions = sessions
     return app
 
 
@@ -92,8 +100,11 @@ def _starlette_path(path: str) -> str:
 
 
 class _Api:
-    def __init__(self, store: SqliteStore, max_body_bytes: int, ingestion_key_ttl_ms: int) -> None:
+    def __init__(
+        self, store: SqliteStore, max_body_bytes: int, ingestion_key_ttl_ms: int, sessions: Sessions
+    ) -> None:
         self.store = store
+        self.sessions = sessions
         self.max_body_bytes = max_body_bytes
         self.ingestion_key_ttl_ms = ingestion_key_ttl_ms
         self._openapi = msgspec.json.encode(openapi_document())
@@ -106,6 +117,8 @@ class _Api:
 
     async def authenticate(self, request: Request) -> Principal:
         header = request.headers.get("authorization", "")
+        if not header and SESSION_COOKIE in request.cookies:
+            return self.sessions.authenticate(request)  # the dashboard's
         scheme, _, secret = header.partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
             raise ApiError(
@@ -180,7 +193,14 @@ class _Api:
                 body = _decode(route, decoder, raw) if decoder is not None else None
                 origin = f"{request.url.scheme}://{request.url.netloc}"
                 context = Context(
-                    self.store, principal, path, query, body, origin, self.ingestion_key_ttl_ms
+                    self.store,
+                    principal,
+                    path,
+                    query,
+                    body,
+                    origin,
+                    self.ingestion_key_ttl_ms,
+                    self.sessions,
                 )
 
                 def act() -> tuple[int, bytes]:
@@ -224,6 +244,8 @@ class _Api:
     async def ingest(self, request: Request) -> Response:
         async def work() -> Response:
             principal = await self.authenticate(request)
+            if principal.kind == "session":
+                raise ApiError(403, "forbidden", "protobuf ingestion needs an ingestion key")
             content_type = request.headers.get("content-type", "").split(";")[0].strip()
             if content_type != PROTOBUF_CONTENT_TYPE:
                 raise ApiError(
@@ -274,7 +296,7 @@ def enveloped(data: bytes) -> bytes:
 
 
 def _authorize(route: Route, principal: Principal, path: dict[str, Any]) -> None:
-    if route.auth == "api" and principal.kind != "api":
+    if route.auth == "api" and principal.kind not in ("api", "session"):
         raise ApiError(
             403,
             "forbidden",

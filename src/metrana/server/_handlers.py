@@ -13,9 +13,13 @@ from typing import Any
 
 import msgspec
 
+from ..api import _chart_types as ct
 from ..api import _types as t
-from ..storage import Principal, SqliteStore
+from ..storage import InvalidRequestError, Principal, SqliteStore
 from ..storage._db import parse_id
+from ._downsample import downsample
+from ._errors import ApiError
+from ._sessions import LOGIN_TOKEN_TTL_MS, Sessions, login_url
 
 
 class Context(msgspec.Struct):
@@ -28,6 +32,7 @@ class Context(msgspec.Struct):
     body: Any
     origin: str  # "http://host:port", to make experiment URLs absolute
     ingestion_key_ttl_ms: int  # of a key minted without ttl_ms
+    sessions: Sessions  # the dashboard's login tokens and sessions
 
     @property
     def org(self) -> int:
@@ -53,7 +58,9 @@ def auth_status(c: Context) -> t.AuthStatusResponse:
     p = c.principal
     ingestion = p.kind == "ingestion"
     return t.AuthStatusResponse(
-        auth=t.AuthIdentity("ingestion_key" if ingestion else "api_key"),
+        auth=t.AuthIdentity(
+            "ingestion_key" if ingestion else "session" if p.kind == "session" else "api_key"
+        ),
         organization=t.Organization(str(p.org_id), p.org_name),
         key_name=p.key_name,
         experiment_id=str(p.experiment_id) if ingestion else None,
@@ -169,6 +176,25 @@ def create_annotation(c: Context) -> t.ExperimentAnnotationResponse:
     return made
 
 
+def chart_series(c: Context) -> ct.ChartSeriesResponse:
+    q: ct.ChartQuery = c.query
+    if len(q.metric_name) > ct.MAX_CHART_METRICS:
+        raise InvalidRequestError(f"at most {ct.MAX_CHART_METRICS} metric_name parameters")
+    width = ct.DEFAULT_CHART_WIDTH if q.width is None else q.width
+    sources = c.store.chart_sources(c.org, c.experiment_id, q.metric_name, q.from_step, q.to_step)
+    return ct.ChartSeriesResponse(
+        [downsample(source, width, q.from_step, q.to_step) for source in sources], width
+    )
+
+
+def create_login_token(c: Context) -> ct.LoginTokenResponse:
+    if c.principal.kind != "api":
+        raise ApiError(403, "forbidden", "only an API key can mint a login token")
+    ttl_ms = LOGIN_TOKEN_TTL_MS if c.body.ttl_ms is None else c.body.ttl_ms
+    token, expires_ms = c.sessions.mint(c.principal, ttl_ms)
+    return ct.LoginTokenResponse(ct.LoginToken(login_url(c.origin, token), expires_ms))
+
+
 HANDLERS: dict[str, Handler] = {
     handler.__name__: handler
     for handler in (
@@ -193,6 +219,8 @@ HANDLERS: dict[str, Handler] = {
         revoke_ingestion_key,
         list_annotations,
         create_annotation,
+        chart_series,
+        create_login_token,
     )
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import sys
 import threading
+import webbrowser
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TextIO
@@ -14,8 +15,9 @@ import uvicorn
 
 from ..api._routes import DEFAULT_MAX_BODY_BYTES
 from ..api._types import DEFAULT_INGESTION_KEY_TTL_MS
-from ..storage import SqliteStore
+from ..storage import Principal, SqliteStore
 from ._app import create_app
+from ._sessions import Sessions, login_url
 
 
 def ensure_api_key(store: SqliteStore, organization: str | None = None) -> str | None:
@@ -29,6 +31,24 @@ def ensure_api_key(store: SqliteStore, organization: str | None = None) -> str |
         organization = names[0] if len(names) == 1 else "default"
     _, secret = store.create_api_key(organization, "first key")
     return secret
+
+
+def dashboard_principal(store: SqliteStore, organization: str | None = None) -> Principal:
+    """Whom a login URL printed by the server logs in as: ``organization``, else the store's
+    only one, else "default"."""
+    if organization is None:
+        names = store.organization_names()
+        organization = names[0] if len(names) == 1 else "default"
+    return Principal("api", 0, "metrana serve", store.organization_id(organization), organization)
+
+
+def open_browser(url: str) -> bool:
+    """Open ``url`` in the user's browser, if this machine has one (False if not)."""
+    try:
+        browser = webbrowser.get()
+    except webbrowser.Error:
+        return False
+    return browser.open(url)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -56,8 +76,9 @@ def _uvicorn(
     ingestion_key_ttl_ms: int,
     log_level: str,
     graceful: int | None = None,
+    sessions: Sessions | None = None,
 ) -> uvicorn.Server:
-    app = create_app(store, max_body_bytes, ingestion_key_ttl_ms)
+    app = create_app(store, max_body_bytes, ingestion_key_ttl_ms, sessions)
     config = uvicorn.Config(
         app,
         log_level=log_level,
@@ -75,20 +96,30 @@ def serve(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     out: TextIO = sys.stdout,
     ingestion_key_ttl_ms: int = DEFAULT_INGESTION_KEY_TTL_MS,
+    browse: bool = False,
 ) -> None:
-    """Serve a store until interrupted; print where, and the first key of a new store."""
+    """Serve a store until interrupted; print where, the first key of a new store, and a
+    one-time login URL for the dashboard (opened in a browser if ``browse`` and there is one)."""
     store = SqliteStore(store_path)
     secret = ensure_api_key(store)
     sock = bind(host, port)
     url = _url(sock)
+    sessions = Sessions()
+    token, _ = sessions.mint(dashboard_principal(store))
+    login = login_url(url, token)
     if secret is not None:
         out.write(f"Created the first API key of this store (shown once, keep it):\n  {secret}\n")
     out.write(f"Metrana server on {url} (store {store_path}); Ctrl-C stops it\n")
     if host not in ("127.0.0.1", "localhost", "::1"):
         out.write(f"warning: listening on {host}, beyond this machine; put TLS in front of it\n")
+    if browse and open_browser(login):
+        out.write(f"Dashboard opened in your browser ({url}/)\n")
+    else:
+        out.write(f"Dashboard (a login link that works once):\n  {login}\n")
     out.flush()
     try:
-        _uvicorn(store, max_body_bytes, ingestion_key_ttl_ms, "warning").run(sockets=[sock])
+        server = _uvicorn(store, max_body_bytes, ingestion_key_ttl_ms, "warning", None, sessions)
+        server.run(sockets=[sock])
     finally:
         store.close()
 
@@ -97,6 +128,7 @@ class RunningServer(msgspec.Struct):
     url: str
     api_key: str
     store_path: str
+    login_url: str = ""  # a one-time dashboard login of the key's organization
 
 
 @contextmanager
@@ -111,7 +143,9 @@ def serve_in_thread(
     store = SqliteStore(store_path)
     _, secret = store.create_api_key(organization, "test")
     sock = bind("127.0.0.1", 0)
-    server = _uvicorn(store, max_body_bytes, ingestion_key_ttl_ms, "error", graceful=1)
+    sessions = Sessions()
+    token, _ = sessions.mint(dashboard_principal(store, organization))
+    server = _uvicorn(store, max_body_bytes, ingestion_key_ttl_ms, "error", 1, sessions)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="metrana-server", daemon=True
     )
@@ -121,7 +155,8 @@ def serve_in_thread(
             if not thread.is_alive():
                 raise RuntimeError("the server thread died while starting")
             threading.Event().wait(0.01)
-        yield RunningServer(url=_url(sock), api_key=secret, store_path=store_path)
+        url = _url(sock)
+        yield RunningServer(url, secret, store_path, login_url(url, token))
     finally:
         server.should_exit = True
         thread.join(10)

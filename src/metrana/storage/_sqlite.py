@@ -23,6 +23,7 @@ from typing import Any
 
 from ..api import _types as t
 from . import (
+    _charts,
     _chunks,
     _experiments,
     _folders,
@@ -44,6 +45,7 @@ from ._base import (
     StorageError,
     WriteResult,
 )
+from ._charts import ChartSource
 from ._sqlite_schema import SCHEMA
 
 
@@ -367,6 +369,18 @@ class SqliteStore:
         """The events of several series as rows (see :func:`_metrics.compare_metrics`)."""
         with self.reading() as conn:
             return _metrics.compare_metrics(conn, org_id, query)
+
+    def chart_sources(
+        self,
+        org_id: int,
+        experiment_id: int,
+        metric_names: list[str],
+        low: int | None,
+        high: int | None,
+    ) -> list[ChartSource]:
+        """Series with their chunks over a step range (see :func:`_charts.chart_sources`)."""
+        with self.reading() as conn:
+            return _charts.chart_sources(conn, org_id, experiment_id, metric_names, low, high)
 
     def metric_catalog(
         self, org_id: int, experiment_id: int, limit: int | None
