@@ -26,7 +26,10 @@ from ._store import cmd_export, cmd_runs
 
 def _add_store_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--store", default=default_store_path(), help="SQLite store (default: %(default)s)"
+        "--store",
+        default=os.environ.get("METRANA_STORE") or default_store_path(),
+        help="a SQLite file or a postgresql://user@host/db URL (default: METRANA_STORE, "
+        "else %(default)s)",
     )
 
 

@@ -15,7 +15,7 @@ import msgspec
 from rich.progress import Progress, TaskID
 
 from .._config import metrana_home
-from ..storage import SqliteStore
+from ..storage import open_store as open_location
 from ._console import print_table, stderr_progress
 from ._store import open_store
 
@@ -43,7 +43,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_keys(args: argparse.Namespace) -> int:
     """``metrana keys create|list|revoke``: the organizations' API keys of a store."""
     # create may start a new store (for a new server); list and revoke need an existing one
-    store = SqliteStore(args.store) if args.keys_command == "create" else open_store(args.store)
+    store = open_location(args.store) if args.keys_command == "create" else open_store(args.store)
     if args.keys_command == "create":
         info, secret = store.create_api_key(args.org, args.name)
         if args.json:

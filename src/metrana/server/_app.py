@@ -36,7 +36,7 @@ from ..api._routes import (
 from ..api._types import DEFAULT_INGESTION_KEY_TTL_MS
 from ..proto import IngestResponse
 from ..proto._codec import BatchDecodeError, decode_batch
-from ..storage import Principal, SqliteStore, StorageError
+from ..storage import InProgressError, Principal, StorageError, Store
 from ._errors import ApiError, error_response, from_storage
 from ._handlers import HANDLERS, Context
 from ._openapi import openapi_document
@@ -52,7 +52,7 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def create_app(
-    store: SqliteStore,
+    store: Store,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ingestion_key_ttl_ms: int = DEFAULT_INGESTION_KEY_TTL_MS,
 ) -> Starlette:
@@ -92,7 +92,7 @@ def _starlette_path(path: str) -> str:
 
 
 class _Api:
-    def __init__(self, store: SqliteStore, max_body_bytes: int, ingestion_key_ttl_ms: int) -> None:
+    def __init__(self, store: Store, max_body_bytes: int, ingestion_key_ttl_ms: int) -> None:
         self.store = store
         self.max_body_bytes = max_body_bytes
         self.ingestion_key_ttl_ms = ingestion_key_ttl_ms
@@ -148,6 +148,8 @@ class _Api:
             return await work()
         except ApiError as error:
             return error_response(error.status, error.code, error.message)
+        except InProgressError as error:
+            return error_response(409, IN_PROGRESS, f"{error}; retry it shortly to get its answer")
         except StorageError as error:
             problem = from_storage(error)
             headers = {"Retry-After": "1"} if problem.status == 503 else None

@@ -14,14 +14,14 @@ from typing import Any
 import msgspec
 
 from ..api import _types as t
-from ..storage import Principal, SqliteStore
+from ..storage import Principal, Store
 from ..storage._db import parse_id
 
 
 class Context(msgspec.Struct):
     """What a handler gets: the store, the caller, and the request's parts."""
 
-    store: SqliteStore
+    store: Store
     principal: Principal
     path: dict[str, Any]
     query: Any  # the route's query struct, or None
