@@ -4,8 +4,6 @@ ends with every point stored once."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -16,15 +14,7 @@ import metrana
 from metrana.api import Client
 from metrana.api._routes import API_PREFIX
 from metrana.dispatcher._spool import spool_root
-from metrana.testing import PostgresCluster, serve_in_thread, stored_points
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
+from metrana.testing import PostgresCluster, serve_in_thread, stored_points, wait_until
 
 
 def _stored_steps(client: Client) -> list[int]:
@@ -66,8 +56,10 @@ def test_a_postgres_restart_during_ingestion_loses_nothing_and_stores_nothing_tw
                 pg_cluster.start()
             for step in range(3_000, 3_500):
                 metrana.log("loss", float(step), step=step)
-            _wait_for(lambda: len(_stored_steps(client)) == 3_500, 90, "the spool to replay")
-            _wait_for(lambda: not list(spool_root(isolated).glob("*/*.spool")), 30, "no spool")
+            replayed = lambda: len(_stored_steps(client)) == 3_500  # noqa: E731
+            wait_until(replayed, 90, message="the spool to replay", max_interval=0.2)
+            emptied = lambda: not list(spool_root(isolated).glob("*/*.spool"))  # noqa: E731
+            wait_until(emptied, 30, message="the spool to empty", max_interval=0.2)
             metrana.close(close_strategy="CompleteAll", timeout=30)
             assert _stored_steps(client) == list(range(3_500))
     finally:

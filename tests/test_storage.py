@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 from conftest import ENGINES
 
@@ -181,3 +182,16 @@ def test_a_key_being_acted_on_is_in_progress_for_another_replica(database: str) 
     assert two.idempotent("s", "k", "f", lambda: (500, b"acted twice")) == (200, b"{}")
     one.close()
     two.close()
+
+
+@pytest.mark.slow
+def test_the_cli_takes_a_database_url_from_metrana_store(
+    database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conftest import cli
+
+    monkeypatch.setenv("METRANA_STORE", database)
+    created = msgspec.json.decode(cli("keys", "create", "--org", "research", "--json").stdout)
+    listed = msgspec.json.decode(cli("keys", "list", "--json").stdout)
+    assert [(k["id"], k["organization"]) for k in listed] == [(created["id"], "research")]
+    assert cli("runs").stdout.strip() == "no runs"
