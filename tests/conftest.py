@@ -27,7 +27,14 @@ import pytest
 import metrana
 from metrana.api import Client
 from metrana.session import live_dispatchers
-from metrana.testing import RunningServer, reset, serve_in_thread, wait_until
+from metrana.testing import (
+    PostgresCluster,
+    RunningServer,
+    postgres_cluster,
+    reset,
+    serve_in_thread,
+    wait_until,
+)
 from metrana.writer._run import current_writer
 
 ORCHESTRATION_VARIABLES = ("METRANA_ORCHESTRATION_ID", "TORCHELASTIC_RUN_ID", "SLURM_JOB_ID")
@@ -102,10 +109,48 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     shutil.rmtree(session_root, ignore_errors=True)
 
 
+# The engines of the suites that prove the storage semantics and the REST answers
+# (test_storage, test_server, test_conformance): a module overrides the ``engine`` fixture
+# with ``params=ENGINES``. PostgreSQL starts a cluster, a process: its cases are slow.
+ENGINES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)]
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PostgresCluster]:
+    """A throwaway PostgreSQL cluster for the whole session, started by the first test that
+    needs it (a slow one); stopped and removed at the end."""
+    with postgres_cluster() as cluster:
+        yield cluster
+
+
 @pytest.fixture
-def live_server(tmp_path: Path) -> Iterator[RunningServer]:
-    """A real server on 127.0.0.1 and a free port, over its own SQLite file."""
-    with serve_in_thread(str(tmp_path / "server.sqlite")) as server:
+def engine() -> str:
+    """The engine of ``store_location`` (and ``live_server``): SQLite, unless the module
+    overrides this fixture with ``params=ENGINES``."""
+    return "sqlite"
+
+
+def new_store_location(engine: str, directory: Path, request: pytest.FixtureRequest) -> str:
+    """A fresh store of ``engine``: a SQLite file in ``directory``, or a new database of the
+    session's cluster (dropped when the requesting fixture's scope ends)."""
+    if engine == "sqlite":
+        return str(directory / "server.sqlite")
+    cluster: PostgresCluster = request.getfixturevalue("pg_cluster")
+    url = cluster.create_database()
+    request.addfinalizer(lambda: cluster.drop_database(url))
+    return url
+
+
+@pytest.fixture
+def store_location(engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """Where a test's fresh store is: a SQLite file or a ``postgresql://`` URL."""
+    return new_store_location(engine, tmp_path, request)
+
+
+@pytest.fixture
+def live_server(store_location: str) -> Iterator[RunningServer]:
+    """A real server on 127.0.0.1 and a free port, over its own store."""
+    with serve_in_thread(store_location) as server:
         yield server
 
 

@@ -5,7 +5,8 @@ through :class:`Blocking`, so one test body serves all three); then the real
 ``syvain-metrics-collector`` 0.0.62 records an experiment end to end.
 
 Each test asserts what ``../shared/syvain-api.md`` and ``docs/rest-client.md`` say the answer
-is. The server runs in a thread of this process, on its own store.
+is. The server runs in a thread of this process, on its own store: a SQLite file, then a
+PostgreSQL database (the second round is slow: it starts a throwaway cluster).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 import syvain_metrics_api_client as syvain
 from _api_mock import Blocking
+from conftest import ENGINES, new_store_location
 from syvain_metrics_collector import Collector
 
 import metrana
@@ -30,10 +32,13 @@ FLAVORS = ("syvain", "metrana", "metrana-async")
 DAY_MS = 24 * 3600 * 1000
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    store = tmp_path_factory.mktemp("conformance") / "store.sqlite"
-    with serve_in_thread(str(store)) as running:
+@pytest.fixture(scope="module", params=ENGINES)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """The suite's server, over a SQLite file, then over a PostgreSQL database."""
+    location = new_store_location(request.param, tmp_path_factory.mktemp("conformance"), request)
+    with serve_in_thread(location) as running:
         yield running
 
 

@@ -13,11 +13,12 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import ENGINES
 
 from metrana.api._routes import API_PREFIX, INGEST_PATH, PROTOBUF_CONTENT_TYPE, ROUTES
 from metrana.proto import IngestResponse
 from metrana.proto._codec import encode_batch
-from metrana.storage import SeriesColumns, SqliteStore
+from metrana.storage import SeriesColumns, open_store
 from metrana.testing import RunningServer, serve_in_thread, wait_until
 
 
@@ -65,6 +66,12 @@ class Api:
         return self("POST", f"/experiments/{experiment_id}/ingest", json={"data": data})
 
 
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    """Every test of this module runs against both engines (SQLite, then PostgreSQL)."""
+    return str(request.param)
+
+
 @pytest.fixture
 def api(live_server: RunningServer) -> Iterator[Api]:
     caller = Api(live_server.url, live_server.api_key)
@@ -98,7 +105,7 @@ def test_unknown_or_missing_key_gets_401_and_touches_nothing(
 
 
 def test_organizations_see_only_their_own(live_server: RunningServer, api: Api) -> None:
-    store = SqliteStore(live_server.store_path)
+    store = open_store(live_server.store_path)
     _, other_key = store.create_api_key("other-org", "theirs")
     store.close()
     theirs = Api(live_server.url, other_key)
@@ -315,13 +322,13 @@ def test_compare_merges_series_of_two_experiments(api: Api) -> None:
 
 
 def test_compare_reads_only_what_its_limit_needs_and_still_orders_exactly(
-    tmp_path: Path,
+    store_location: str,
 ) -> None:
     """Two series of interleaved steps: the first ``limit`` rows of their union by step (each
     series is read only up to ``limit`` points), and the last ones when descending."""
     from metrana.api import _types as t
 
-    store = SqliteStore(tmp_path / "cmp.sqlite")
+    store = open_store(store_location)
     try:
         ids = []
         for run, steps in (("even", range(0, 40, 2)), ("every3", range(0, 60, 3))):
@@ -554,14 +561,14 @@ def test_reused_idempotency_key_with_another_body_is_a_conflict(api: Api) -> Non
     assert "already used for a different request" in other.json()["error"]["message"]
 
 
-def test_a_repeat_of_a_request_still_running_is_told_to_retry(tmp_path: Path) -> None:
+def test_a_repeat_of_a_request_still_running_is_told_to_retry(store_location: str) -> None:
     """While the first request with an Idempotency-Key is acted on, a repeat gets 409
     idempotency_key_in_progress (retryable); once it is done, the repeat gets its answer."""
     import asyncio
 
     from metrana.server import create_app
 
-    store = SqliteStore(tmp_path / "held.sqlite")
+    store = open_store(store_location)
     _, key = store.create_api_key("default", "test")
     acting = threading.Event()
     release = threading.Event()
@@ -656,9 +663,9 @@ def test_openapi_document_lists_every_route(live_server: RunningServer) -> None:
     assert httpx.get(live_server.url + "/healthz").json()["status"] == "ok"
 
 
-def test_server_serves_what_was_logged_into_the_embedded_store(tmp_path: Path) -> None:
-    path = str(tmp_path / "store.sqlite")
-    store = SqliteStore(path)
+def test_server_serves_what_was_logged_into_the_embedded_store(store_location: str) -> None:
+    path = store_location
+    store = open_store(path)
     handle = store.open_run("research", "proj", None, "local-run", "job", allow_resume=True)
     store.write_points(
         handle.experiment_id, {("loss", "ML_STEP", "{}"): SeriesColumns([0, 1], [2.0, 1.0], [1, 2])}

@@ -318,6 +318,17 @@ SETTINGS: tuple[Setting, ...] = (
         "`/dev/shm` is not writable.",
     ),
     Setting(
+        "METRANA_STORE",
+        None,
+        text,
+        None,
+        "a SQLite file path or a `postgresql://` URL",
+        "`$METRANA_HOME/store.sqlite`",
+        "The store of `metrana serve`, `keys`, `runs` and `export` (their `--store`): a SQLite "
+        "file, or a PostgreSQL database shared by several server replicas "
+        "(`postgresql://user:password@host/db`).",
+    ),
+    Setting(
         "METRANA_HOST",
         None,
         http_url,
@@ -571,6 +582,12 @@ def metrana_home(environ: Mapping[str, str] | None = None) -> Path:
 def default_store_path(environ: Mapping[str, str] | None = None) -> str:
     """The embedded SQLite store: ``METRANA_HOME/store.sqlite``."""
     return str(metrana_home(environ) / "store.sqlite")
+
+
+def server_store(environ: Mapping[str, str] | None = None) -> str:
+    """``METRANA_STORE``, else the embedded store: what ``metrana serve`` serves."""
+    store: str | None = read("METRANA_STORE", None, environ)
+    return store or default_store_path(environ)
 
 
 def session_root_override(environ: Mapping[str, str] | None = None) -> Path | None:

@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .._config import default_store_path
+from .._config import server_store
 from .._errors import MetranaError
 from ..api._routes import DEFAULT_MAX_BODY_BYTES
 from ..api._types import DEFAULT_INGESTION_KEY_TTL_MS, ttl_problem
@@ -26,7 +26,10 @@ from ._store import cmd_export, cmd_runs
 
 def _add_store_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--store", default=default_store_path(), help="SQLite store (default: %(default)s)"
+        "--store",
+        default=server_store(),
+        help="a SQLite file or a postgresql://user@host/db URL (default: METRANA_STORE, "
+        "else %(default)s)",
     )
 
 

@@ -16,7 +16,7 @@ import msgspec
 from rich.progress import Progress, TaskID
 
 from .._config import metrana_home
-from ..storage import SqliteStore
+from ..storage import open_store as open_location
 from ._console import print_table, stderr_progress
 from ._store import open_store
 
@@ -53,7 +53,7 @@ def _server_module(command: str) -> ModuleType:
 def cmd_keys(args: argparse.Namespace) -> int:
     """``metrana keys create|list|revoke``: the organizations' API keys of a store."""
     # create may start a new store (for a new server); list and revoke need an existing one
-    store = SqliteStore(args.store) if args.keys_command == "create" else open_store(args.store)
+    store = open_location(args.store) if args.keys_command == "create" else open_store(args.store)
     if args.keys_command == "create":
         info, secret = store.create_api_key(args.org, args.name)
         if args.json:

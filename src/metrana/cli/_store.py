@@ -11,15 +11,18 @@ from typing import IO
 
 import msgspec
 
-from ..storage import PointRow, SqliteStore
+from ..storage import PointRow, Store, is_database_url
 from ._console import print_table, stderr_progress
 
 
-def open_store(path: str) -> SqliteStore:
-    """The store at ``path``; exits with a message when there is none."""
-    if not Path(path).exists():
+def open_store(path: str) -> Store:
+    """The store at ``path`` (a SQLite file or a ``postgresql://`` URL); exits with a
+    message when there is no such file."""
+    from ..storage import open_store as open_location
+
+    if not is_database_url(path) and not Path(path).exists():
         raise SystemExit(f"metrana: no store at {path} (log something first, or pass --store)")
-    return SqliteStore(path)
+    return open_location(path)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:

@@ -37,7 +37,7 @@ from ..api._routes import (
 from ..api._types import DEFAULT_INGESTION_KEY_TTL_MS
 from ..proto import IngestResponse
 from ..proto._codec import BatchDecodeError, decode_batch
-from ..storage import Principal, SqliteStore, StorageError
+from ..storage import InProgressError, Principal, StorageError, Store
 from ._dashboard import dashboard_routes
 from ._errors import ApiError, error_response, from_storage
 from ._handlers import HANDLERS, Context
@@ -55,7 +55,7 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def create_app(
-    store: SqliteStore,
+    store: Store,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ingestion_key_ttl_ms: int = DEFAULT_INGESTION_KEY_TTL_MS,
     sessions: Sessions | None = None,
@@ -101,7 +101,7 @@ def _starlette_path(path: str) -> str:
 
 class _Api:
     def __init__(
-        self, store: SqliteStore, max_body_bytes: int, ingestion_key_ttl_ms: int, sessions: Sessions
+        self, store: Store, max_body_bytes: int, ingestion_key_ttl_ms: int, sessions: Sessions
     ) -> None:
         self.store = store
         self.sessions = sessions
@@ -161,6 +161,8 @@ class _Api:
             return await work()
         except ApiError as error:
             return error_response(error.status, error.code, error.message)
+        except InProgressError as error:
+            return error_response(409, IN_PROGRESS, f"{error}; retry it shortly to get its answer")
         except StorageError as error:
             problem = from_storage(error)
             headers = {"Retry-After": "1"} if problem.status == 503 else None

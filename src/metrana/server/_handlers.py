@@ -15,7 +15,7 @@ import msgspec
 
 from ..api import _chart_types as ct
 from ..api import _types as t
-from ..storage import InvalidRequestError, Principal, SqliteStore
+from ..storage import InvalidRequestError, Principal, Store
 from ..storage._db import parse_id
 from ._downsample import downsample
 from ._errors import ApiError
@@ -25,7 +25,7 @@ from ._sessions import LOGIN_TOKEN_TTL_MS, Sessions, login_url
 class Context(msgspec.Struct):
     """What a handler gets: the store, the caller, and the request's parts."""
 
-    store: SqliteStore
+    store: Store
     principal: Principal
     path: dict[str, Any]
     query: Any  # the route's query struct, or None

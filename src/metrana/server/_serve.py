@@ -15,12 +15,12 @@ import uvicorn
 
 from ..api._routes import DEFAULT_MAX_BODY_BYTES
 from ..api._types import DEFAULT_INGESTION_KEY_TTL_MS
-from ..storage import Principal, SqliteStore
+from ..storage import Principal, Store, open_store
 from ._app import create_app
 from ._sessions import Sessions, login_url
 
 
-def ensure_api_key(store: SqliteStore, organization: str | None = None) -> str | None:
+def ensure_api_key(store: Store, organization: str | None = None) -> str | None:
     """On a store without API keys, create one and answer its secret (shown once).
 
     The key's organization is ``organization``, else the store's only one, else "default"."""
@@ -33,7 +33,7 @@ def ensure_api_key(store: SqliteStore, organization: str | None = None) -> str |
     return secret
 
 
-def dashboard_principal(store: SqliteStore, organization: str | None = None) -> Principal:
+def dashboard_principal(store: Store, organization: str | None = None) -> Principal:
     """Whom a login URL printed by the server logs in as: ``organization``, else the store's
     only one, else "default"."""
     if organization is None:
@@ -71,7 +71,7 @@ def _url(sock: socket.socket) -> str:
 
 
 def _uvicorn(
-    store: SqliteStore,
+    store: Store,
     max_body_bytes: int,
     ingestion_key_ttl_ms: int,
     log_level: str,
@@ -100,7 +100,7 @@ def serve(
 ) -> None:
     """Serve a store until interrupted; print where, the first key of a new store, and a
     one-time login URL for the dashboard (opened in a browser if ``browse`` and there is one)."""
-    store = SqliteStore(store_path)
+    store = open_store(store_path)
     secret = ensure_api_key(store)
     sock = bind(host, port)
     url = _url(sock)
@@ -109,7 +109,7 @@ def serve(
     login = login_url(url, token)
     if secret is not None:
         out.write(f"Created the first API key of this store (shown once, keep it):\n  {secret}\n")
-    out.write(f"Metrana server on {url} (store {store_path}); Ctrl-C stops it\n")
+    out.write(f"Metrana server on {url} (store {store.location}); Ctrl-C stops it\n")
     if host not in ("127.0.0.1", "localhost", "::1"):
         out.write(f"warning: listening on {host}, beyond this machine; put TLS in front of it\n")
     if browse and open_browser(login):
@@ -140,7 +140,7 @@ def serve_in_thread(
 ) -> Iterator[RunningServer]:
     """A real server on 127.0.0.1 and a free port, in a thread of this process, with a fresh
     API key of ``organization``; stopped on exit."""
-    store = SqliteStore(store_path)
+    store = open_store(store_path)
     _, secret = store.create_api_key(organization, "test")
     sock = bind("127.0.0.1", 0)
     sessions = Sessions()

@@ -3,6 +3,7 @@
 from ._base import (
     ApiKeyInfo,
     ConflictError,
+    InProgressError,
     InvalidRequestError,
     NotFoundError,
     PointRow,
@@ -15,11 +16,14 @@ from ._base import (
     StorageRunExistsError,
     WriteResult,
 )
+from ._open import is_database_url, open_store
 from ._sqlite import SqliteStore
+from ._store import Store
 
 __all__ = [
     "ApiKeyInfo",
     "ConflictError",
+    "InProgressError",
     "InvalidRequestError",
     "NotFoundError",
     "PointRow",
@@ -31,5 +35,8 @@ __all__ = [
     "SqliteStore",
     "StorageError",
     "StorageRunExistsError",
+    "Store",
     "WriteResult",
+    "is_database_url",
+    "open_store",
 ]

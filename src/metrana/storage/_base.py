@@ -11,6 +11,7 @@ from .._identity import SeriesColumns, SeriesKey
 __all__ = [
     "ApiKeyInfo",
     "ConflictError",
+    "InProgressError",
     "InvalidRequestError",
     "NotFoundError",
     "PointRow",
@@ -72,6 +73,11 @@ class StorageError(Exception):
 
 class StorageRunExistsError(StorageError):
     """The run exists, belongs to another job, and the resume policy is Never."""
+
+
+class InProgressError(StorageError):
+    """A request with the same Idempotency-Key is still being acted on: retry it shortly to
+    get its answer."""
 
 
 class NotFoundError(StorageError):

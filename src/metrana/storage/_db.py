@@ -18,6 +18,9 @@ from ._base import InvalidRequestError, NotFoundError
 _json_encoder = msgspec.json.Encoder(order="sorted")
 any_decoder = msgspec.json.Decoder(dict[str, Any])
 labels_decoder = msgspec.json.Decoder(dict[str, str])
+# Appended to a SELECT of one row that must stay locked until the transaction ends: a comment
+# to SQLite (a write transaction there excludes every other), ``FOR UPDATE`` to PostgreSQL.
+FOR_UPDATE = " /*FOR UPDATE*/"
 
 
 class Cursor(Protocol):
@@ -39,8 +42,9 @@ class Cursor(Protocol):
 class Connection(Protocol):
     """The part of a DB-API connection the resource modules use (``sqlite3.Connection`` is
     one). Their statements are written in SQLite's dialect (``?`` placeholders, ``IFNULL``,
-    ``INSERT OR IGNORE``, ``json_extract``): an engine with another dialect translates them
-    in the connection it hands over, or the module grows a variant."""
+    ``INSERT OR IGNORE``, ``instr``, ``lastrowid``): an engine with another dialect
+    translates them in the connection it hands over (``_postgres_dialect``), or the module
+    grows a variant. :data:`FOR_UPDATE` marks a row lock."""
 
     def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
 

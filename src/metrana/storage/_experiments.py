@@ -18,7 +18,7 @@ from msgspec import UNSET
 from ..api import _types as t
 from . import _folders
 from ._base import ConflictError, InvalidRequestError
-from ._db import Connection, any_decoder, encode_json, now_ms, parse_id, require_row
+from ._db import FOR_UPDATE, Connection, any_decoder, encode_json, now_ms, parse_id, require_row
 
 _COLUMNS = (
     "SELECT id, org_id, folder_id, slug, description, metadata, status, error_name, "
@@ -32,12 +32,13 @@ def url_path(experiment_id: int | str) -> str:
     return f"/experiments/{experiment_id}"
 
 
-def row(conn: Connection, org_id: int, experiment_id: int) -> Any:
+def row(conn: Connection, org_id: int, experiment_id: int, lock: bool = False) -> Any:
     """The experiment's row (the columns of ``_COLUMNS``); NotFoundError outside the
-    organization."""
+    organization. ``lock``: held until the transaction ends, so that writers of one
+    experiment take turns (an engine with concurrent transactions locks the row)."""
     return require_row(
         conn,
-        _COLUMNS + "WHERE id=? AND org_id=?",
+        _COLUMNS + "WHERE id=? AND org_id=?" + (FOR_UPDATE if lock else ""),
         (experiment_id, org_id),
         f"no experiment {experiment_id} in this organization",
     )
@@ -89,7 +90,7 @@ def list_experiments(
             sql += clause
             args.append(value)
     if query.search:
-        sql += " AND (instr(lower(slug), ?) OR instr(lower(description), ?))"
+        sql += " AND (instr(lower(slug), ?) > 0 OR instr(lower(description), ?) > 0)"
         args += [query.search.lower()] * 2
     sql += " ORDER BY created_ms DESC, id DESC"
     if query.limit is not None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from ._base import ConflictError
+from ._base import ConflictError, InProgressError
+
+__all__ = ["InProgressError", "forget_idempotency", "idempotent"]
 from ._db import Connection
 
 

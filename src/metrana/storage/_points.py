@@ -111,7 +111,7 @@ def ingest_json(
     duplicates = 0
     batch: dict[SeriesKey, SeriesColumns] = {}
     now = time.time_ns()
-    _experiments.row(conn, org_id, experiment_id)
+    _experiments.row(conn, org_id, experiment_id, lock=True)  # steps continue from the last
     next_steps: dict[SeriesKey, int] = {}
     for index, event in enumerate(events):
         _check_event(index, event)

@@ -62,9 +62,9 @@ def open_run(
     resume = [] if created else [
         (str(name), str(scale), str(labels), int(last))
         for name, scale, labels, last in conn.execute(
-            "SELECT s.metric_name, s.scale, s.labels, "
-            "(SELECT MAX(c.last_step) FROM chunks c WHERE c.series_id = s.id) AS last "
-            "FROM series s WHERE s.experiment_id=? AND last IS NOT NULL",
+            "SELECT s.metric_name, s.scale, s.labels, MAX(c.last_step) "
+            "FROM series s JOIN chunks c ON c.series_id = s.id WHERE s.experiment_id=? "
+            "GROUP BY s.id, s.metric_name, s.scale, s.labels",
             (experiment_id,),
         )
     ]  # fmt: skip

@@ -8,7 +8,7 @@ from ..._config import Config
 from ..._enums import ResumeStrategy
 from ..._errors import MetranaRunExistsError
 from ...api._types import ExperimentStatusError
-from ...storage import RunHandle, SqliteStore, StorageError, StorageRunExistsError, WriteResult
+from ...storage import RunHandle, StorageError, StorageRunExistsError, WriteResult, open_store
 from ._base import Batch, DeliveryFailure
 
 __all__ = ["EmbeddedTarget"]
@@ -21,7 +21,7 @@ class EmbeddedTarget:
     offline = False
 
     def __init__(self, path: str) -> None:
-        self.store = SqliteStore(path)
+        self.store = open_store(path)
         self.experiment_id = 0
 
     def open_run(self, config: Config) -> RunHandle:
