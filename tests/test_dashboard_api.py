@@ -9,19 +9,25 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import ENGINES
 
 from metrana.api import Client
 from metrana.server._dashboard import STATIC
-from metrana.storage import SeriesColumns, SqliteStore
+from metrana.storage import SeriesColumns, open_store
 from metrana.testing import RunningServer
 
 T0 = 1_700_000_000_000_000_000
 
 
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 def seed(store_path: str, run: str, series: dict[tuple[str, str], list[float]]) -> str:
     """A run of the ``default`` organization with ``{(metric, labels json): values}`` (steps
     from 0); its experiment id."""
-    store = SqliteStore(store_path)
+    store = open_store(store_path)
     try:
         handle = store.open_run("default", "proj", None, run, "job", allow_resume=True)
         batch = {

@@ -17,7 +17,17 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from ..api import _types as t
-from . import _charts, _experiments, _folders, _idempotency, _keys, _metrics, _points, _runs
+from . import (
+    _charts,
+    _experiments,
+    _folders,
+    _idempotency,
+    _keys,
+    _logins,
+    _metrics,
+    _points,
+    _runs,
+)
 from ._base import (
     ApiKeyInfo,
     PointRow,
@@ -218,6 +228,37 @@ class Store(ABC):
         """Revoke an ingestion key of an experiment."""
         with self.transaction() as conn:
             return _keys.revoke_ingestion_key(conn, org_id, experiment_id, key_id)
+
+    # -- the dashboard's logins (see _logins) ----------------------------------------------------
+
+    def create_login_token(self, principal: Principal, expires_ns: int, now_ns: int) -> str:
+        """A new one-time dashboard login token of ``principal``'s organization (only its hash
+        is kept)."""
+        with self.transaction() as conn:
+            return _logins.create_login_token(conn, principal, expires_ns, now_ns)
+
+    def redeem_login_token(
+        self, token: str, session_expires_ns: int, now_ns: int
+    ) -> tuple[str, Principal] | None:
+        """Use up a login token and open a session (its cookie value and principal); None
+        for a token used before, expired or unknown. Works once across replicas."""
+        with self.transaction() as conn:
+            return _logins.redeem_login_token(conn, token, session_expires_ns, now_ns)
+
+    def open_dashboard_session(self, principal: Principal, expires_ns: int, now_ns: int) -> str:
+        """A new dashboard session of ``principal``'s organization: its cookie value."""
+        with self.transaction() as conn:
+            return _logins.open_session(conn, principal, expires_ns, now_ns)
+
+    def dashboard_session(self, cookie: str, now_ns: int) -> tuple[Principal, int] | None:
+        """The principal of a live session's cookie and when it expires (ns), or None."""
+        with self.reading() as conn:
+            return _logins.session(conn, cookie, now_ns)
+
+    def close_dashboard_session(self, cookie: str) -> None:
+        """End a dashboard session (logout)."""
+        with self.transaction() as conn:
+            _logins.close_session(conn, cookie)
 
     # -- folders --------------------------------------------------------------------------------
 
