@@ -83,6 +83,35 @@ def test_chart_series_downsample_keeping_ends_and_marking_non_finite(
     assert client.chart_series(experiment, ["nothing"]).series == []
 
 
+def test_summaries_count_points_and_give_last_values(
+    live_server: RunningServer, client: Client
+) -> None:
+    one = seed(
+        live_server.store_path,
+        "one",
+        {("loss", '{"rank":"0"}'): [3.0, 2.0, 1.0], ("loss", '{"rank":"1"}'): [4.0, math.nan],
+         ("acc", "{}"): [0.5] * 5},
+    )  # fmt: skip
+    two = seed(live_server.store_path, "two", {("acc", "{}"): [0.1, 0.2]})
+    empty = client.create_experiment("empty").experiment.id
+    found = {
+        s.experiment_id: s for s in client.experiment_summaries(metric_names=["loss"]).summaries
+    }
+    assert set(found) == {one, two, empty}
+    assert (found[one].series, found[one].points) == (3, 10)
+    assert [(v.metric_name, v.metadata, v.step, v.value) for v in found[one].last_values] == [
+        ("loss", {"rank": "0"}, 2, 1.0), ("loss", {"rank": "1"}, 1, "nan")
+    ]  # fmt: skip
+    assert (found[two].points, found[two].last_values) == (2, [])
+    assert (found[empty].series, found[empty].points) == (0, 0)
+    only = client.experiment_summaries([two], ["acc", "loss"]).summaries
+    assert [(s.experiment_id, [v.value for v in s.last_values]) for s in only] == [(two, [0.2])]
+    headers = {"Authorization": f"Bearer {live_server.api_key}"}
+    url = f"{live_server.url}/api/v1/experiment-summaries"
+    many = [("metric_name", str(i)) for i in range(21)]
+    assert httpx.get(url, params=many, headers=headers).status_code == 400
+
+
 def test_chart_series_follow_the_api_conventions(live_server: RunningServer) -> None:
     experiment = seed(live_server.store_path, "r", {("loss", "{}"): [1.0]})
     headers = {"Authorization": f"Bearer {live_server.api_key}"}

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
+from ..api import _chart_types as ct
 from ..api import _types as t
 from . import (
     _charts,
@@ -355,6 +356,14 @@ class Store(ABC):
         """Series with their chunks over a step range (see :func:`_charts.chart_sources`)."""
         with self.reading() as conn:
             return _charts.chart_sources(conn, org_id, experiment_id, metric_names, low, high)
+
+    def experiment_summaries(
+        self, org_id: int, experiment_ids: list[str], metric_names: list[str]
+    ) -> list[ct.ExperimentSummary]:
+        """Experiments' series and point counts and last values (see
+        :func:`_charts.summaries`)."""
+        with self.reading() as conn:
+            return _charts.summaries(conn, org_id, experiment_ids, metric_names)
 
     def metric_catalog(
         self, org_id: int, experiment_id: int, limit: int | None
