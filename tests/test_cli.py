@@ -169,6 +169,6 @@ def test_benchmark_smoke_run() -> None:
     for overhead in overheads:  # measured, or skipped for want of the integrations extra
         assert "wall_overhead_us" in overhead or overhead["note"].startswith("not installed")
     rows = [f for f in figures if f["figure"] == "target"]
-    assert len(rows) == 24 and all({"target", "measured", "met"} <= set(r) for r in rows)
+    assert len(rows) == 27 and all({"target", "measured", "met"} <= set(r) for r in rows)
     table = result.stdout.splitlines()
     assert any(line.startswith("row ") and line.rstrip().endswith("measured") for line in table)
