@@ -294,6 +294,10 @@ CASES: list[Case] = [
      "GET", "/experiments/7/charts",
      [("metric_name", "train/loss"), ("width", "500"), ("from_step", "10"), ("to_step", "20")],
      None, {"series": [CHART_SERIES], "width": 500}),
+    ("experiment_summaries", (["7", "8"], ["loss"]), {}, "GET", "/experiment-summaries",
+     [("experiment_id", "7"), ("experiment_id", "8"), ("metric_name", "loss")], None,
+     {"summaries": [{"experiment_id": "7", "series": 2, "points": 10, "last_values": [
+         {"metric_name": "loss", "metadata": {}, "step": 4, "value": "nan"}]}]}),
     ("create_login_token", (), {}, "POST", "/auth/login-tokens", [], {"ttl_ms": None},
      {"login": {"url": "http://h/login?token=mtl_x", "expires_at_ms": 5}}),
 ]  # fmt: skip

@@ -9,19 +9,25 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import ENGINES
 
 from metrana.api import Client
 from metrana.server._dashboard import STATIC
-from metrana.storage import SeriesColumns, SqliteStore
+from metrana.storage import SeriesColumns, open_store
 from metrana.testing import RunningServer
 
 T0 = 1_700_000_000_000_000_000
 
 
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 def seed(store_path: str, run: str, series: dict[tuple[str, str], list[float]]) -> str:
     """A run of the ``default`` organization with ``{(metric, labels json): values}`` (steps
     from 0); its experiment id."""
-    store = SqliteStore(store_path)
+    store = open_store(store_path)
     try:
         handle = store.open_run("default", "proj", None, run, "job", allow_resume=True)
         batch = {
@@ -75,6 +81,35 @@ def test_chart_series_downsample_keeping_ends_and_marking_non_finite(
     assert zoomed.series[0].steps == list(range(100, 150))  # the detail of the range
     assert zoomed.series[1].steps == []
     assert client.chart_series(experiment, ["nothing"]).series == []
+
+
+def test_summaries_count_points_and_give_last_values(
+    live_server: RunningServer, client: Client
+) -> None:
+    one = seed(
+        live_server.store_path,
+        "one",
+        {("loss", '{"rank":"0"}'): [3.0, 2.0, 1.0], ("loss", '{"rank":"1"}'): [4.0, math.nan],
+         ("acc", "{}"): [0.5] * 5},
+    )  # fmt: skip
+    two = seed(live_server.store_path, "two", {("acc", "{}"): [0.1, 0.2]})
+    empty = client.create_experiment("empty").experiment.id
+    found = {
+        s.experiment_id: s for s in client.experiment_summaries(metric_names=["loss"]).summaries
+    }
+    assert set(found) == {one, two, empty}
+    assert (found[one].series, found[one].points) == (3, 10)
+    assert [(v.metric_name, v.metadata, v.step, v.value) for v in found[one].last_values] == [
+        ("loss", {"rank": "0"}, 2, 1.0), ("loss", {"rank": "1"}, 1, "nan")
+    ]  # fmt: skip
+    assert (found[two].points, found[two].last_values) == (2, [])
+    assert (found[empty].series, found[empty].points) == (0, 0)
+    only = client.experiment_summaries([two], ["acc", "loss"]).summaries
+    assert [(s.experiment_id, [v.value for v in s.last_values]) for s in only] == [(two, [0.2])]
+    headers = {"Authorization": f"Bearer {live_server.api_key}"}
+    url = f"{live_server.url}/api/v1/experiment-summaries"
+    many = [("metric_name", str(i)) for i in range(21)]
+    assert httpx.get(url, params=many, headers=headers).status_code == 400
 
 
 def test_chart_series_follow_the_api_conventions(live_server: RunningServer) -> None:

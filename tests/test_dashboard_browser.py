@@ -5,6 +5,7 @@ pytest temporary directory, in ``screenshots/``."""
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import shutil
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from metrana.api import _types as t
 from metrana.storage import SeriesColumns, SqliteStore
 from metrana.testing import RunningServer
 
@@ -128,6 +130,25 @@ def test_run_page_shows_one_chart_per_metric_with_its_series_and_last_values(
     log_in(page, live_server)
     page.wait_for_selector("table.experiments tbody tr")
     assert page.locator("table.experiments tbody tr").count() == 2
+    # the home table: point counts, a column per metadata key, last values of chosen metrics
+    page.goto(f"{live_server.url}/?m=train/loss")
+    row = page.locator(f'table.experiments tbody tr[data-id="{run}"]')
+    assert row.locator('[data-col="points"]').inner_text() == "2,000"
+    assert row.locator('[data-col="k:lr"]').inner_text() == "0.001"
+    assert row.locator('[data-col="k:optimizer"]').inner_text() == "adam"
+    shown = float(row.locator('[data-col="m:train/loss"]').inner_text())
+    assert shown == pytest.approx(curve(500, 1)[-1], rel=1e-4)  # rank 0's, of two series
+    done = page.locator(f'table.experiments tbody tr[data-id="{other}"]')
+    assert done.locator('[data-col="points"]').inner_text() == "300"
+    assert float(done.locator('[data-col="m:train/loss"]').inner_text()) == pytest.approx(
+        curve(300, 4)[-1], rel=1e-4
+    )
+    page.locator('input[aria-label="Metrics whose last values to show"]').fill("nothing")
+    page.keyboard.press("Enter")
+    page.wait_for_selector('th >> text="nothing"')
+    assert row.locator('[data-col="m:nothing"]').inner_text() == "\u2013"  # a dash: no value
+    page.goto(f"{live_server.url}/?m=train/loss&m=train/accuracy")
+    page.wait_for_selector("table.experiments tbody tr")
     page.screenshot(path=str(screenshots / "home.png"), full_page=True)
 
     page.goto(f"{live_server.url}/experiments/{run}")
@@ -230,3 +251,84 @@ def test_a_login_url_works_once_and_no_session_gets_401(
     finally:
         first.close()
         second.close()
+
+
+def chart_data(card: Any, name: str) -> Any:
+    return json.loads(card.get_attribute(f"data-{name}"))
+
+
+def test_zoom_smoothing_log_scale_downloads_and_annotations(
+    live_server: RunningServer, seeder: Seeder, page: Any, tmp_path: Path
+) -> None:
+    run = seeder.run("views")
+    score = [1.0, 2.0, 4.0, 8.0, 16.0]
+    seeder.log(run, {("train/loss", "{}"): [100.0 - i for i in range(100)],
+                     ("eval/score", "{}"): score})  # fmt: skip
+    org = seeder.store.organization_id("default")
+    seeder.store.create_annotation(org, run, t.AnnotationCreate("lr drop", {"step": 50}))
+    log_in(page, live_server)
+    page.goto(f"{live_server.url}/experiments/{run}")
+    charts_ready(page)
+    loss = page.locator('.card[data-metric="train/loss"]')
+    evals = page.locator('.card[data-metric="eval/score"]')
+    page.wait_for_function("() => document.querySelector('.card[data-x-range]')")
+    assert loss.get_attribute("data-annotations") == "1"  # the marker at step 50
+    assert evals.get_attribute("data-annotations") == "0"  # step 50 is beyond its steps
+
+    # CSV: the chart's data, exactly; PNG: an image of the chart
+    with page.expect_download() as csv:
+        evals.get_by_role("button", name="CSV").click()
+    assert csv.value.suggested_filename == "eval_score.csv"
+    rows = Path(csv.value.path()).read_text().splitlines()
+    assert rows == ['step,"value"', "0,1", "1,2", "2,4", "3,8", "4,16"]
+    with page.expect_download() as png:
+        evals.get_by_role("button", name="PNG").click()
+    image = Path(png.value.path()).read_bytes()
+    assert png.value.suggested_filename == "eval_score.png"
+    assert image[:8] == b"\x89PNG\r\n\x1a\n" and len(image) > 2000
+
+    # drag to zoom (the server sends the range's detail), double-click to reset
+    assert chart_data(loss, "x-range") == [0, 99]
+    box = loss.locator(".u-over").bounding_box()
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * 0.25, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.5, y, steps=4)
+    page.mouse.up()
+    page.wait_for_function(
+        "() => JSON.parse(document.querySelector('.card[data-metric=\"train/loss\"]')"
+        ".dataset.xRange)[1] < 60"
+    )
+    low, high = chart_data(loss, "x-range")
+    assert 20 <= low < high <= 55
+    page.mouse.dblclick(box["x"] + box["width"] * 0.5, y)
+    page.wait_for_function(
+        "() => JSON.parse(document.querySelector('.card[data-metric=\"train/loss\"]')"
+        ".dataset.xRange)[1] === 99"
+    )
+    assert chart_data(loss, "x-range") == [0, 99]
+
+    # EMA smoothing changes the drawn values (TensorBoard's, debiased)
+    assert chart_data(evals, "drawn-last") == [16]
+    page.eval_on_selector(
+        "#smoothing", "s => { s.value = '0.9'; s.dispatchEvent(new Event('change')); }"
+    )
+    page.wait_for_function("() => location.search.includes('smoothing=0.9')")
+    (smoothed,) = chart_data(page.locator('.card[data-metric="eval/score"]'), "drawn-last")
+    assert smoothed == pytest.approx(ema(score, 0.9)[-1])
+    assert chart_data(page.locator('.card[data-metric="eval/score"]'), "annotations") == 0
+
+    # log scale
+    assert loss.get_attribute("data-y-distr") == "1"
+    page.locator("#log-scale").check()
+    page.wait_for_function("() => location.search.includes('log=1')")
+    assert page.locator('.card[data-metric="train/loss"]').get_attribute("data-y-distr") == "3"
+
+
+def ema(values: list[float], weight: float) -> list[float]:
+    """TensorBoard's smoothing, debiased, as the page computes it."""
+    last, smoothed = 0.0, []
+    for n, value in enumerate(values, 1):
+        last = last * weight + (1 - weight) * value
+        smoothed.append(last / (1 - weight**n))
+    return smoothed

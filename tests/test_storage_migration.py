@@ -1,4 +1,5 @@
-"""A store written before organizations (schema 2) opens with everything in it, reshaped."""
+"""A store written before organizations (schema 2) opens with everything in it, reshaped; one
+of schema 3 (before the dashboard's logins were rows) gains their tables, on both engines."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from pathlib import Path
 import pytest
 
 from metrana.api import _types as t
-from metrana.storage import NotFoundError, SqliteStore
+from metrana.server._serve import dashboard_principal
+from metrana.server._sessions import Sessions
+from metrana.storage import NotFoundError, SqliteStore, open_store
 from metrana.storage._migrations import SCHEMA_VERSION
+from metrana.testing import PostgresCluster
 
 DUMP = Path(__file__).parent / "data" / "store_schema2.sql"
 TEAM_A_KEY = "mtr_xc3VvWoZlRCX5zCCrKIHHo9fFuBJsW6lzNqQpkPhZ9A"
@@ -27,7 +31,7 @@ def migrated(tmp_path: Path) -> SqliteStore:
 
 def test_the_store_is_at_the_current_version(migrated: SqliteStore) -> None:
     with migrated.reading() as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
 
 
@@ -107,3 +111,60 @@ def test_an_embedded_run_resumes_where_it_was(migrated: SqliteStore) -> None:
     run = migrated.find_run("team-a", "vision", "run-3")
     assert new.created and run is not None
     assert (run.organization, run.status) == ("team-a", "running")
+
+
+def _set_back_to_schema_3(location: str) -> None:
+    """Make the store at ``location`` one that Metrana's schema 3 left: no login tables."""
+    store = open_store(location)
+    try:
+        with store.transaction() as conn:
+            conn.execute("DROP TABLE login_tokens")
+            conn.execute("DROP TABLE dashboard_sessions")
+            if isinstance(store, SqliteStore):
+                conn.execute("PRAGMA user_version = 3")
+            else:
+                conn.execute("UPDATE metrana_schema SET version = 3")
+    finally:
+        store.close()
+
+
+def _logins_work(location: str) -> None:
+    store = open_store(location)
+    try:
+        sessions = Sessions(store)
+        found = sessions.redeem(sessions.mint(dashboard_principal(store, "team-a"))[0])
+        assert found is not None and sessions.lookup(found[0]) is not None
+    finally:
+        store.close()
+
+
+def test_a_schema_3_sqlite_store_gains_the_login_tables(tmp_path: Path) -> None:
+    location = str(tmp_path / "v3.db")
+    store = open_store(location)
+    run = store.open_run("team-a", "vision", None, "run-1", "job", True)
+    store.close()
+    _set_back_to_schema_3(location)
+    _logins_work(location)
+    reopened = SqliteStore(location)
+    with reopened.reading() as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+    assert reopened.find_run("team-a", "vision", "run-1") is not None
+    assert reopened.runs()[0].experiment_id == run.experiment_id
+    reopened.close()
+
+
+@pytest.mark.slow  # a PostgreSQL cluster is a process
+def test_a_schema_3_postgresql_store_gains_the_login_tables(
+    pg_cluster: PostgresCluster,
+) -> None:
+    location = pg_cluster.create_database()
+    try:
+        open_store(location).close()
+        _set_back_to_schema_3(location)
+        _logins_work(location)
+        store = open_store(location)
+        with store.reading() as conn:
+            assert conn.execute("SELECT version FROM metrana_schema").fetchall() == [(4,)]
+        store.close()
+    finally:
+        pg_cluster.drop_database(location)

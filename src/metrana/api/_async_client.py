@@ -308,6 +308,13 @@ class AsyncClient(ClientSettings[httpx.AsyncBaseTransport]):
             self._ops.chart_series(experiment_id, metric_names, width, from_step, to_step)
         )
 
+    async def experiment_summaries(
+        self, experiment_ids: Sequence[str] = (), metric_names: Sequence[str] = ()
+    ) -> ct.ExperimentSummariesResponse:
+        """Experiments' (those given, or all) series and point counts, and the last value of
+        each series of ``metric_names`` (Metrana's, for the dashboard's home table)."""
+        return await self._run(self._ops.experiment_summaries(experiment_ids, metric_names))
+
     async def create_login_token(self, *, ttl_ms: int | None = None) -> ct.LoginTokenResponse:
         """A one-time dashboard login URL for this key's organization (Metrana's)."""
         return await self._run(self._ops.create_login_token(ttl_ms))

@@ -8,6 +8,9 @@ ids, ``*_ms`` times, strict query parameters):
   its detail). The first and last point of the range are always kept; every NaN and infinity
   is kept as a *mark* (runs of consecutive ones as one mark), since a chart cannot draw it as a
   point and must not hide it.
+* ``GET /experiment-summaries``: what the home table shows beside the experiments: each one's
+  series and stored points (summed from its chunks' counts, no point read) and the last value
+  of each series of the chosen metrics (one chunk read per series).
 * ``POST /auth/login-tokens``: a one-time login URL for the dashboard, minted with an API key.
 """
 
@@ -18,11 +21,13 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from ._types import Json
+from ._types import Id, Json, PointValue
 
 MAX_CHART_WIDTH = 10_000  # points per series in one chart answer, at most
 DEFAULT_CHART_WIDTH = 1_000
 MAX_CHART_METRICS = 200  # series names in one request
+MAX_SUMMARIES = 1000  # experiments in one summaries request
+MAX_SUMMARY_METRICS = 20  # metrics whose last values one summaries request asks for
 NonNegative = Annotated[int, Meta(ge=0)]
 
 
@@ -62,6 +67,35 @@ class ChartSeries(msgspec.Struct):
 class ChartSeriesResponse(msgspec.Struct):
     series: list[ChartSeries]
     width: int  # the points per series that was aimed at
+
+
+class SummaryQuery(msgspec.Struct, forbid_unknown_fields=True):
+    """Which experiments (repeated ``experiment_id``; none: every one of the organization) and
+    the metrics whose last values to answer (repeated ``metric_name``)."""
+
+    experiment_id: list[Id] = []
+    metric_name: list[str] = []
+
+
+class LastValue(msgspec.Struct):
+    """The last stored point of one series: its step and value (a non-finite one as
+    ``"nan"``, ``"inf"`` or ``"-inf"``)."""
+
+    metric_name: str
+    metadata: Json
+    step: int
+    value: PointValue
+
+
+class ExperimentSummary(msgspec.Struct):
+    experiment_id: str
+    series: int
+    points: int
+    last_values: list[LastValue]  # of the series of the metrics asked, by name then metadata
+
+
+class ExperimentSummariesResponse(msgspec.Struct):
+    summaries: list[ExperimentSummary]
 
 
 class LoginTokenCreate(msgspec.Struct, forbid_unknown_fields=True):

@@ -321,6 +321,16 @@ class Operations(Exchange):
         path = {"experiment_id": experiment_id}
         return self.call("chart_series", ct.ChartSeriesResponse, path=path, query=query)
 
+    def experiment_summaries(
+        self, experiment_ids: Sequence[str], metric_names: Sequence[str]
+    ) -> Op[ct.ExperimentSummariesResponse]:
+        query = inputs.checked(
+            ct.SummaryQuery,
+            "experiment_summaries query",
+            {"experiment_id": list(experiment_ids), "metric_name": list(metric_names)},
+        )
+        return self.call("experiment_summaries", ct.ExperimentSummariesResponse, query=query)
+
     def create_login_token(self, ttl_ms: int | None) -> Op[ct.LoginTokenResponse]:
         body = inputs.checked(ct.LoginTokenCreate, "create_login_token request", {"ttl_ms": ttl_ms})
         return self.call("create_login_token", ct.LoginTokenResponse, body=body)

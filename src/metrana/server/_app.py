@@ -65,7 +65,7 @@ def create_app(
     (also ``app.state.sessions``)."""
     missing = [route.name for route in ROUTES if route.name not in HANDLERS]
     assert not missing, f"routes without a handler: {missing}"
-    sessions = Sessions() if sessions is None else sessions
+    sessions = Sessions(store) if sessions is None else sessions
     api = _Api(store, max_body_bytes, ingestion_key_ttl_ms, sessions)
     routes: list[BaseRoute] = [
         StarletteRoute(API_PREFIX + _starlette_path(route.path), api.endpoint(route),
@@ -118,7 +118,7 @@ class _Api:
     async def authenticate(self, request: Request) -> Principal:
         header = request.headers.get("authorization", "")
         if not header and SESSION_COOKIE in request.cookies:
-            return self.sessions.authenticate(request)  # the dashboard's
+            return await run_in_threadpool(self.sessions.authenticate, request)  # dashboard
         scheme, _, secret = header.partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
             raise ApiError(

@@ -17,8 +17,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from ..storage import Principal
-from ._errors import ApiError, error_response
+from ..storage import Principal, StorageError
+from ._errors import ApiError, error_response, from_storage
 from ._sessions import (
     CSRF_COOKIE,
     LOGIN_PATH,
@@ -60,7 +60,10 @@ def dashboard_routes(sessions: Sessions, authenticate: Authenticator) -> list[Ba
         return Response(page, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
 
     async def login(request: Request) -> Response:
-        found = sessions.redeem(request.query_params.get("token", ""))
+        try:
+            found = await run_in_threadpool(sessions.redeem, request.query_params.get("token", ""))
+        except StorageError as error:
+            return _failure(error)
         if found is None:
             return HTMLResponse(_FAILED_LOGIN, 401, headers=PAGE_HEADERS)
         answer = RedirectResponse("/", 303, headers={"Cache-Control": "no-store"})
@@ -79,9 +82,9 @@ def dashboard_routes(sessions: Sessions, authenticate: Authenticator) -> list[Ba
             principal = await run_in_threadpool(authenticate, body.api_key.strip())
             if principal is None or principal.kind != "api":
                 raise ApiError(401, "unauthorized", "unknown, revoked or expired API key")
-        except ApiError as error:
-            return error_response(error.status, error.code, error.message)
-        cookie, session = sessions.open(principal)
+            cookie, session = await run_in_threadpool(sessions.open, principal)
+        except (ApiError, StorageError) as error:
+            return _failure(error)
         answer = Response(b'{"data":{"logged_in":true},"error":null}', 200,
                           media_type="application/json")  # fmt: skip
         _set_cookies(request, answer, cookie, session.csrf)
@@ -89,10 +92,10 @@ def dashboard_routes(sessions: Sessions, authenticate: Authenticator) -> list[Ba
 
     async def logout(request: Request) -> Response:
         try:
-            sessions.authenticate(request)  # the CSRF header, too
-        except ApiError as error:
-            return error_response(error.status, error.code, error.message)
-        sessions.close(request.cookies.get(SESSION_COOKIE, ""))
+            await run_in_threadpool(sessions.authenticate, request)  # the CSRF header, too
+            await run_in_threadpool(sessions.close, request.cookies.get(SESSION_COOKIE, ""))
+        except (ApiError, StorageError) as error:
+            return _failure(error)
         answer = Response(b'{"data":{"logged_in":false},"error":null}', 200,
                           media_type="application/json")  # fmt: skip
         answer.delete_cookie(SESSION_COOKIE, path="/")
@@ -108,6 +111,11 @@ def dashboard_routes(sessions: Sessions, authenticate: Authenticator) -> list[Ba
         Route("/logout", logout, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
+
+
+def _failure(error: ApiError | StorageError) -> Response:
+    problem = error if isinstance(error, ApiError) else from_storage(error)
+    return error_response(problem.status, problem.code, problem.message)
 
 
 def _same_origin(request: Request) -> bool:

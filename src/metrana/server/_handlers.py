@@ -187,6 +187,17 @@ def chart_series(c: Context) -> ct.ChartSeriesResponse:
     )
 
 
+def experiment_summaries(c: Context) -> ct.ExperimentSummariesResponse:
+    q: ct.SummaryQuery = c.query
+    if len(q.experiment_id) > ct.MAX_SUMMARIES or len(q.metric_name) > ct.MAX_SUMMARY_METRICS:
+        raise InvalidRequestError(
+            f"at most {ct.MAX_SUMMARIES} experiment_id and {ct.MAX_SUMMARY_METRICS} "
+            "metric_name parameters"
+        )
+    found = c.store.experiment_summaries(c.org, q.experiment_id, q.metric_name)
+    return ct.ExperimentSummariesResponse(found)
+
+
 def create_login_token(c: Context) -> ct.LoginTokenResponse:
     if c.principal.kind != "api":
         raise ApiError(403, "forbidden", "only an API key can mint a login token")
@@ -220,6 +231,7 @@ HANDLERS: dict[str, Handler] = {
         list_annotations,
         create_annotation,
         chart_series,
+        experiment_summaries,
         create_login_token,
     )
 }

@@ -104,7 +104,7 @@ def serve(
     secret = ensure_api_key(store)
     sock = bind(host, port)
     url = _url(sock)
-    sessions = Sessions()
+    sessions = Sessions(store)
     token, _ = sessions.mint(dashboard_principal(store))
     login = login_url(url, token)
     if secret is not None:
@@ -143,7 +143,7 @@ def serve_in_thread(
     store = open_store(store_path)
     _, secret = store.create_api_key(organization, "test")
     sock = bind("127.0.0.1", 0)
-    sessions = Sessions()
+    sessions = Sessions(store)
     token, _ = sessions.mint(dashboard_principal(store, organization))
     server = _uvicorn(store, max_body_bytes, ingestion_key_ttl_ms, "error", 1, sessions)
     thread = threading.Thread(

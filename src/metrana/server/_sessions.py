@@ -9,22 +9,24 @@ the organization the token was minted for (a principal of kind ``"session"``); o
 changes anything must also echo the CSRF token in the ``X-Metrana-CSRF`` header. The token
 then leaves the address bar (the login answers with a redirect), and no key is in a URL.
 
-Tokens and sessions live in this server process's memory, as their hashes: a restart logs
-every browser out (``metrana serve`` prints a new URL), and replicas do not share them.
+Tokens and sessions are rows of the store (``login_tokens``, ``dashboard_sessions``; see
+``storage._logins``), as their SHA-256 only: a server restart keeps browsers logged in, and
+stateless replicas over one database share them (a token works once, on whichever replica).
+The CSRF token is derived from the session's cookie, so it needs no row of its own.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import secrets
-import threading
 import time
 from collections.abc import Callable
 
 import msgspec
 from starlette.requests import Request
 
-from ..storage import Principal
+from ..storage import Principal, Store
 from ._errors import ApiError
 
 LOGIN_PATH = "/login"
@@ -41,70 +43,66 @@ def login_url(origin: str, token: str) -> str:
     return f"{origin}{LOGIN_PATH}?token={token}"
 
 
-def _digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
+def csrf_token(cookie: str) -> str:
+    """The CSRF token of a session: derived from its cookie value (which the page cannot
+    read), so nothing stored reveals it and every replica computes the same."""
+    digest = hashlib.blake2b(cookie.encode(), key=b"metrana-csrf", digest_size=18).digest()
+    return base64.urlsafe_b64encode(digest).decode()
 
 
 class Session(msgspec.Struct):
+    """A live session: whose it is (a ``"session"`` principal), its CSRF token, and when it
+    expires (Unix ns)."""
+
     principal: Principal
     csrf: str
     expires_ns: int
 
 
 class Sessions:
-    """The login tokens and sessions of one server process (thread-safe)."""
+    """The login tokens and sessions of a store (thread-safe; the rows are the state)."""
 
-    def __init__(self, clock: Callable[[], int] = time.time_ns) -> None:
+    def __init__(self, store: Store, clock: Callable[[], int] = time.time_ns) -> None:
+        self._store = store
         self._clock = clock
-        self._lock = threading.Lock()
-        self._tokens: dict[str, tuple[Principal, int]] = {}  # hash -> (whose, expires ns)
-        self._sessions: dict[str, Session] = {}  # hash of the cookie -> session
 
     def mint(self, principal: Principal, ttl_ms: int = LOGIN_TOKEN_TTL_MS) -> tuple[str, int]:
         """A new one-time login token for ``principal``'s organization, and when it expires
         (Unix ms)."""
-        token = "mtl_" + secrets.token_urlsafe(24)
-        expires_ns = self._clock() + ttl_ms * 1_000_000
-        as_session = msgspec.structs.replace(principal, kind="session")
-        with self._lock:
-            self._sweep()
-            self._tokens[_digest(token)] = (as_session, expires_ns)
-        return token, expires_ns // 1_000_000
+        now = self._clock()
+        expires_ns = now + ttl_ms * 1_000_000
+        return self._store.create_login_token(principal, expires_ns, now), expires_ns // 1_000_000
 
     def redeem(self, token: str) -> tuple[str, Session] | None:
         """A new session (its cookie value and itself) for an unused, unexpired token, which
         is used up; None otherwise."""
-        with self._lock:
-            found = self._tokens.pop(_digest(token), None)
-            if found is None or found[1] <= self._clock():
-                return None
-        return self.open(found[0])
+        if not token:
+            return None
+        now = self._clock()
+        found = self._store.redeem_login_token(token, now + SESSION_TTL_NS, now)
+        if found is None:
+            return None
+        cookie, principal = found
+        return cookie, Session(principal, csrf_token(cookie), now + SESSION_TTL_NS)
 
     def open(self, principal: Principal) -> tuple[str, Session]:
         """A new session of ``principal`` (made a ``"session"`` principal)."""
-        cookie = secrets.token_urlsafe(32)
-        session = Session(
-            msgspec.structs.replace(principal, kind="session"),
-            secrets.token_urlsafe(24),
-            self._clock() + SESSION_TTL_NS,
-        )
-        with self._lock:
-            self._sessions[_digest(cookie)] = session
-        return cookie, session
+        now = self._clock()
+        cookie = self._store.open_dashboard_session(principal, now + SESSION_TTL_NS, now)
+        as_session = msgspec.structs.replace(principal, kind="session", experiment_id=None)
+        return cookie, Session(as_session, csrf_token(cookie), now + SESSION_TTL_NS)
 
     def close(self, cookie: str) -> None:
         """End a session (logout)."""
-        with self._lock:
-            self._sessions.pop(_digest(cookie), None)
+        if cookie:
+            self._store.close_dashboard_session(cookie)
 
     def lookup(self, cookie: str) -> Session | None:
         """The live session of a cookie value, or None."""
-        with self._lock:
-            session = self._sessions.get(_digest(cookie))
-            if session is not None and session.expires_ns <= self._clock():
-                del self._sessions[_digest(cookie)]
-                return None
-            return session
+        if not cookie:
+            return None
+        found = self._store.dashboard_session(cookie, self._clock())
+        return None if found is None else Session(found[0], csrf_token(cookie), found[1])
 
     def authenticate(self, request: Request) -> Principal:
         """The principal of a request's session cookie; 401 without a live session, 403 for
@@ -127,12 +125,5 @@ class Sessions:
                 )
         return session.principal
 
-    def _sweep(self) -> None:
-        now = self._clock()
-        for key in [k for k, (_, expires) in self._tokens.items() if expires <= now]:
-            del self._tokens[key]
-        for key in [k for k, s in self._sessions.items() if s.expires_ns <= now]:
-            del self._sessions[key]
 
-
-__all__ = ["LOGIN_PATH", "Session", "Sessions", "login_url"]
+__all__ = ["LOGIN_PATH", "Session", "Sessions", "csrf_token", "login_url"]

@@ -99,8 +99,18 @@ def _organizations(conn: Connection) -> None:
         conn.execute("ALTER TABLE chunks ADD COLUMN stored_ms INTEGER")
 
 
+def _dashboard_logins(conn: Connection) -> None:
+    """Version 4: the dashboard's login tokens and sessions are rows (``login_tokens``,
+    ``dashboard_sessions``), so that a restart keeps browsers logged in and replicas share
+    them. New tables only, which ``SCHEMA`` creates: nothing stored before changes shape."""
+
+
 # MIGRATIONS[n] takes a store from version n + 1 to version n + 2.
-MIGRATIONS: tuple[Callable[[Connection], None], ...] = (_ingestion_key_lifetimes, _organizations)
+MIGRATIONS: tuple[Callable[[Connection], None], ...] = (
+    _ingestion_key_lifetimes,
+    _organizations,
+    _dashboard_logins,
+)
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 
 

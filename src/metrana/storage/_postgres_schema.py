@@ -5,8 +5,10 @@ older than this Metrana's.
 
 Ready to shard: the large tables are reached through their experiment (``series`` is unique by
 ``experiment_id`` first, ``client_events`` keyed by it, ``annotations`` and ``ingestion_keys``
-indexed by it), and a series' chunks by the series. Point chunks are ``bytea`` (stored
-uncompressed: the packed float64 and int64 columns gain nothing from pglz).
+indexed by it), and a series' chunks by the series; the dashboard's ``login_tokens`` and
+``dashboard_sessions`` (schema 4) are small and keyed by a hash (reference tables there).
+Point chunks are ``bytea`` (stored uncompressed: the packed float64 and int64 columns gain
+nothing from pglz).
 """
 
 SCHEMA = """
@@ -117,6 +119,24 @@ CREATE TABLE IF NOT EXISTS producer_batches (
     duplicates INTEGER NOT NULL,
     PRIMARY KEY (producer_id, sequence)
 );
+CREATE TABLE IF NOT EXISTS login_tokens (
+    hash TEXT PRIMARY KEY,
+    org_id BIGINT NOT NULL REFERENCES organizations(id),
+    key_id BIGINT NOT NULL,
+    key_name TEXT NOT NULL,
+    created_ns BIGINT NOT NULL,
+    expires_ns BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS login_tokens_by_expiry ON login_tokens(expires_ns);
+CREATE TABLE IF NOT EXISTS dashboard_sessions (
+    hash TEXT PRIMARY KEY,
+    org_id BIGINT NOT NULL REFERENCES organizations(id),
+    key_id BIGINT NOT NULL,
+    key_name TEXT NOT NULL,
+    created_ns BIGINT NOT NULL,
+    expires_ns BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dashboard_sessions_by_expiry ON dashboard_sessions(expires_ns);
 CREATE TABLE IF NOT EXISTS metrana_schema (
     version INTEGER NOT NULL
 );

@@ -101,4 +101,20 @@ CREATE TABLE IF NOT EXISTS producer_batches (
     duplicates INTEGER NOT NULL,
     PRIMARY KEY (producer_id, sequence)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS login_tokens (  -- the dashboard's one-time logins (schema 4)
+    hash TEXT PRIMARY KEY,  -- SHA-256 of the token (the token itself is not kept)
+    org_id INTEGER NOT NULL REFERENCES organizations(id),
+    key_id INTEGER NOT NULL,  -- the API key that minted it (0: printed by the server)
+    key_name TEXT NOT NULL,
+    created_ns INTEGER NOT NULL,
+    expires_ns INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS dashboard_sessions (  -- the dashboard's sessions (schema 4)
+    hash TEXT PRIMARY KEY,  -- SHA-256 of the session cookie
+    org_id INTEGER NOT NULL REFERENCES organizations(id),
+    key_id INTEGER NOT NULL,
+    key_name TEXT NOT NULL,
+    created_ns INTEGER NOT NULL,
+    expires_ns INTEGER NOT NULL
+) WITHOUT ROWID;
 """

@@ -16,8 +16,19 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
+from ..api import _chart_types as ct
 from ..api import _types as t
-from . import _charts, _experiments, _folders, _idempotency, _keys, _metrics, _points, _runs
+from . import (
+    _charts,
+    _experiments,
+    _folders,
+    _idempotency,
+    _keys,
+    _logins,
+    _metrics,
+    _points,
+    _runs,
+)
 from ._base import (
     ApiKeyInfo,
     PointRow,
@@ -219,6 +230,37 @@ class Store(ABC):
         with self.transaction() as conn:
             return _keys.revoke_ingestion_key(conn, org_id, experiment_id, key_id)
 
+    # -- the dashboard's logins (see _logins) ----------------------------------------------------
+
+    def create_login_token(self, principal: Principal, expires_ns: int, now_ns: int) -> str:
+        """A new one-time dashboard login token of ``principal``'s organization (only its hash
+        is kept)."""
+        with self.transaction() as conn:
+            return _logins.create_login_token(conn, principal, expires_ns, now_ns)
+
+    def redeem_login_token(
+        self, token: str, session_expires_ns: int, now_ns: int
+    ) -> tuple[str, Principal] | None:
+        """Use up a login token and open a session (its cookie value and principal); None
+        for a token used before, expired or unknown. Works once across replicas."""
+        with self.transaction() as conn:
+            return _logins.redeem_login_token(conn, token, session_expires_ns, now_ns)
+
+    def open_dashboard_session(self, principal: Principal, expires_ns: int, now_ns: int) -> str:
+        """A new dashboard session of ``principal``'s organization: its cookie value."""
+        with self.transaction() as conn:
+            return _logins.open_session(conn, principal, expires_ns, now_ns)
+
+    def dashboard_session(self, cookie: str, now_ns: int) -> tuple[Principal, int] | None:
+        """The principal of a live session's cookie and when it expires (ns), or None."""
+        with self.reading() as conn:
+            return _logins.session(conn, cookie, now_ns)
+
+    def close_dashboard_session(self, cookie: str) -> None:
+        """End a dashboard session (logout)."""
+        with self.transaction() as conn:
+            _logins.close_session(conn, cookie)
+
     # -- folders --------------------------------------------------------------------------------
 
     def list_folders(self, org_id: int, path: str | None) -> list[t.Folder]:
@@ -314,6 +356,14 @@ class Store(ABC):
         """Series with their chunks over a step range (see :func:`_charts.chart_sources`)."""
         with self.reading() as conn:
             return _charts.chart_sources(conn, org_id, experiment_id, metric_names, low, high)
+
+    def experiment_summaries(
+        self, org_id: int, experiment_ids: list[str], metric_names: list[str]
+    ) -> list[ct.ExperimentSummary]:
+        """Experiments' series and point counts and last values (see
+        :func:`_charts.summaries`)."""
+        with self.reading() as conn:
+            return _charts.summaries(conn, org_id, experiment_ids, metric_names)
 
     def metric_catalog(
         self, org_id: int, experiment_id: int, limit: int | None

@@ -100,7 +100,7 @@ export class MetricChart {
       legend: { live: true },
       hooks: {
         setSelect: [(u) => chart.selected(u)],
-        draw: [(u) => chart.drawMarks(u)],
+        draw: [(u) => { chart.drawMarks(u); chart.expose(u); }],
       },
     };
     this.plot = new uPlot(opts, this.data(), this.plotBox);
@@ -172,16 +172,41 @@ export class MetricChart {
     }
     ctx.setLineDash([4, 4]);
     ctx.strokeStyle = "#555";
+    this.annotationsDrawn = 0;
     for (const a of this.annotations) {
-      const x = this.xOfTime(a.created_at_ms);
+      const x = this.xOfAnnotation(a);
       if (x === null) continue;
       const px = u.valToPos(x, "x", true);
+      if (px < u.bbox.left || px > u.bbox.left + u.bbox.width) continue;
+      this.annotationsDrawn += 1;
       ctx.beginPath();
       ctx.moveTo(px, top);
       ctx.lineTo(px, top + u.bbox.height);
       ctx.stroke();
     }
     ctx.restore();
+  }
+
+  // What is drawn, for tests and tools: the x range, the y scale and the last drawn value
+  // of each series (after smoothing), the annotation markers inside the plot.
+  expose(u) {
+    const d = this.node.dataset;
+    d.xRange = JSON.stringify([u.scales.x.min, u.scales.x.max]);
+    d.yDistr = String(u.scales.y.distr);
+    d.drawnLast = JSON.stringify(u.data.slice(1).map((ys) => {
+      for (let i = ys.length - 1; i >= 0; i--) if (ys[i] !== null && ys[i] !== undefined) return ys[i];
+      return null;
+    }));
+    d.annotations = String(this.annotationsDrawn || 0);
+  }
+
+  // An annotation of a step (a numeric metadata.step: a client may set it, and the migration
+  // to schema 3 moved older annotations' steps there) is drawn at that step; otherwise at the
+  // time it was made.
+  xOfAnnotation(a) {
+    const step = a.metadata ? a.metadata.step : undefined;
+    if (typeof step === "number" && this.lines[0]) return this.xOfStep(this.lines[0], step);
+    return this.xOfTime(a.created_at_ms);
   }
 
   xOfStep(line, step) {
