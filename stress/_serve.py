@@ -10,7 +10,7 @@ from pathlib import Path
 SERVING = "Metrana server on"
 
 
-def start_serve(store: Path, port: int) -> tuple[subprocess.Popen[str], str, str]:
+def start_serve(store: Path | str, port: int) -> tuple[subprocess.Popen[str], str, str]:
     """``metrana serve --store STORE --port PORT`` (port 0: any free one). Answers the
     process, the API key it printed on creating the store (empty when the store had one) and
     the last line read: ``Metrana server on URL`` once it listens, else why it did not start."""

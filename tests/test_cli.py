@@ -168,7 +168,9 @@ def test_benchmark_smoke_run() -> None:
     assert [f["what"].split(":")[0] for f in overheads] == ["Lightning", "Transformers"]
     for overhead in overheads:  # measured, or skipped for want of the integrations extra
         assert "wall_overhead_us" in overhead or overhead["note"].startswith("not installed")
+    engines = {f["what"]: f for f in figures if f["figure"] == "postgres"}
+    assert len(engines) == 5 and all(f.get("ok", True) for f in engines.values()), engines
     rows = [f for f in figures if f["figure"] == "target"]
-    assert len(rows) == 27 and all({"target", "measured", "met"} <= set(r) for r in rows)
+    assert len(rows) == 30 and all({"target", "measured", "met"} <= set(r) for r in rows)
     table = result.stdout.splitlines()
     assert any(line.startswith("row ") and line.rstrip().endswith("measured") for line in table)

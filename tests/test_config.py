@@ -245,3 +245,23 @@ def test_a_run_address_is_refused_where_the_api_could_not_hold_it(
         resolve_config(**{**NAMES, argument: value})
     assert message in str(refused.value)
     assert resolve_config(**{**NAMES, "run_name": "r/1"}).run.run_name == "r/1"
+
+
+def test_host_id_defaults_to_the_host_name_and_separates_sessions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket
+
+    from metrana.session import Session
+
+    default = resolve_config(**NAMES)
+    assert default.host_id == socket.gethostname()
+    monkeypatch.setenv("METRANA_HOST_ID", "node-1")
+    one = resolve_config(**NAMES)
+    monkeypatch.setenv("METRANA_HOST_ID", "node-2")
+    two = resolve_config(**NAMES)
+    assert (one.host_id, two.host_id) == ("node-1", "node-2")
+    # two hosts of one job (same orchestration id, same target): one session, one
+    # dispatcher, each
+    assert one.orchestration_id == two.orchestration_id
+    assert len({Session.key(default), Session.key(one), Session.key(two)}) == 3

@@ -284,11 +284,13 @@ class CountingProxy(FaultProxy):
                 self.max_inflight = max(self.max_inflight, self.inflight)
         return super()._take_fault(path)
 
-    def _record(self, at: float, method: str, path: str, status: int, fault: str) -> None:
+    def _record(
+        self, at: float, method: str, path: str, status: int, fault: str, upstream: str = ""
+    ) -> None:
         if path.startswith(INGEST):
             with self._count_lock:
                 self.inflight -= 1
-        super()._record(at, method, path, status, fault)
+        super()._record(at, method, path, status, fault, upstream)
 
     def ingests(self) -> list[Any]:
         return [r for r in self.requests if r.path.startswith(INGEST)]

@@ -14,6 +14,7 @@ test checks that they agree).
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -152,6 +153,18 @@ SETTINGS: tuple[Setting, ...] = (
         "session. The fallbacks are `TORCHELASTIC_RUN_ID`, then `SLURM_JOB_ID`, then a random "
         "token that is generated and exported to `METRANA_ORCHESTRATION_ID` so that child "
         "processes inherit it ([multiprocess.md](multiprocess.md)).",
+    ),
+    Setting(
+        "METRANA_HOST_ID",
+        None,
+        text,
+        None,
+        "a non-empty string",
+        "the host name",
+        "This host's identity in a job: part of the session key (one dispatcher per run and "
+        "host), of the dispatcher's producer id and of the `host` label of system metrics. Set "
+        "it to tell apart hosts that share a host name (containers), or to run two hosts of "
+        "one job on one machine ([deployment.md](deployment.md#multi-host-jobs)).",
     ),
     _enum_setting(
         "METRANA_BACKPRESSURE_STRATEGY",
@@ -433,6 +446,7 @@ class Config(msgspec.Struct, frozen=True):
     system_metrics_interval: float = 5.0
     # init(config=...): merged into the run's metadata by the dispatcher's handshake
     metadata: dict[str, Any] = {}
+    host_id: str = ""  # METRANA_HOST_ID, else the host name (see host_id())
 
     @property
     def store_path(self) -> str:
@@ -449,6 +463,12 @@ class Config(msgspec.Struct, frozen=True):
         if self.ingestion_url is None:
             return f"embedded:{self.store_path}"
         return self.ingestion_url
+
+
+def host_id(environ: Mapping[str, str] | None = None) -> str:
+    """This host's identity in a job: ``METRANA_HOST_ID``, else the host name."""
+    chosen: str | None = read("METRANA_HOST_ID", None, environ)
+    return chosen or socket.gethostname()
 
 
 def orchestration_id(environ: Mapping[str, str] | None = None) -> str:
@@ -544,6 +564,7 @@ def resolve_config(
         system_metrics=read("system_metrics", system_metrics, env),
         system_metrics_interval=read("METRANA_SYSTEM_METRICS_INTERVAL", None, env),
         metadata=metadata,
+        host_id=host_id(env),
     )
 
 

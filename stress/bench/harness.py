@@ -25,6 +25,7 @@ from .integrations import bench_integrations
 from .latency import bench_latency
 from .memory import bench_memory, peak_rss_figures
 from .plotting import plot
+from .postgres import bench_postgres
 from .report import evaluate, find_figure, markdown_table, print_table
 from .rest import bench_rest
 from .scale import bench_idle_rings, scale_curve
@@ -34,7 +35,7 @@ from .throughput import bench_queue_baseline, bench_throughput
 SECTIONS = (
     "import", "latency", "bulk", "faulted", "startstop", "memory", "queue", "embedded",
     "profile", "http", "bulk-embedded", "bulk-http", "scale", "idle", "rest", "integrations",
-    "dashboard",
+    "dashboard", "postgres",
 )  # fmt: skip
 DEFAULT_PLOT = str(ROOT / "docs" / "perf" / "throughput.png")
 
@@ -67,6 +68,7 @@ class Sizes:
     rest_series_points: int
     integration_steps: int
     integration_repeat: int
+    compare_points: int
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Sizes:
@@ -94,6 +96,7 @@ class Sizes:
             rest_series_points=1_000_000,
             integration_steps=500,
             integration_repeat=max(args.repeat, 7),
+            compare_points=100_000,
         )
         if not args.quick:
             return sizes
@@ -104,7 +107,7 @@ class Sizes:
             startstop_repeat=1, queue_points=5_000, fault_calls=2_000, import_repeat=2,
             latency_repeat=1, bulk_call_points=20_480, bulk_points=102_400,
             bulk_http_points=51_200, rest_events=2_000, rest_series_points=20_000,
-            integration_steps=30, integration_repeat=1,
+            integration_steps=30, integration_repeat=1, compare_points=5_000,
         )  # fmt: skip
 
 
@@ -180,6 +183,8 @@ def _measure(bench: Bench, sizes: Sizes, sections: set[str], emit: Emit) -> None
         emit(*bench_integrations(sizes.integration_steps, sizes.integration_repeat))
     if "dashboard" in sections:
         emit(*bench_dashboard(bench, sizes.rest_series_points, repeat))
+    if "postgres" in sections:
+        emit(*bench_postgres(bench, writers, sizes.http_points, sizes.compare_points, repeat))
 
 
 def run(args: argparse.Namespace) -> int:

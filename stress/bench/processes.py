@@ -95,7 +95,7 @@ class Sampler:
 class Server:
     """``metrana serve --port 0`` in its own process; its URL and first API key."""
 
-    def __init__(self, store: Path) -> None:
+    def __init__(self, store: Path | str) -> None:
         self.store = store
         self.process, self.api_key, line = start_serve(store, 0)
         if not line.startswith(SERVING):
@@ -159,7 +159,7 @@ def cpu_sum(processes: list[psutil.Process]) -> float:
     return total
 
 
-def stored_points(store: Path, run_name: str) -> int:
+def stored_points(store: Path | str, run_name: str) -> int:
     """Points stored for ``run_name``, through the public CLI (``metrana runs --json``)."""
     result = subprocess.run(
         [sys.executable, "-m", "metrana.cli", "runs", "--store", str(store), "--json"],

@@ -270,6 +270,27 @@ def _dashboard_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
+def _postgres_rows(results: list[dict[str, Any]], writers: int) -> list[dict[str, Any]]:
+    def figure(part: str) -> Any:
+        return find_figure(results, "postgres", part)
+
+    sqlite, one, two = (figure(f"[{label}]") for label in (
+        "SQLite", "PostgreSQL, one replica", "PostgreSQL, two replicas"))  # fmt: skip
+    compare_sqlite = figure("compare_metrics of 10 series, 10,000 rows [SQLite]")
+    compare_pg = figure("compare_metrics of 10 series, 10,000 rows [PostgreSQL]")
+    return [
+        _row(f"{writers} writers -> metrana serve on PostgreSQL, until committed",
+             "≥ 300,000 points/s", one, _rate_of, lambda f: f["points_per_s"] >= 300_000,
+             _joined(f"SQLite {_rate_of(sqlite)}" if sqlite else "",
+                     f"two replicas {_rate_of(two)}" if two else "")),
+        _row("compare_metrics, 10 series, PostgreSQL", "≤ 300 ms (10 x 100,000 points)",
+             compare_pg, _ms_of, lambda f: f["ms"] <= 300,
+             f"SQLite {_ms_of(compare_sqlite)}" if compare_sqlite else ""),
+        _row("compare_metrics, 10 series, SQLite", "≤ 300 ms (10 x 100,000 points)",
+             compare_sqlite, _ms_of, lambda f: f["ms"] <= 300),
+    ]  # fmt: skip
+
+
 def evaluate(results: list[dict[str, Any]], writers: int) -> list[dict[str, Any]]:
     """One line per target row: the target, the measured figure, met or not, the baselines."""
     return [
@@ -281,6 +302,7 @@ def evaluate(results: list[dict[str, Any]], writers: int) -> list[dict[str, Any]
         *_scale_rows(results, writers),
         *_rest_rows(results),
         *_dashboard_rows(results),
+        *_postgres_rows(results, writers),
     ]
 
 

@@ -80,11 +80,15 @@ def bench_throughput(
     profile: bool = False,
     label: str = "",
     array: int = 0,
+    server: Any = None,
 ) -> dict[str, Any]:
     """N spawned writers log ``points`` each, flat out (scalar calls, or arrays of ``array``
     values), from one start signal until the last ``close(CompleteAll)`` returned: every point
-    acknowledged by the target."""
-    server = bench.http_server() if http else None
+    acknowledged by the target. ``server`` (with ``url``, ``api_key``, ``pid`` and ``store``)
+    replaces the bench's ``metrana serve`` over SQLite."""
+    http = http or server is not None
+    if server is None and http:
+        server = bench.http_server()
     tag = "http" if http else "embedded"
     root = bench.fresh(tag, url=server.url if server else None,
                        api_key=server.api_key if server else None)  # fmt: skip

@@ -103,7 +103,7 @@ class Dispatcher:
         self.max_inflight = max(1, min(target.max_inflight, config.dispatch_queue_max_size))
         self.system: SystemSampler | None = None
         if config.system_metrics:
-            self.system = SystemSampler(config.system_metrics_interval)
+            self.system = SystemSampler(config.system_metrics_interval, config.host_id)
         self.inflight = Inflight(self.stats, self.errors, self.publish_last_steps, self.system)
         self.spooling = Spooling(
             spool,

@@ -28,10 +28,10 @@ class SystemSampler:
     """Samples processes and the host every ``interval`` seconds, and keeps the samples until
     a batch takes them (they are in no ring: a batch that is abandoned gives them back)."""
 
-    def __init__(self, interval: float) -> None:
+    def __init__(self, interval: float, host: str = "") -> None:
         self.pending: dict[SeriesKey, SeriesColumns] = {}
         self.interval = max(0.1, interval)
-        self.host = socket.gethostname()
+        self.host = host or socket.gethostname()
         self._processes: dict[tuple[int, int], psutil.Process] = {}
         self._next = 0.0
         self._last_step = -1

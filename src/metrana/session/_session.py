@@ -103,7 +103,8 @@ class Session:
 
     @staticmethod
     def key(config: Config) -> str:
-        """Derived from the target, the run identity and the job's orchestration id."""
+        """Derived from the target, the run identity, the job's orchestration id and the host
+        (``METRANA_HOST_ID``): one session, and one dispatcher, per run and host."""
         run = config.run
         parts = [
             config.target,
@@ -112,6 +113,7 @@ class Session:
             run.experiment_name or "",
             run.run_name,
             config.orchestration_id,
+            config.host_id,
         ]
         return hashlib.sha256(msgspec.json.encode(parts)).hexdigest()[:24]
 

@@ -13,10 +13,14 @@ reads as not found.
 from __future__ import annotations
 
 import hashlib
+import heapq
+import itertools
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
 
+from .._identity import I64_MAX
 from ..api import _types as t
 from . import _chunks, _experiments
 from ._base import InvalidRequestError
@@ -125,8 +129,30 @@ def _step_range(f: t.RowFilters) -> tuple[int | None, int | None]:
     return low, high
 
 
+class _Source(msgspec.Struct):
+    """One series' points read for a query, rows made of them only once they are picked."""
+
+    exp: _Experiment
+    series: _Series
+    position: int  # its place in the request, for sorting
+    token: str  # the event ids' prefix
+    steps: list[int]
+    values: list[Any]
+    stamps: list[int]
+    stored: list[int | None]
+    keep: range | list[int]  # the indices that pass the time filter
+
+
+def _step_keys(source: _Source, tie: int) -> Iterator[tuple[int, int, int, int]]:
+    """The merge keys of a source's points, in their order: (step, position, tie, index)."""
+    steps, position = source.steps, source.position
+    return ((steps[i], position, tie, i) for i in source.keep)
+
+
 class _Reader:
-    """Rows of series under one set of filters, sorted and cut to the limit."""
+    """Rows of series under one set of filters, sorted and cut to the limit. The points are
+    sorted first and rows are made for the ``limit`` picked only: ten series of 100,000
+    points read for a 10,000-row answer make 10,000 rows, not 100,000."""
 
     def __init__(self, f: t.RowFilters, allowed: tuple[str, ...]) -> None:
         self.filters = f
@@ -134,10 +160,10 @@ class _Reader:
         self.descending = f.sort_direction == "desc"
         self.limit = _limit(f.limit)
         self.low, self.high = _step_range(f)
-        timed = f.from_time is not None or f.to_time is not None
+        self.timed = f.from_time is not None or f.to_time is not None
         # by step first, and nothing dropped after reading: each series' first `limit` suffice
-        self.per_series = self.limit if self.keys[0] == "step" and not timed else None
-        self.rows: list[tuple[tuple[Any, ...], t.MetricEventRow]] = []
+        self.per_series = self.limit if self.keys[0] == "step" and not self.timed else None
+        self.sources: list[_Source] = []
 
     def add(self, conn: Connection, exp: _Experiment, series: _Series, position: int) -> None:
         """Read one series' events (``position``: its place in the request, for sorting)."""
@@ -147,43 +173,68 @@ class _Reader:
             conn, series.id, self.low, self.high, self.per_series, self.descending
         )
         f = self.filters
+        keep: range | list[int] = range(len(steps))
+        if self.timed:
+            low = -1 if f.from_time is None else f.from_time
+            high = I64_MAX if f.to_time is None else f.to_time
+            keep = [i for i, stamp in enumerate(stamps) if low <= stamp // 1_000_000 <= high]
         token = hashlib.blake2b(
             f"{exp.id}\0{series.name}\0{series.scale}\0{series.labels}".encode(), digest_size=8
         ).hexdigest()
-        org, experiment_id = str(exp.org_id), str(exp.id)
+        self.sources.append(
+            _Source(exp, series, position, token, steps, values, stamps, stored, keep)
+        )
+
+    def _picked(self) -> list[tuple[int, int]]:
+        """(source, index) of the rows of the answer, in order."""
+        sources = self.sources
+        if self.keys == ["step"]:
+            # each series' steps are in order already: merge them, as far as the limit; ties
+            # by request position, then by series in the order read (as a stable sort)
+            sign = -1 if self.descending else 1
+            streams = [_step_keys(source, sign * n) for n, source in enumerate(sources)]
+            merged = heapq.merge(*streams, reverse=self.descending)
+            return [(sign * key[2], key[3]) for key in itertools.islice(merged, self.limit)]
+        keyed = []
+        for number, source in enumerate(sources):
+            for i in source.keep:
+                client_ms = source.stamps[i] // 1_000_000
+                stored_ms = source.stored[i]
+                by = {"step": source.steps[i], "client_timestamp": client_ms,
+                      "server_timestamp": client_ms if stored_ms is None else stored_ms,
+                      "series": source.position}  # fmt: skip
+                keyed.append(((*[by[k] for k in self.keys], source.position, by["step"]),
+                              number, i))  # fmt: skip
+        keyed.sort(key=lambda entry: entry[0], reverse=self.descending)
+        return [(number, i) for _, number, i in keyed[: self.limit]]
+
+    def _row(self, source: _Source, i: int) -> t.MetricEventRow:
+        exp, series, step = source.exp, source.series, source.steps[i]
+        client_ms = source.stamps[i] // 1_000_000
+        stored_ms = source.stored[i]
         description = metadata = None
-        if f.include_experiment_meta_as_of:
+        if self.filters.include_experiment_meta_as_of:
             description, metadata = exp.description, exp.metadata
-        keys = self.keys
-        for step, value, stamp, stored_ms in zip(steps, values, stamps, stored, strict=True):
-            client_ms = stamp // 1_000_000
-            if (f.from_time is not None and client_ms < f.from_time) or (
-                f.to_time is not None and client_ms > f.to_time
-            ):
-                continue
-            server_ms = client_ms if stored_ms is None else stored_ms
-            row = t.MetricEventRow(
-                event_id=f"{token}-{step}",
-                org_id=org,
-                experiment_id=experiment_id,
-                experiment_slug=exp.slug,
-                metric_name=series.name,
-                metric_value=t.encode_value(value),
-                step=step,
-                event_metadata_json=series.labels,
-                client_timestamp_ms=client_ms,
-                server_timestamp_ms=server_ms,
-                scale=series.scale,
-                experiment_description=description,
-                experiment_metadata_json=metadata,
-            )
-            by = {"step": step, "client_timestamp": client_ms, "server_timestamp": server_ms,
-                  "series": position}  # fmt: skip
-            self.rows.append(((*[by[k] for k in keys], position, step), row))
+        return t.MetricEventRow(
+            event_id=f"{source.token}-{step}",
+            org_id=str(exp.org_id),
+            experiment_id=str(exp.id),
+            experiment_slug=exp.slug,
+            metric_name=series.name,
+            metric_value=t.encode_value(source.values[i]),
+            step=step,
+            event_metadata_json=series.labels,
+            client_timestamp_ms=client_ms,
+            server_timestamp_ms=client_ms if stored_ms is None else stored_ms,
+            scale=series.scale,
+            experiment_description=description,
+            experiment_metadata_json=metadata,
+        )
 
     def answer(self) -> t.RowsResponse:
-        self.rows.sort(key=lambda pair: pair[0], reverse=self.descending)
-        return t.RowsResponse(rows=[row for _, row in self.rows[: self.limit]])
+        """The rows, sorted and cut to the limit."""
+        sources = self.sources
+        return t.RowsResponse(rows=[self._row(sources[n], i) for n, i in self._picked()])
 
 
 def list_metrics(

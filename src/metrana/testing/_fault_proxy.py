@@ -15,6 +15,13 @@ Put it in front of a real server and point the client or dispatcher at ``proxy.u
 
 Faults may be limited to a number of requests (``times=``) and to a path prefix, and chained:
 ``Fault.status_code(413, times=1).followed_by(Fault.status_code(503))``.
+
+Given several upstreams (``FaultProxy([replica_a, replica_b])``) it is also a round-robin load
+balancer, as nginx or HAProxy in front of server replicas: each request goes to the next
+upstream; one that refuses the connection is skipped (the request was not sent, so trying the
+next one is safe, as nginx's ``proxy_next_upstream error``); one that fails after the request
+was sent answers 502 (the client retries). Each record names its upstream in
+``extra["upstream"]``.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -101,6 +109,12 @@ class RecordedRequest:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+class _Unreachable(Exception):
+    def __init__(self, upstream: str) -> None:
+        super().__init__(upstream)
+        self.upstream = upstream
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -151,15 +165,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
         try:
-            response = proxy._upstream.request(
-                self.command, self.path, content=body, headers=headers
-            )
-        except httpx.HTTPError:
-            proxy._record(arrived, self.command, self.path, 502, kind)
+            response, upstream = proxy._forward(self.command, self.path, body, headers)
+        except _Unreachable as error:
+            proxy._record(arrived, self.command, self.path, 502, kind, error.upstream)
             self._answer(502, {"Content-Type": "text/plain"}, b"upstream unreachable")
             return
         if fault is not None and fault.kind == "drop_response":
-            proxy._record(arrived, self.command, self.path, 0, kind)
+            proxy._record(arrived, self.command, self.path, 0, kind, upstream)
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
@@ -169,7 +181,7 @@ class _Handler(BaseHTTPRequestHandler):
             if k.lower() not in HOP_HEADERS | {"content-encoding"}
         }
         # Recorded before answering, so a client that got its answer sees the record.
-        proxy._record(arrived, self.command, self.path, response.status_code, kind)
+        proxy._record(arrived, self.command, self.path, response.status_code, kind, upstream)
         self._answer(response.status_code, out_headers, response.content)
 
     def _answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
@@ -184,11 +196,17 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class FaultProxy:
-    """A fault-injecting HTTP proxy on 127.0.0.1 in front of ``upstream``."""
+    """A fault-injecting HTTP proxy on 127.0.0.1 in front of ``upstream`` (one URL, or several
+    taken in turn)."""
 
-    def __init__(self, upstream: str, port: int = 0) -> None:
-        self.upstream = upstream.rstrip("/")
-        self._upstream = httpx.Client(base_url=self.upstream, timeout=60.0)
+    def __init__(self, upstream: str | Sequence[str], port: int = 0) -> None:
+        urls = [upstream] if isinstance(upstream, str) else list(upstream)
+        if not urls:
+            raise ValueError("FaultProxy needs at least one upstream")
+        self.upstreams = [url.rstrip("/") for url in urls]
+        self.upstream = self.upstreams[0]
+        self._clients = [httpx.Client(base_url=url, timeout=60.0) for url in self.upstreams]
+        self._turn = 0
         self._lock = threading.Lock()
         self._fault: Fault | None = None
         self._released = threading.Event()
@@ -241,14 +259,40 @@ class FaultProxy:
                     self._fault = fault.then
             return fault
 
-    def _record(self, at: float, method: str, path: str, status: int, fault: str) -> None:
+    def _forward(
+        self, method: str, path: str, body: bytes, headers: dict[str, str]
+    ) -> tuple[httpx.Response, str]:
+        """The answer of the next upstream in turn (skipping those that refuse to connect),
+        and its URL; _Unreachable when none answers."""
         with self._lock:
-            self.requests.append(RecordedRequest(at, method, path, status, fault))
+            first = self._turn
+            self._turn = (self._turn + 1) % len(self._clients)
+        upstream = self.upstreams[first]
+        for offset in range(len(self._clients)):
+            index = (first + offset) % len(self._clients)
+            upstream = self.upstreams[index]
+            try:
+                response = self._clients[index].request(method, path, content=body, headers=headers)
+            except httpx.ConnectError:
+                continue  # not sent: the next upstream may take it
+            except httpx.HTTPError:
+                raise _Unreachable(upstream) from None  # sent: the client decides to retry
+            return response, upstream
+        raise _Unreachable(upstream)
+
+    def _record(
+        self, at: float, method: str, path: str, status: int, fault: str, upstream: str = ""
+    ) -> None:
+        extra = {"upstream": upstream} if upstream else {}
+        with self._lock:
+            self.requests.append(RecordedRequest(at, method, path, status, fault, extra))
 
     def close(self) -> None:
+        """Release stalled requests, stop listening and close the upstream connections."""
         self._released.set()
         self._stop_listening()
-        self._upstream.close()
+        for client in self._clients:
+            client.close()
 
     def __enter__(self) -> FaultProxy:
         return self

@@ -61,7 +61,8 @@ class HttpTarget:
         self.policy = retry_policy()
         self.client = Client(config.api_key, host=self.url, timeout=10.0, transport=transport)
         self.experiment_id = 0
-        self.producer_id = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        host = config.host_id or os.uname().nodename
+        self.producer_id = f"{host}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._sequence = 0
         self._sequence_lock = threading.Lock()
         self._pacer = Pacer()
