@@ -2,7 +2,8 @@
 round-robin balancer (``FaultProxy`` with two upstreams). A handshake, an ingestion and a
 query of one run land on different replicas; a replica killed (SIGKILL) and restarted while a
 job logs loses nothing and stores nothing twice; two hosts of one job (``METRANA_HOST_ID``),
-each shipping to its own replica, end with the union of their points and one status."""
+each shipping to its own replica, end with the union of their points and one status, and so
+do two hosts behind the balancer while one replica is killed and restarted."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ import metrana
 from metrana.api import Client
 from metrana.api._routes import API_PREFIX, INGEST_PATH
 from metrana.storage import open_store
-from metrana.testing import FaultProxy, PostgresCluster, stored_points
+from metrana.testing import FaultProxy, PostgresCluster, stored_points, wait_until
 
 SERVING = "Metrana server on"
 
@@ -188,52 +189,64 @@ HOST_SCRIPT = textwrap.dedent(
     """
     import sys, time
     import metrana
-    parity = int(sys.argv[1])
+    parity, steps, pause = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
     metrana.init(workspace_name="default", project_name="proj", run_name="torchrun-job")
-    for step in range(parity, 4000, 2):
+    for step in range(parity, steps, 2):
         metrana.log("loss", float(step), step=step)  # one series, half of its steps each
         metrana.log("grad_norm", 1.0, step=step // 2, labels={"host": str(parity)})
         if step % 400 < 2:
-            time.sleep(0.05)
+            time.sleep(pause)
     metrana.close(close_strategy="CompleteAll", timeout=60)
     """
 )
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(150)
-def test_two_hosts_of_one_job_each_on_its_replica_store_the_union_once(
-    database: tuple[str, str], replicas: list[Replica], tmp_path: Path
-) -> None:
-    url, api_key = database
+def _start_hosts(
+    tmp_path: Path, api_key: str, urls: list[str], steps: int, pause: float
+) -> list[subprocess.Popen[str]]:
+    """Two hosts of one job (``METRANA_HOST_ID`` node-0 and node-1), host ``i`` shipping to
+    ``urls[i]``, each logging every other step of ``loss`` up to ``steps`` and its own
+    ``grad_norm``, pausing ``pause`` s every 400 steps."""
     script = tmp_path / "host.py"
     script.write_text(HOST_SCRIPT)
     hosts = []
-    for parity, replica in enumerate(replicas):
+    for parity, url in enumerate(urls):
         env = dict(os.environ, METRANA_HOST_ID=f"node-{parity}", METRANA_API_KEY=api_key,
-                   METRANA_INGESTION_URL=replica.url)  # fmt: skip
-        command = [sys.executable, str(script), str(parity)]
+                   METRANA_INGESTION_URL=url)  # fmt: skip
+        command = [sys.executable, str(script), str(parity), str(steps), str(pause)]
         hosts.append(
             subprocess.Popen(
                 command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
             )
         )
+    return hosts
+
+
+def _wait_for_hosts(hosts: list[subprocess.Popen[str]]) -> None:
+    """Each host ends well, and its dispatcher leaves (marking the run done); any host still
+    running at the end is killed by pid."""
     try:
         for host in hosts:
-            _, err = host.communicate(timeout=120)
+            _, err = host.communicate(timeout=60)
             assert host.returncode == 0, err
     finally:
         for host in hosts:
             if host.poll() is None:
                 kill_tree(host.pid)
-    wait_for_dispatchers_to_exit()  # each marks the run done as it leaves
-    with Client(api_key, host=replicas[1].url) as client:
+    wait_for_dispatchers_to_exit()
+
+
+def _the_union_once(database: tuple[str, str], query_url: str, steps: int) -> None:
+    """One run, ``done``, holding each host's points exactly once, from two producers."""
+    url, api_key = database
+    with Client(api_key, host=query_url) as client:
         experiment = _only_experiment(client)  # one run, not one per host
         assert client.get_experiment(experiment).experiment.status == "done"
         points = stored_points(client, experiment)
-    assert [s for s, _ in points[("loss", "{}")]] == list(range(4000))
+    assert [s for s, _ in points[("loss", "{}")]] == list(range(steps))
     for parity in range(2):
-        assert len(points[("grad_norm", f'{{"host":"{parity}"}}')]) == 2000
+        grad = points[("grad_norm", f'{{"host":"{parity}"}}')]
+        assert [s for s, _ in grad] == list(range(steps // 2))
     # two dispatchers, one per host, each named by its METRANA_HOST_ID
     import psycopg
 
@@ -242,3 +255,51 @@ def test_two_hosts_of_one_job_each_on_its_replica_store_the_union_once(
             "SELECT DISTINCT producer_id FROM producer_batches"
         )}  # fmt: skip
     assert producers == {"0", "1"}, producers
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_two_hosts_of_one_job_each_on_its_replica_store_the_union_once(
+    database: tuple[str, str], replicas: list[Replica], tmp_path: Path
+) -> None:
+    hosts = _start_hosts(tmp_path, database[1], [r.url for r in replicas], 4000, 0.05)
+    _wait_for_hosts(hosts)
+    _the_union_once(database, replicas[1].url, 4000)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_two_hosts_behind_the_balancer_with_a_replica_killed_and_restarted_store_it_once(
+    database: tuple[str, str], replicas: list[Replica], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("METRANA_RETRY_MAX_ELAPSED", "30")
+    steps = 12_000
+    with FaultProxy([r.url for r in replicas]) as balancer:
+        hosts = _start_hosts(tmp_path, database[1], [balancer.url] * 2, steps, 0.08)
+
+        def ingested() -> int:
+            return sum(r.path == API_PREFIX + INGEST_PATH for r in balancer.requests)
+
+        try:
+            wait_until(lambda: ingested() >= 4, 30, message="both hosts ingesting")
+            stopped_at = len(balancer.requests)
+            os.kill(replicas[1].pid, signal.SIGSTOP)  # frozen, it holds the requests it takes
+            time.sleep(0.5)
+            replicas[1].kill()  # SIGKILL by pid, mid-run: the requests it held are cut
+            mark = ingested()
+            wait_until(lambda: ingested() >= mark + 4, 30, message="ingesting on one replica")
+            replicas[1].start()  # on the same port: the balancer sends to it again
+            restarted_at, mark = len(balancer.requests), ingested()
+            assert [host.poll() for host in hosts] == [None, None]  # the job still logs
+            wait_until(lambda: ingested() >= mark + 4, 30, message="ingesting on both again")
+        except BaseException:
+            for host in hosts:
+                kill_tree(host.pid)
+            raise
+        _wait_for_hosts(hosts)
+        served = [(r.status, r.extra.get("upstream"), r.path == API_PREFIX + INGEST_PATH)
+                  for r in balancer.requests]  # fmt: skip
+    assert (502, replicas[1].url, True) in served[stopped_at:restarted_at]  # a batch was cut
+    assert (200, replicas[1].url, True) in served[restarted_at:]  # the restarted one took some
+    _the_union_once(database, replicas[0].url, steps)

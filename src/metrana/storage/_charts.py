@@ -51,14 +51,17 @@ def chart_sources(
         sql + " ORDER BY metric_name, scale, labels", args
     ).fetchall():
         bounds = conn.execute(
-            "SELECT MIN(first_step), MAX(last_step) FROM chunks WHERE series_id=?", (series_id,)
+            "SELECT MIN(first_step), MAX(last_step) FROM chunks WHERE experiment_id=? "
+            "AND series_id=?",
+            (exp.id, series_id),
         ).fetchone()
+        span = (-(2**63) if low is None else low, 2**63 - 1 if high is None else high)
         chunks = [
             _decoder.decode(data)
             for (data,) in conn.execute(
-                "SELECT data FROM chunks WHERE series_id=? AND last_step>=? AND first_step<=? "
-                "ORDER BY first_step",
-                (series_id, -(2**63) if low is None else low, 2**63 - 1 if high is None else high),
+                "SELECT data FROM chunks WHERE experiment_id=? AND series_id=? AND last_step>=? "
+                "AND first_step<=? ORDER BY first_step",
+                (exp.id, series_id, *span),
             )
         ]
         metadata = any_decoder.decode(labels)
@@ -84,7 +87,8 @@ def summaries(
     within = f"s.experiment_id IN ({','.join('?' * len(found))})"
     for experiment_id, series, points in conn.execute(
         "SELECT s.experiment_id, COUNT(*), "
-        "SUM((SELECT COALESCE(SUM(c.count), 0) FROM chunks c WHERE c.series_id = s.id)) "
+        "SUM((SELECT COALESCE(SUM(c.count), 0) FROM chunks c "
+        "WHERE c.experiment_id = s.experiment_id AND c.series_id = s.id)) "
         f"FROM series s WHERE {within} GROUP BY s.experiment_id",
         list(found),
     ):
@@ -97,8 +101,9 @@ def summaries(
             [*found, *metric_names],
         ).fetchall():
             last = conn.execute(
-                "SELECT data FROM chunks WHERE series_id=? ORDER BY last_step DESC LIMIT 1",
-                (series_id,),
+                "SELECT data FROM chunks WHERE experiment_id=? AND series_id=? "
+                "ORDER BY last_step DESC LIMIT 1",
+                (experiment_id, series_id),
             ).fetchone()
             if last is None:
                 continue

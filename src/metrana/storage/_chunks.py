@@ -11,6 +11,10 @@ its point count, in one of two forms (ints stay ints, NaN stays NaN in both):
   stored as they came from the writer's ring, other points are converted in C;
 * *lists* otherwise: a msgpack ``[steps, values, timestamps]``.
 
+Chunks are reached by (experiment, series): the experiment leads the key in PostgreSQL (a
+distributed PostgreSQL shards them by it) and is a column of SQLite's (schema 5), so that both
+engines run the same statements.
+
 No two chunks of a series share a step: a batch's points whose step is already stored are
 dropped (first write wins) and counted as duplicates.
 
@@ -41,6 +45,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     count INTEGER NOT NULL,
     data BLOB NOT NULL,
     stored_ms INTEGER,  -- when the batch was stored (the events' server timestamp)
+    -- the series' experiment (schema 5: added, not leading the key, see docs/deployment.md)
+    experiment_id INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (series_id, first_step)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS chunks_by_last_step ON chunks(series_id, last_step);
@@ -135,8 +141,11 @@ def _steps(data: bytes) -> list[int] | range:
     return range(fields[1], fields[1] + len(fields[2]) // 8)
 
 
-def last_step(conn: Connection, series_id: int) -> int | None:
-    row = conn.execute("SELECT MAX(last_step) FROM chunks WHERE series_id=?", (series_id,))
+def last_step(conn: Connection, experiment_id: int, series_id: int) -> int | None:
+    row = conn.execute(
+        "SELECT MAX(last_step) FROM chunks WHERE experiment_id=? AND series_id=?",
+        (experiment_id, series_id),
+    )
     value = row.fetchone()[0]
     return None if value is None else int(value)
 
@@ -145,26 +154,27 @@ def _increasing(steps: list[int]) -> bool:
     return all(map(operator.lt, steps, steps[1:]))
 
 
-def write(conn: Connection, series_id: int, columns: SeriesColumns) -> int:
-    """Store the points of ``columns`` whose step is new; answer how many were stored."""
-    last = last_step(conn, series_id)
+def write(conn: Connection, experiment_id: int, series_id: int, columns: SeriesColumns) -> int:
+    """Store the points of ``columns`` whose step is new in a series of an experiment; answer
+    how many were stored."""
+    last = last_step(conn, experiment_id, series_id)
     runs = columns.only_runs()
     chunk = _dense_runs(runs, last) if runs else None
     if chunk is None:
-        chunk = _chunk_of_lists(conn, series_id, columns, last)
+        chunk = _chunk_of_lists(conn, (experiment_id, series_id), columns, last)
         if chunk is None:
             return 0
     data, first, last_of_chunk, count = chunk
     conn.execute(
-        "INSERT INTO chunks (series_id, first_step, last_step, count, data, stored_ms) "
-        "VALUES (?,?,?,?,?,?)",
-        (series_id, first, last_of_chunk, count, data, time.time_ns() // 1_000_000),
+        "INSERT INTO chunks (experiment_id, series_id, first_step, last_step, count, data, "
+        "stored_ms) VALUES (?,?,?,?,?,?,?)",
+        (experiment_id, series_id, first, last_of_chunk, count, data, time.time_ns() // 10**6),
     )
     return count
 
 
 def _chunk_of_lists(
-    conn: Connection, series_id: int, columns: SeriesColumns, last: int | None
+    conn: Connection, key: tuple[int, int], columns: SeriesColumns, last: int | None
 ) -> Chunk | None:
     """The chunk of the points of ``columns`` whose step is new, in
     the dense form if it applies; None if there is none."""
@@ -178,20 +188,22 @@ def _chunk_of_lists(
         if _increasing(steps):
             data = _encoder.encode((steps, columns.values, columns.timestamps))
             return data, steps[0], steps[-1], len(steps)
-    steps, values, timestamps = _new_points(conn, series_id, columns)
+    steps, values, timestamps = _new_points(conn, key, columns)
     if not steps:
         return None
     data = _dense(steps, values, timestamps) or _encoder.encode((steps, values, timestamps))
     return data, steps[0], steps[-1], len(steps)
 
 
-def _new_points(conn: Connection, series_id: int, columns: SeriesColumns) -> Column:
-    """The points of ``columns`` not stored yet (the first of equal steps wins), by step."""
+def _new_points(conn: Connection, key: tuple[int, int], columns: SeriesColumns) -> Column:
+    """The points of ``columns`` not stored yet in the series ``key`` (experiment, series)
+    (the first of equal steps wins), by step."""
     low, high = min(columns.steps), max(columns.steps)
     taken: set[int] = set()
     for (data,) in conn.execute(
-        "SELECT data FROM chunks WHERE series_id=? AND last_step>=? AND first_step<=?",
-        (series_id, low, high),
+        "SELECT data FROM chunks WHERE experiment_id=? AND series_id=? AND last_step>=? "
+        "AND first_step<=?",
+        (*key, low, high),
     ):
         taken.update(s for s in _steps(data) if low <= s <= high)
     kept: dict[int, tuple[Any, int]] = {}
@@ -204,14 +216,15 @@ def _new_points(conn: Connection, series_id: int, columns: SeriesColumns) -> Col
     return order, [kept[s][0] for s in order], [kept[s][1] for s in order]
 
 
-def read(conn: Connection, series_id: int, limit: int | None = None) -> Column:
+def read(conn: Connection, experiment_id: int, series_id: int, limit: int | None = None) -> Column:
     """A series' points in step order (the first ``limit`` of them)."""
-    steps, values, timestamps, _ = read_range(conn, series_id, limit=limit)
+    steps, values, timestamps, _ = read_range(conn, experiment_id, series_id, limit=limit)
     return steps, values, timestamps
 
 
 def read_range(
     conn: Connection,
+    experiment_id: int,
     series_id: int,
     from_step: int | None = None,
     to_step: int | None = None,
@@ -231,9 +244,10 @@ def read_range(
     bound: int | None = None  # the last chunk's edge, to see whether chunks interleave
     ordered = True
     for first, last, data, stored_ms in conn.execute(
-        "SELECT first_step, last_step, data, stored_ms FROM chunks WHERE series_id=? "
-        f"AND last_step>=? AND first_step<=? ORDER BY first_step {'DESC' if descending else ''}",
-        (series_id, low, high),
+        "SELECT first_step, last_step, data, stored_ms FROM chunks WHERE experiment_id=? "
+        "AND series_id=? AND last_step>=? AND first_step<=? "
+        f"ORDER BY first_step {'DESC' if descending else ''}",
+        (experiment_id, series_id, low, high),
     ):
         if bound is not None and (last >= bound if descending else first <= bound):
             ordered = False  # chunks interleave: sort at the end
@@ -273,8 +287,11 @@ def migrate_point_rows(conn: Connection) -> None:
     ).fetchone()
     if exists is None:
         return
-    series_ids = [r[0] for r in conn.execute("SELECT DISTINCT series_id FROM points")]
-    for series_id in series_ids:
+    series_ids = conn.execute(
+        "SELECT DISTINCT p.series_id, IFNULL(s.experiment_id, 0) FROM points p "
+        "LEFT JOIN series s ON s.id = p.series_id"
+    ).fetchall()
+    for series_id, experiment_id in series_ids:
         rows = conn.execute(
             "SELECT step, value, timestamp_ns FROM points WHERE series_id=? ORDER BY step",
             (series_id,),
@@ -284,5 +301,5 @@ def migrate_point_rows(conn: Connection) -> None:
             [float("nan") if r[1] is None else r[1] for r in rows],
             [r[2] for r in rows],
         )
-        write(conn, series_id, columns)
+        write(conn, experiment_id, series_id, columns)
     conn.execute("DROP TABLE points")

@@ -170,7 +170,7 @@ class _Reader:
         if self.low is not None and self.high is not None and self.low > self.high:
             return
         steps, values, stamps, stored = _chunks.read_range(
-            conn, series.id, self.low, self.high, self.per_series, self.descending
+            conn, exp.id, series.id, self.low, self.high, self.per_series, self.descending
         )
         f = self.filters
         keep: range | list[int] = range(len(steps))
@@ -315,8 +315,9 @@ def catalog_values(
         marks = ",".join("?" * len(series))
         scanned = int(
             conn.execute(
-                f"SELECT IFNULL(SUM(count), 0) FROM chunks WHERE series_id IN ({marks})",
-                [s.id for s in series],
+                "SELECT IFNULL(SUM(count), 0) FROM chunks WHERE experiment_id=? "
+                f"AND series_id IN ({marks})",
+                [exp.id, *(s.id for s in series)],
             ).fetchone()[0]
         )
     wanted = keys or sorted({key for s in series for key in s.metadata})

@@ -105,11 +105,40 @@ def _dashboard_logins(conn: Connection) -> None:
     them. New tables only, which ``SCHEMA`` creates: nothing stored before changes shape."""
 
 
+def _experiment_keys(conn: Connection) -> None:
+    """Version 5: the large tables reached through their experiment, so that PostgreSQL's can be
+    distributed by it. A chunk records its series' experiment: a column added and filled in,
+    the key kept (rebuilding a large WITHOUT ROWID table at open costs more: see
+    docs/deployment.md). A producer's batch is keyed by experiment first: its table (small)
+    rebuilt, the batches recorded before with experiment 0, which ``_points`` still finds."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name='chunks'").fetchone():
+        conn.execute("ALTER TABLE chunks ADD COLUMN experiment_id INTEGER NOT NULL DEFAULT 0")
+        conn.execute(
+            "UPDATE chunks SET experiment_id = "
+            "IFNULL((SELECT s.experiment_id FROM series s WHERE s.id = chunks.series_id), 0)"
+        )
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name='producer_batches'").fetchone():
+        conn.execute("ALTER TABLE producer_batches RENAME TO producer_batches_v4")
+        conn.execute(
+            "CREATE TABLE producer_batches (experiment_id INTEGER NOT NULL, "
+            "producer_id TEXT NOT NULL, sequence INTEGER NOT NULL, accepted INTEGER NOT NULL, "
+            "duplicates INTEGER NOT NULL, PRIMARY KEY (experiment_id, producer_id, sequence)"
+            ") WITHOUT ROWID"
+        )
+        conn.execute(
+            "INSERT INTO producer_batches (experiment_id, producer_id, sequence, accepted, "
+            "duplicates) SELECT 0, producer_id, sequence, accepted, duplicates "
+            "FROM producer_batches_v4"
+        )
+        conn.execute("DROP TABLE producer_batches_v4")
+
+
 # MIGRATIONS[n] takes a store from version n + 1 to version n + 2.
 MIGRATIONS: tuple[Callable[[Connection], None], ...] = (
     _ingestion_key_lifetimes,
     _organizations,
     _dashboard_logins,
+    _experiment_keys,
 )
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 

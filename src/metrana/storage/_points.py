@@ -63,7 +63,8 @@ def write_columns(
     by_series: dict[str, int] = {}
     _experiments.note_events(conn, experiment_id, events=bool(batch))
     for key, columns in batch.items():
-        stored = _chunks.write(conn, series_ids.get(conn, experiment_id, key), columns)
+        series_id = series_ids.get(conn, experiment_id, key)
+        stored = _chunks.write(conn, experiment_id, series_id, columns)
         dup = len(columns) - stored
         accepted += stored
         if dup:
@@ -81,18 +82,20 @@ def write_batch(
     batch: Mapping[SeriesKey, SeriesColumns],
 ) -> tuple[WriteResult, bool]:
     """Store a producer's batch once: a (producer, sequence) seen before is not applied again
-    and its first answer is returned, with ``True`` for "replayed"."""
+    and its first answer is returned, with ``True`` for "replayed". A batch belongs to one
+    experiment, which leads its key; those recorded before schema 5 have experiment 0."""
     found = conn.execute(
-        "SELECT accepted, duplicates FROM producer_batches WHERE producer_id=? AND sequence=?",
-        (producer_id, sequence),
+        "SELECT accepted, duplicates FROM producer_batches WHERE experiment_id IN (?, 0) "
+        "AND producer_id=? AND sequence=?",
+        (experiment_id, producer_id, sequence),
     ).fetchone()
     if found is not None:
         return WriteResult(accepted=int(found[0]), duplicates=int(found[1])), True
     result = write_columns(conn, series_ids, experiment_id, batch)
     conn.execute(
-        "INSERT INTO producer_batches (producer_id, sequence, accepted, duplicates) "
-        "VALUES (?,?,?,?)",
-        (producer_id, sequence, result.accepted, result.duplicates),
+        "INSERT INTO producer_batches (experiment_id, producer_id, sequence, accepted, "
+        "duplicates) VALUES (?,?,?,?,?)",
+        (experiment_id, producer_id, sequence, result.accepted, result.duplicates),
     )
     return result, False
 
@@ -129,7 +132,8 @@ def ingest_json(
         if step is None:
             step = next_steps.get(key)
             if step is None:
-                last = _chunks.last_step(conn, series_ids.get(conn, experiment_id, key))
+                series_id = series_ids.get(conn, experiment_id, key)
+                last = _chunks.last_step(conn, experiment_id, series_id)
                 step = 0 if last is None else last + 1
         next_steps[key] = max(step + 1, next_steps.get(key, 0))
         columns = batch.setdefault(key, SeriesColumns([], [], []))
@@ -165,7 +169,7 @@ def points(conn: Connection, experiment_id: int) -> Iterator[PointRow]:
         "ORDER BY metric_name, scale, labels",
         (experiment_id,),
     ).fetchall()
-    return _rows([(row, _chunks.read(conn, row[0])) for row in series])
+    return _rows([(row, _chunks.read(conn, experiment_id, row[0])) for row in series])
 
 
 def _rows(columns: list[tuple[Any, _chunks.Column]]) -> Iterator[PointRow]:

@@ -2,8 +2,8 @@
 
 The facade is :class:`~._store.Store`'s and the resource modules are SQLite's, spoken through
 ``_postgres_dialect``; this engine adds a connection pool (``psycopg_pool``), transactions
-and the schema (``_postgres_schema``), applied at start under an advisory lock, so that
-replicas starting together migrate once.
+and the schema (``_postgres_schema``, with the migration of an older one), applied at start
+under an advisory lock, so that replicas starting together migrate once.
 
 Nothing that decides an answer lives in a replica's memory: keys, idempotency records,
 producer batches and client event ids are rows. Writers of one experiment take turns on its
@@ -29,7 +29,7 @@ from ._db import Connection
 from ._migrations import SCHEMA_VERSION
 from ._points import SeriesIds
 from ._postgres_dialect import PgConnection
-from ._postgres_schema import SCHEMA
+from ._postgres_schema import MIGRATE_TO_5, SCHEMA
 from ._store import Store
 
 __all__ = ["PostgresStore"]
@@ -93,6 +93,9 @@ class PostgresStore(Store):
                 )
             if found == SCHEMA_VERSION:
                 return
+            if found:  # the tables of an older schema: the keys they lack
+                for statement in MIGRATE_TO_5.split(";"):
+                    conn.execute(statement)
             for statement in SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)

@@ -63,7 +63,8 @@ def open_run(
         (str(name), str(scale), str(labels), int(last))
         for name, scale, labels, last in conn.execute(
             "SELECT s.metric_name, s.scale, s.labels, MAX(c.last_step) "
-            "FROM series s JOIN chunks c ON c.series_id = s.id WHERE s.experiment_id=? "
+            "FROM series s JOIN chunks c ON c.experiment_id = s.experiment_id "
+            "AND c.series_id = s.id WHERE s.experiment_id=? "
             "GROUP BY s.id, s.metric_name, s.scale, s.labels",
             (experiment_id,),
         )
@@ -93,7 +94,8 @@ def runs(conn: Connection) -> list[RunSummary]:
         SELECT e.id, e.org_id, o.name, e.folder_id, e.slug, e.status,
                (SELECT COUNT(*) FROM series s WHERE s.experiment_id = e.id),
                (SELECT IFNULL(SUM(c.count), 0) FROM chunks c
-                 JOIN series s ON c.series_id = s.id WHERE s.experiment_id = e.id)
+                 JOIN series s ON c.experiment_id = s.experiment_id AND c.series_id = s.id
+                 WHERE s.experiment_id = e.id)
         FROM experiments e JOIN organizations o ON o.id = e.org_id
         ORDER BY e.id
         """

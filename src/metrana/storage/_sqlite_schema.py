@@ -5,6 +5,10 @@ a store is opened, after ``_migrations`` has brought an older store to this shap
 The tenant is the organization: API keys, folders and experiments belong to one, and a query
 only sees its caller's. A run of ``metrana.init()`` is the experiment whose slug is its
 ``run_name`` in folder ``workspace/project[/experiment_name]``.
+
+The large tables are reached through their experiment (schema 5): ``series`` is unique by it
+first, ``client_events`` and ``producer_batches`` keyed by it, ``annotations`` indexed by it
+and ``chunks`` hold it (keyed by series: see ``_chunks`` and docs/deployment.md).
 """
 
 SCHEMA = """
@@ -85,6 +89,7 @@ CREATE TABLE IF NOT EXISTS annotations (
     metadata TEXT NOT NULL DEFAULT '{}',
     created_ns INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS annotations_by_experiment ON annotations(experiment_id, created_ns);
 CREATE TABLE IF NOT EXISTS idempotency (
     scope TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -94,12 +99,13 @@ CREATE TABLE IF NOT EXISTS idempotency (
     created_ns INTEGER NOT NULL,
     PRIMARY KEY (scope, key)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS producer_batches (
+CREATE TABLE IF NOT EXISTS producer_batches (  -- keyed by experiment first (schema 5)
+    experiment_id INTEGER NOT NULL,  -- 0: recorded before schema 5
     producer_id TEXT NOT NULL,
     sequence INTEGER NOT NULL,
     accepted INTEGER NOT NULL,
     duplicates INTEGER NOT NULL,
-    PRIMARY KEY (producer_id, sequence)
+    PRIMARY KEY (experiment_id, producer_id, sequence)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS login_tokens (  -- the dashboard's one-time logins (schema 4)
     hash TEXT PRIMARY KEY,  -- SHA-256 of the token (the token itself is not kept)
