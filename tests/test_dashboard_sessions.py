@@ -116,3 +116,22 @@ def test_tokens_and_sessions_expire_and_only_their_hashes_are_kept(
     now[0] += 7 * 24 * 3600 * 10**9
     assert sessions.lookup(cookie) is None  # expired
     assert sessions.redeem("mtl_unknown") is None and sessions.lookup("") is None
+
+
+def test_revoking_an_api_key_ends_the_logins_it_opened(store_location: str) -> None:
+    from metrana import Client
+
+    with serve_in_thread(store_location) as server, Client(server.api_key, host=server.url) as c:
+        unused = c.create_login_token(ttl_ms=60_000).login.url
+        used = c.create_login_token(ttl_ms=60_000).login.url
+        with httpx.Client(base_url=server.url) as browser:
+            assert browser.get(used).status_code == 303
+            assert browser.get("/api/v1/experiments").status_code == 200
+            store = open_store(store_location)
+            try:
+                (key,) = [k for k in store.list_api_keys() if k.name == "test"]
+                store.revoke_api_key(str(key.id))
+            finally:
+                store.close()
+            assert browser.get("/api/v1/experiments").status_code == 401
+        assert httpx.get(unused).status_code == 401

@@ -291,6 +291,37 @@ def test_rows_filter_sort_and_limit(api: Api) -> None:
     assert with_meta["rows"][0]["experiment_metadata_json"] == "{}"
 
 
+def test_a_limited_read_holds_the_nearest_points_whatever_the_batches(api: Api) -> None:
+    """Steps 0 and 100 in one batch, 50 in a later one: the chunks' step ranges overlap, and a
+    read with a limit still gets the first (or, descending, the last) points of the series."""
+    experiment_id = api.experiment()
+    api.ingest(experiment_id, {"name": "m", "value": 0.0, "step": 0},
+               {"name": "m", "value": 100.0, "step": 100})  # fmt: skip
+    api.ingest(experiment_id, {"name": "m", "value": 50.0, "step": 50})
+    url = f"/experiments/{experiment_id}/metrics"
+
+    def steps(**params: Any) -> list[int]:
+        return [row["step"] for row in api("GET", url, params=params)["rows"]]
+
+    assert steps(limit=2) == [0, 50]
+    assert steps(limit=1, sort_direction="desc") == [100]
+    assert steps(limit=2, sort_direction="desc") == [100, 50]
+    assert steps() == [0, 50, 100]
+    series = [f'{{"experiment_id":"{experiment_id}","metric_name":"m"}}']
+    compared = api("GET", "/metrics", params={"series": series, "limit": 2})["rows"]
+    assert [row["step"] for row in compared] == [0, 50]
+
+
+def test_a_stepless_event_goes_after_every_stored_step(api: Api) -> None:
+    experiment_id = api.experiment()
+    api.ingest(experiment_id, *[{"name": "m", "value": float(s), "step": s} for s in range(11)])
+    answer = api.ingest(experiment_id, {"name": "m", "value": 3.0, "step": 3},
+                        {"name": "m", "value": 42.0, "step": None})  # fmt: skip
+    assert (answer["accepted"], answer["duplicates"]) == (1, 1)
+    rows = api("GET", f"/experiments/{experiment_id}/metrics", params={"from_step": 10})["rows"]
+    assert [(row["step"], row["metric_value"]) for row in rows] == [(10, 10.0), (11, 42.0)]
+
+
 def test_compare_merges_series_of_two_experiments(api: Api) -> None:
     first, second = api.experiment("a"), api.experiment("b")
     api.ingest(first, *[{"name": "loss", "value": float(s), "step": s} for s in range(3)])

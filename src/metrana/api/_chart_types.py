@@ -35,7 +35,8 @@ class ChartQuery(msgspec.Struct, forbid_unknown_fields=True):
     """Which series, how many points each, over which steps (inclusive)."""
 
     metric_name: list[str] = []  # repeated; none: every metric of the experiment
-    width: Annotated[int, Meta(ge=2, le=MAX_CHART_WIDTH)] | None = None
+    # at least 3: the downsampler keeps the first and last points and one per bucket between
+    width: Annotated[int, Meta(ge=3, le=MAX_CHART_WIDTH)] | None = None
     from_step: NonNegative | None = None
     to_step: NonNegative | None = None
 

@@ -246,9 +246,15 @@ def read_range(
     for first, last, data, stored_ms in conn.execute(
         "SELECT first_step, last_step, data, stored_ms FROM chunks WHERE experiment_id=? "
         "AND series_id=? AND last_step>=? AND first_step<=? "
-        f"ORDER BY first_step {'DESC' if descending else ''}",
+        f"ORDER BY {'last_step DESC' if descending else 'first_step'}",
         (experiment_id, series_id, low, high),
     ):
+        if limit is not None and len(steps) >= limit:
+            # Chunks come by their nearest edge: once one starts past the limit-th point read
+            # so far, it and every later one hold only points past the limit.
+            kth = (steps if ordered else sorted(steps, reverse=descending))[limit - 1]
+            if last < kth if descending else first > kth:
+                break
         if bound is not None and (last >= bound if descending else first <= bound):
             ordered = False  # chunks interleave: sort at the end
         edge = first if descending else last
@@ -267,8 +273,6 @@ def read_range(
         values += chunk_values
         timestamps += chunk_timestamps
         stored += [stored_ms] * len(chunk_steps)
-        if ordered and limit is not None and len(steps) >= limit:
-            break
     if not ordered:
         order = sorted(range(len(steps)), key=steps.__getitem__, reverse=descending)
         steps = [steps[i] for i in order]

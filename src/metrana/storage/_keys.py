@@ -97,6 +97,9 @@ def revoke_api_key(conn: Connection, key: str) -> int:
         "UPDATE api_keys SET revoked_ns=COALESCE(revoked_ns, ?) WHERE id=?",
         (time.time_ns(), found[0]),
     )
+    # the dashboard logins the key opened end with it
+    conn.execute("DELETE FROM login_tokens WHERE key_id=?", (found[0],))
+    conn.execute("DELETE FROM dashboard_sessions WHERE key_id=?", (found[0],))
     return int(found[0])
 
 

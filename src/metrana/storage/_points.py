@@ -128,14 +128,12 @@ def ingest_json(
             duplicates += 1
             continue
         key = (event.name, event.scale, encode_json(event.metadata))
-        step = event.step
-        if step is None:
-            step = next_steps.get(key)
-            if step is None:
-                series_id = series_ids.get(conn, experiment_id, key)
-                last = _chunks.last_step(conn, experiment_id, series_id)
-                step = 0 if last is None else last + 1
-        next_steps[key] = max(step + 1, next_steps.get(key, 0))
+        if key not in next_steps:  # a step-less event goes after every step stored or given
+            series_id = series_ids.get(conn, experiment_id, key)
+            last = _chunks.last_step(conn, experiment_id, series_id)
+            next_steps[key] = 0 if last is None else last + 1
+        step = next_steps[key] if event.step is None else event.step
+        next_steps[key] = max(step + 1, next_steps[key])
         columns = batch.setdefault(key, SeriesColumns([], [], []))
         columns.steps.append(step)
         columns.values.append(event.value)
