@@ -85,6 +85,16 @@ class InProcessSession:
             raise self._failure
         return session
 
+    @staticmethod
+    def _await_first_ring(session: Session, stopping: threading.Event) -> None:
+        """Wait (at most 10 s) for ``init()`` to make its ring: a real dispatcher is spawned
+        after it, while this one's thread starts before; with no ring in sight it would end
+        the run within its short exit grace, and the writer would then spawn a real one."""
+        deadline = time.monotonic() + 10
+        while not session.ring_ids() and time.monotonic() < deadline:
+            if stopping.wait(0.001):
+                return
+
     def _serve(self, session: Session, config: Any) -> None:
         lock = session.dispatcher_lock()
         try:
@@ -105,6 +115,7 @@ class InProcessSession:
                     session, config, self.target, exit_grace=self.exit_grace, manage_gc=False
                 )
                 self._ready.set()
+                self._await_first_ring(session, self.dispatcher.stopping)
                 self.dispatcher.run()
             finally:
                 # (no test teardown may take this process for a dispatcher to kill)
