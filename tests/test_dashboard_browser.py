@@ -173,8 +173,9 @@ def test_run_page_shows_one_chart_per_metric_with_its_series_and_last_values(
 
     # on a phone the page fits its width
     page.set_viewport_size({"width": 390, "height": 844})
-    page.wait_for_timeout(300)
-    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+    fits = "document.documentElement.scrollWidth <= window.innerWidth + 1"
+    page.wait_for_function(f"() => {fits}")  # once laid out again (the context's timeout)
+    assert page.evaluate(fits)
     page.screenshot(path=str(screenshots / "run-phone.png"))
 
 

@@ -127,6 +127,16 @@ class SeriesColumns:
         """The runs, if every point is in one (the raw columns, as they are); else None."""
         return self.runs if self.runs and not self._steps else None
 
+    def extend_lists(
+        self, steps: list[int], values: list[float | int], timestamps: list[int]
+    ) -> None:
+        """Append points given as columns after these (without wrapping them first)."""
+        if self.runs:
+            self._take_runs()
+        self._steps += steps
+        self._values += values
+        self._timestamps += timestamps
+
     def extend(self, other: SeriesColumns) -> None:
         """Append ``other``'s points after these."""
         if not other._steps and not self._steps:
@@ -138,6 +148,8 @@ class SeriesColumns:
 
     def last_step(self) -> int | None:
         """The highest step, None if there is no point (without taking the runs)."""
+        if not self.runs:
+            return max(self._steps) if self._steps else None
         ends = [run.first_step + run.count - 1 for run in self.runs if run.count]
         if self._steps:
             ends.append(max(self._steps))

@@ -23,7 +23,6 @@ from msgspec import UNSET, Meta, UnsetType
 PointValue = float | int | str
 Scale = Literal["ML_STEP", "EPISODE", "ENVIRONMENT_STEP"]
 ExperimentStatus = Literal["created", "running", "done", "error"]
-EXPERIMENT_STATUSES: tuple[str, ...] = ("created", "running", "done", "error")
 TrackingStatus = Literal["running", "done", "error"]
 MetricRowSortKey = Literal["step", "client_timestamp", "server_timestamp"]
 ComparisonSortKey = Literal["step", "client_timestamp", "server_timestamp", "series"]

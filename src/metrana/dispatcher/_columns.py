@@ -144,7 +144,7 @@ def _add_points(
         if target is None:
             batch[key] = SeriesColumns(steps, point_values, timestamps)
         else:
-            target.extend(SeriesColumns(steps, point_values, timestamps))
+            target.extend_lists(steps, point_values, timestamps)
 
 
 def _declared_outside_ring(writer: WriterView, sid: int) -> SeriesKey:

@@ -105,8 +105,8 @@ class LazyRun:
         run_name: str | None = None,
         **init_kwargs: Any,
     ) -> None:
-        names = {"workspace_name": workspace_name, "project_name": project_name}
-        names["run_name"] = run_name
+        names = {"workspace_name": workspace_name, "project_name": project_name,
+                 "run_name": run_name}  # fmt: skip
         self.missing = [name for name, value in names.items() if value is None]
         self.config: dict[str, Any] = dict(init_kwargs.pop("config", None) or {})
         init_kwargs.setdefault("close_strategy", "CompleteAll")

@@ -29,8 +29,6 @@ class LoggerMixin:
         **init_kwargs: Any,
     ) -> None:
         super().__init__()
-        self._project_name = project_name
-        self._run_name = run_name
         self._rank_zero_only = rank_zero_only
         self._run = LazyRun(workspace_name, project_name, run_name, **init_kwargs)
         self._metrics = Metrics()
@@ -38,12 +36,12 @@ class LoggerMixin:
     @property
     def name(self) -> str:
         """The project (Lightning's experiment name: checkpoints go to ``NAME/VERSION/``)."""
-        return self._project_name
+        return str(self._run.init_kwargs["project_name"])
 
     @property
     def version(self) -> str:
         """The run's name."""
-        return self._run_name
+        return str(self._run.init_kwargs["run_name"])
 
     @property
     def rank(self) -> int:

@@ -74,14 +74,28 @@ def dashboard_routes(sessions: Sessions, authenticate: Authenticator) -> list[Ba
         """``POST /login`` with ``{"api_key": ...}``: a session for an API key."""
         try:
             if not _same_origin(request):
-                raise ApiError(403, "forbidden", "a login from another site")
+                raise ApiError(
+                    403,
+                    "forbidden",
+                    "a login from another site (its Origin is not this server's): log in from "
+                    "this server's own /login page",
+                )
             try:
                 body = msgspec.json.decode(await request.body(), type=_KeyLogin)
             except (msgspec.DecodeError, msgspec.ValidationError) as error:
-                raise ApiError(400, "invalid_request", f"invalid body: {error}") from None
+                raise ApiError(
+                    400,
+                    "invalid_request",
+                    f'a login takes the JSON body {{"api_key": "mtr_..."}}: {error}',
+                ) from None
             principal = await run_in_threadpool(authenticate, body.api_key.strip())
             if principal is None or principal.kind != "api":
-                raise ApiError(401, "unauthorized", "unknown, revoked or expired API key")
+                raise ApiError(
+                    401,
+                    "unauthorized",
+                    "unknown, revoked or expired API key; create one on the server host with "
+                    "`metrana keys create`",
+                )
             cookie, session = await run_in_threadpool(sessions.open, principal)
         except (ApiError, StorageError) as error:
             return _failure(error)

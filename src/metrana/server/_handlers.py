@@ -179,7 +179,10 @@ def create_annotation(c: Context) -> t.ExperimentAnnotationResponse:
 def chart_series(c: Context) -> ct.ChartSeriesResponse:
     q: ct.ChartQuery = c.query
     if len(q.metric_name) > ct.MAX_CHART_METRICS:
-        raise InvalidRequestError(f"at most {ct.MAX_CHART_METRICS} metric_name parameters")
+        raise InvalidRequestError(
+            f"at most {ct.MAX_CHART_METRICS} metric_name parameters, got {len(q.metric_name)}: "
+            "ask for the charts in several requests"
+        )
     width = ct.DEFAULT_CHART_WIDTH if q.width is None else q.width
     sources = c.store.chart_sources(c.org, c.experiment_id, q.metric_name, q.from_step, q.to_step)
     return ct.ChartSeriesResponse(
@@ -192,7 +195,8 @@ def experiment_summaries(c: Context) -> ct.ExperimentSummariesResponse:
     if len(q.experiment_id) > ct.MAX_SUMMARIES or len(q.metric_name) > ct.MAX_SUMMARY_METRICS:
         raise InvalidRequestError(
             f"at most {ct.MAX_SUMMARIES} experiment_id and {ct.MAX_SUMMARY_METRICS} "
-            "metric_name parameters"
+            f"metric_name parameters, got {len(q.experiment_id)} and {len(q.metric_name)}: "
+            "ask for the summaries in several requests"
         )
     found = c.store.experiment_summaries(c.org, q.experiment_id, q.metric_name)
     return ct.ExperimentSummariesResponse(found)

@@ -33,17 +33,24 @@ def _sweep(conn: Connection, now_ns: int) -> None:
     conn.execute("DELETE FROM dashboard_sessions WHERE expires_ns <= ?", (now_ns,))
 
 
+def _insert(
+    conn: Connection, table: str, secret: str, principal: Principal, expires_ns: int, now_ns: int
+) -> None:
+    """Keep the hash of a new token or cookie of ``principal`` (the expired rows go first)."""
+    _sweep(conn, now_ns)
+    conn.execute(
+        f"INSERT INTO {table} (hash, org_id, key_id, key_name, created_ns, expires_ns) "
+        "VALUES (?,?,?,?,?,?)",
+        (hash_secret(secret), principal.org_id, principal.key_id, principal.key_name, now_ns,
+         expires_ns),
+    )  # fmt: skip
+
+
 def create_login_token(conn: Connection, principal: Principal, expires_ns: int, now_ns: int) -> str:
     """A new one-time login token for ``principal``'s organization, valid until
     ``expires_ns``."""
-    _sweep(conn, now_ns)
     token = LOGIN_TOKEN_PREFIX + secrets.token_urlsafe(24)
-    conn.execute(
-        "INSERT INTO login_tokens (hash, org_id, key_id, key_name, created_ns, expires_ns) "
-        "VALUES (?,?,?,?,?,?)",
-        (hash_secret(token), principal.org_id, principal.key_id, principal.key_name, now_ns,
-         expires_ns),
-    )  # fmt: skip
+    _insert(conn, "login_tokens", token, principal, expires_ns, now_ns)
     return token
 
 
@@ -66,14 +73,8 @@ def redeem_login_token(
 def open_session(conn: Connection, principal: Principal, expires_ns: int, now_ns: int) -> str:
     """A new session of ``principal``'s organization until ``expires_ns``: its cookie
     value."""
-    _sweep(conn, now_ns)
     cookie = secrets.token_urlsafe(32)
-    conn.execute(
-        "INSERT INTO dashboard_sessions (hash, org_id, key_id, key_name, created_ns, "
-        "expires_ns) VALUES (?,?,?,?,?,?)",
-        (hash_secret(cookie), principal.org_id, principal.key_id, principal.key_name, now_ns,
-         expires_ns),
-    )  # fmt: skip
+    _insert(conn, "dashboard_sessions", cookie, principal, expires_ns, now_ns)
     return cookie
 
 

@@ -149,9 +149,12 @@ def _check_event(index: int, event: t.MetricCreateInput) -> None:
     if problem is not None:
         raise InvalidRequestError(f"data[{index}].name {problem}")
     if not math.isfinite(event.value):
-        raise InvalidRequestError(f"data[{index}].value must be a finite number")
+        raise InvalidRequestError(
+            f"data[{index}].value must be a finite number, not {event.value!r}: NaN and "
+            "infinities cannot be ingested as JSON (log() stores them)"
+        )
     if event.step is not None and event.step > I64_MAX:
-        raise InvalidRequestError(f"data[{index}].step must be below 2**63")
+        raise InvalidRequestError(f"data[{index}].step must be below 2**63, got {event.step}")
     place = t.non_finite_path(event.metadata)
     if place is not None:
         raise InvalidRequestError(

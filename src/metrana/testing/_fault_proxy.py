@@ -211,6 +211,8 @@ class FaultProxy:
         self._fault: Fault | None = None
         self._released = threading.Event()
         self.requests: list[RecordedRequest] = []
+        # requests sent to each upstream and not answered yet (say, held by a frozen replica)
+        self.in_flight: dict[str, int] = dict.fromkeys(self.upstreams, 0)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.port = port
@@ -271,12 +273,17 @@ class FaultProxy:
         for offset in range(len(self._clients)):
             index = (first + offset) % len(self._clients)
             upstream = self.upstreams[index]
+            with self._lock:
+                self.in_flight[upstream] += 1
             try:
                 response = self._clients[index].request(method, path, content=body, headers=headers)
             except httpx.ConnectError:
                 continue  # not sent: the next upstream may take it
             except httpx.HTTPError:
                 raise _Unreachable(upstream) from None  # sent: the client decides to retry
+            finally:
+                with self._lock:
+                    self.in_flight[upstream] -= 1
             return response, upstream
         raise _Unreachable(upstream)
 

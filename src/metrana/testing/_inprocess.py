@@ -80,9 +80,11 @@ class InProcessSession:
             target=self._serve, args=(session, config), name="metrana-inprocess", daemon=True
         )
         self._thread.start()
-        self._ready.wait(10)
+        ready = self._ready.wait(10)
         if self._failure is not None:
             raise self._failure
+        if not ready:
+            raise TimeoutError("the in-process dispatcher did not open the run within 10 s")
         return session
 
     @staticmethod

@@ -12,6 +12,7 @@ import contextlib
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -122,11 +123,21 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
     try:
         cluster._run("initdb", "-D", str(cluster.data), "-U", _USER, "--auth=trust",
                      "-E", "UTF8", "--locale=C", "--no-sync")  # fmt: skip
+        started = True  # from here a server may run, even if start() then fails
         cluster.start()
-        started = True
         yield cluster
     finally:
         if started:
-            with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
+            try:
                 cluster.stop("immediate")
+            except (RuntimeError, subprocess.TimeoutExpired):
+                _kill_postmaster(cluster.data)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _kill_postmaster(data: Path) -> None:
+    """SIGKILL the server of ``data`` by the pid it wrote, when pg_ctl could not stop it (its
+    directory is about to be removed)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        pid = int((data / "postmaster.pid").read_text().splitlines()[0])
+        os.kill(pid, signal.SIGKILL)

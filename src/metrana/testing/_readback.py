@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-import msgspec
-
 from ..api._types import MAX_ROW_LIMIT, MetricEventRow, RowsResponse, decode_value
 
 SeriesPoints = dict[tuple[str, str], list[tuple[int, float | int]]]
@@ -49,9 +47,3 @@ def stored_points(client: _Lister, experiment_id: str, **filters: Any) -> Series
         key = (row.metric_name, row.event_metadata_json)
         series.setdefault(key, []).append((int(row.step), value))
     return series
-
-
-def metadata(text: str) -> dict[str, Any]:
-    """The metadata of a row (its ``event_metadata_json``) as a dict."""
-    decoded: dict[str, Any] = msgspec.json.decode(text)
-    return decoded

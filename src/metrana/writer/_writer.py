@@ -375,8 +375,11 @@ class Writer(Closing):
         with self._lock:
             if not count or (not series.declared and not self._declare(series, count)):
                 return
-            first = series.next_step if step is None else step
-            _check_last_step(first, count)
+            if step is None:  # a given step was checked before the lock
+                first = series.next_step
+                _check_last_step(first, count)
+            else:
+                first = step
             record = self._encode((kind, series.id, first, data, timestamp))[1:]
             if self._append(record) or self._full(record, count):
                 self._bulk_extra += count - 1  # (published by the watchdog, with the count)
@@ -399,8 +402,11 @@ class Writer(Closing):
         with self._lock:
             if not checked or (not series.declared and not self._declare(series)):
                 return
-            first = series.next_step if step is None else step
-            _check_last_step(first, len(checked))
+            if step is None:  # a given step was checked before the lock
+                first = series.next_step
+                _check_last_step(first, len(checked))
+            else:
+                first = step
             for offset, value in enumerate(checked):
                 at = first + offset
                 record = encode((POINT, series.id, at, value, timestamp))[1:]
